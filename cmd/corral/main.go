@@ -1,0 +1,34 @@
+// Command corral operates corral's worker pools. See corral(1).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/corral-pool/corral/cmd/corral/cli"
+	"github.com/corral-pool/corral/units"
+)
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, PoolDir: units.Dir, CPUs: runtime.NumCPU(), Version: version}
+	err := cli.Run(ctx, env, os.Args[1:])
+	stop()
+	if err == nil {
+		return
+	}
+	code := cli.ExitInvalid
+	var ee *cli.ExitError
+	if errors.As(err, &ee) {
+		code = ee.Code
+	}
+	fmt.Fprintln(os.Stderr, "corral:", err)
+	os.Exit(code)
+}

@@ -1,0 +1,230 @@
+package units
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Dir is where pool files live on a host: one pool per NAME.toml.
+const Dir = "/etc/corral/pools.d"
+
+// Ext is the suffix of a pool file.
+const Ext = ".toml"
+
+// Balance says how connections are spread over a pool's instances.
+type Balance string
+
+const (
+	// BalanceReusePort gives every instance its own listening socket with
+	// SO_REUSEPORT; the kernel hashes each new connection to one of them.
+	BalanceReusePort Balance = "reuseport"
+	// BalanceShared gives every instance the same listening socket; the
+	// instances compete in accept(2).
+	BalanceShared Balance = "shared"
+)
+
+// Readiness says when systemd considers an instance started.
+type Readiness string
+
+const (
+	// ReadinessSimple: started once the process has been executed
+	// (Type=exec).
+	ReadinessSimple Readiness = "simple"
+	// ReadinessNotify: started once the worker sends READY=1
+	// (Type=notify).
+	ReadinessNotify Readiness = "notify"
+)
+
+// Network says which sockets a worker may open itself.
+type Network string
+
+const (
+	// NetworkNone allows AF_UNIX only (sd_notify, journald) and denies all
+	// IP traffic of sockets the worker creates; the inherited listening
+	// sockets keep working.
+	NetworkNone Network = "none"
+	// NetworkOutbound also allows IPv4/IPv6 sockets, for workers that dial a
+	// database or another service.
+	NetworkOutbound Network = "outbound"
+)
+
+// Listen is one listening address of a pool.
+type Listen struct {
+	// Address is as written in the pool file: "host:port", "[v6]:port",
+	// ":port" or an absolute unix socket path.
+	Address string
+	// Unix is true for a unix stream socket path.
+	Unix bool
+}
+
+// Stream returns the value of systemd's ListenStream= for l.
+func (l Listen) Stream() string {
+	if strings.HasPrefix(l.Address, ":") {
+		return l.Address[1:] // a bare port: every address, IPv4 and IPv6
+	}
+	return l.Address
+}
+
+// Overlaps reports whether l and o cannot both be bound: the same unix
+// path, or the same TCP port where the hosts are equal or one of them is a
+// wildcard address.
+func (l Listen) Overlaps(o Listen) bool {
+	if l.Unix || o.Unix {
+		return l.Unix && o.Unix && l.Address == o.Address
+	}
+	lh, lp, _ := net.SplitHostPort(l.Address)
+	oh, op, _ := net.SplitHostPort(o.Address)
+	if lp != op {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return lh == oh || wild(lh) || wild(oh)
+}
+
+// Restart is a pool's [restart] table: what systemd does when an instance
+// exits on its own.
+type Restart struct {
+	Policy   string        // "on-failure" (default), "always" or "no": Restart=
+	Delay    time.Duration // RestartSec=, default 100ms
+	Burst    int           // StartLimitBurst=, default 5
+	Interval time.Duration // StartLimitIntervalSec=, default 10s
+}
+
+// Sandbox is a pool's [sandbox] table: the loosenings of corral's default
+// hardening. The zero value is not the default; see Parse.
+type Sandbox struct {
+	// WriteExecuteMemory allows memory that is writable and executable,
+	// which JIT compilers (V8, LuaJIT, PyPy…) need. Default true; false adds
+	// MemoryDenyWriteExecute=yes.
+	WriteExecuteMemory bool
+	// Network is NetworkNone (default) or NetworkOutbound.
+	Network Network
+	// WritablePaths become ReadWritePaths=; everything else is read-only.
+	WritablePaths []string
+	// ProtectHome is "yes", "read-only" or "no". Default "yes", or
+	// "read-only" when exec or working_directory lies under /home or /root.
+	ProtectHome string
+}
+
+// Pool is one validated pool file.
+type Pool struct {
+	Name string // from the file name: NAME.toml
+	Path string // the file it was read from
+
+	Exec             []string
+	Listen           []Listen
+	Instances        int // 0 means "auto": one per usable CPU
+	Balance          Balance
+	Readiness        Readiness
+	User             string // "" means a dynamic user (DynamicUser=yes)
+	Group            string
+	Environment      map[string]string
+	WorkingDirectory string
+	MemoryMax        string        // systemd's MemoryMax= value, "" if unset
+	OpenFiles        int           // LimitNOFILE=, 0 if unset
+	StopTimeout      time.Duration // TimeoutStopSec=
+	StartOnBoot      bool
+	Description      string
+	Restart          Restart
+	Sandbox          Sandbox
+}
+
+// Error is one problem found in a pool file, at a position in it when known.
+type Error struct {
+	File string
+	Line int // 1-based; 0 when the position is unknown
+	Col  int
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line == 0 {
+		return e.File + ": " + e.Msg
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+}
+
+// Errors is every problem found in one or more pool files, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Err returns es as an error, or nil if es is empty.
+func (es Errors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// ErrNotPoolFile is returned by NameFromPath for a file that is not NAME.toml.
+var ErrNotPoolFile = errors.New("units: not a pool file (want NAME.toml)")
+
+// NameFromPath returns the pool name of a pool file path.
+func NameFromPath(path string) (string, error) {
+	base := filepath.Base(path)
+	if !strings.HasSuffix(base, Ext) || base == Ext {
+		return "", ErrNotPoolFile
+	}
+	return strings.TrimSuffix(base, Ext), nil
+}
+
+// Load reads and parses the pool file at path. The returned error, if any,
+// is an Errors listing every problem found.
+func Load(path string) (*Pool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Errors{{File: path, Msg: readErrMsg(err)}}
+	}
+	name, err := NameFromPath(path)
+	if err != nil {
+		return nil, Errors{{File: path, Msg: "a pool file must be named NAME.toml, where NAME is the pool's name"}}
+	}
+	return Parse(path, name, data)
+}
+
+func readErrMsg(err error) string {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "no such file"
+	case errors.Is(err, os.ErrPermission):
+		return "permission denied: run as root (sudo)"
+	}
+	return err.Error()
+}
+
+// Parse parses and validates the pool called name from the TOML in data;
+// path is used in error messages. Every problem found is returned, as
+// Errors. Parse does not look at the host (see Check for that).
+func Parse(path, name string, data []byte) (*Pool, error) {
+	p := &parser{file: path, loc: newLocator(data)}
+	var raw map[string]any
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, Errors{{File: path, Line: pe.Position.Line, Col: pe.Position.Col,
+				Msg: "invalid TOML: " + pe.Message}}
+		}
+		return nil, Errors{{File: path, Msg: "invalid TOML: " + err.Error()}}
+	}
+	_ = md
+	pool := p.pool(name, raw)
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	return pool, nil
+}

@@ -1,0 +1,53 @@
+package units
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzParse: no pool file makes Parse panic; a pool it accepts renders, and
+// its ExecStart/Environment lines stay one line each.
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/pools/*.toml")
+	for _, s := range seeds {
+		b, _ := os.ReadFile(s)
+		f.Add(string(b))
+	}
+	f.Add("exec = [\"/bin/x\"]\nlisten = [\":1\"]\n[sandbox]\nnetwork = \"outbound\"")
+	f.Add("exec = [\"/a\\\"b%c$d\"]\nlisten = [\"[::1]:1\", \"/run/x\"]")
+	f.Fuzz(func(t *testing.T, src string) {
+		p, err := Parse("f.toml", "f", []byte(src))
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		for _, file := range Render(p, 2) {
+			for _, line := range strings.Split(string(file.Data), "\n") {
+				if strings.ContainsAny(line, "\r\x00") {
+					t.Fatalf("control character in %s line %q", file.Name, line)
+				}
+			}
+		}
+	})
+}
+
+// FuzzListen: parseListen never panics and accepted addresses are stable.
+func FuzzListen(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:80", "[::1]:443", ":8080", "/run/x.sock", "localhost:1", "[fe80::1%eth0]:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, a string) {
+		l, msg := parseListen(a)
+		if msg != "" {
+			return
+		}
+		l2, msg2 := parseListen(l.Address)
+		if msg2 != "" || l2 != l {
+			t.Fatalf("parseListen(%q) = %+v, but its address parses as %+v %q", a, l, l2, msg2)
+		}
+	})
+}
