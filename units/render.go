@@ -56,6 +56,10 @@ func UnitNames(name string) []string {
 	return []string{name + ".target", name + "@.service", name + ".socket", name + "@.socket", name + ".service"}
 }
 
+// HintCommand is run after every instance stops (ExecStopPost=); see
+// corral(1), `corral hint`.
+const HintCommand = "/usr/bin/corral hint"
+
 type unitWriter struct{ strings.Builder }
 
 func (w *unitWriter) section(name string) {
@@ -143,6 +147,8 @@ func renderService(p *Pool) []byte {
 		w.set("WorkingDirectory", escSpec(p.WorkingDirectory))
 	}
 	w.set("SyslogIdentifier", p.Name+"@%i")
+	// After a failure, one journal line naming the setting to change.
+	w.set("ExecStopPost", "-"+HintCommand)
 	w.set("Restart", p.Restart.Policy)
 	w.set("RestartSec", systemdDuration(p.Restart.Delay))
 	w.set("TimeoutStopSec", systemdDuration(p.StopTimeout))

@@ -54,6 +54,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"validate", "[FILE...]", "check pool files as the generator does (default: every file in the pool directory)", runValidate},
+		{"hint", "", "(run by systemd after a worker stops) say which pool setting stopped it", runHint},
 		{"version", "", "print corral's version", func(_ context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usageError("version takes no arguments")

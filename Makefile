@@ -1,0 +1,61 @@
+# corral: a systemd-native worker pool.
+#
+#   make run     build the .deb and run the demo pool in a throwaway real systemd
+#   make test    every test: static checks, unit tests (-race), short fuzzing,
+#                lintian, and the integration suite in a real systemd
+#   make bench   the benchmarks (docs/benchmarks.md)
+#
+# Everything runs as root on Debian 12; `make deps` installs what is missing.
+
+SHELL := /bin/bash
+GO ?= go
+GOBIN := $(shell $(GO) env GOPATH)/bin
+export PATH := $(PATH):$(GOBIN)
+
+include packaging/deb.mk
+
+FUZZTIME ?= 5s
+INTEGRATION_TIMEOUT ?= 30m
+
+.PHONY: all deps build check unit fuzz integration test run bench clean
+
+all: build
+
+deps:
+	@sh test/install-deps.sh
+
+build:
+	$(GO) build ./...
+
+check: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./test/...
+	staticcheck ./...
+	staticcheck -tags integration ./test/...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# A short run of every fuzz target; `make fuzz FUZZTIME=10m` for a long one.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
+		done; \
+	done
+
+integration: deps deb
+	CORRAL_DEB=$(CURDIR)/$(DEB) $(GO) test -tags integration -count=1 -v -timeout $(INTEGRATION_TIMEOUT) ./test/...
+
+test: check unit fuzz lintian integration
+
+run: deps deb
+	$(GO) run ./test/cmd/corral-sandbox -deb $(DEB)
+
+bench: deps deb
+	bash test/bench/bench.sh $(DEB)
+
+clean: deb-clean

@@ -1,0 +1,203 @@
+//go:build integration
+
+// Package integration tests corral in a real systemd booted in a container,
+// with the real .deb installed by apt, real HTTP clients and real signals.
+// `make integration` builds the .deb and runs it; CORRAL_DEB names the .deb.
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corral-pool/corral/test/sdbox"
+)
+
+// debInBox is where the .deb is copied inside the box.
+const debInBox = "/opt/corral-test/corral.deb"
+
+// box is a booted systemd with corral installed.
+type box struct {
+	*sdbox.Box
+	t *testing.T
+}
+
+// installed boots a box and installs the .deb with apt, as an operator
+// would.
+func installed(t *testing.T) *box {
+	t.Helper()
+	deb := os.Getenv("CORRAL_DEB")
+	if deb == "" {
+		t.Fatal("CORRAL_DEB is not set: run 'make integration', which builds the .deb first")
+	}
+	data, err := os.ReadFile(deb)
+	if err != nil {
+		t.Fatalf("read the .deb: %v (run 'make deb')", err)
+	}
+	b := &box{sdbox.New(t, sdbox.Options{}), t}
+	if err := b.WriteFile(debInBox, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.must("apt-get", "install", "-y", "--no-download", debInBox)
+	return b
+}
+
+// run runs a command in the box and returns its stdout and error.
+func (b *box) run(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, errOut, err := b.Exec(ctx, args...)
+	if err != nil {
+		return out + errOut, err
+	}
+	return out, nil
+}
+
+// must runs a command in the box and fails the test if it fails.
+func (b *box) must(args ...string) string {
+	b.t.Helper()
+	out, err := b.run(args...)
+	if err != nil {
+		b.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// show returns one property of a unit.
+func (b *box) show(unit, prop string) string {
+	out, _ := b.run("systemctl", "show", "-P", prop, unit)
+	return strings.TrimSpace(out)
+}
+
+// writePool installs a pool file and reloads systemd.
+func (b *box) writePool(name, src string) {
+	b.t.Helper()
+	if err := b.WriteFile("/etc/corral/pools.d/"+name+".toml", []byte(src), 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.must("systemctl", "daemon-reload")
+}
+
+// waitFor polls cond until it returns nil or the timeout passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v: %v", what, timeout, err)
+}
+
+// get fetches url on a fresh connection.
+func get(url string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), err
+}
+
+var instanceRE = regexp.MustCompile(`instance (\d+)`)
+
+// instancesSeen makes n requests on fresh connections and returns which
+// instance numbers answered.
+func instancesSeen(t *testing.T, url string, n int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		body, err := get(url)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		m := instanceRE.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("answer without an instance number: %q", body)
+		}
+		seen[m[1]]++
+	}
+	return seen
+}
+
+// loadResult counts what a load run saw.
+type loadResult struct {
+	ok, refused, failed int
+	errs                map[string]int
+}
+
+func (r loadResult) String() string {
+	return fmt.Sprintf("%d ok, %d refused, %d other failures %v", r.ok, r.refused, r.failed, r.errs)
+}
+
+// load sends requests from conc clients on new connections until ctx is
+// done, counting refused connections apart from other failures.
+func load(ctx context.Context, url string, conc int) loadResult {
+	var mu sync.Mutex
+	r := loadResult{errs: map[string]int{}}
+	var wg sync.WaitGroup
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			for ctx.Err() == nil {
+				resp, err := c.Get(url)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %s", resp.Status)
+					}
+				}
+				mu.Lock()
+				switch {
+				case err == nil:
+					r.ok++
+				case errors.Is(err, syscall.ECONNREFUSED):
+					r.refused++
+				default:
+					r.failed++
+					r.errs[errKind(err)]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return r
+}
+
+func errKind(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return err.Error()
+}
