@@ -56,6 +56,6 @@ run: deps deb
 	$(GO) run ./test/cmd/corral-sandbox -deb $(DEB)
 
 bench: deps deb
-	bash test/bench/bench.sh $(DEB)
+	$(GO) run ./test/bench -deb $(DEB)
 
 clean: deb-clean

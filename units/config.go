@@ -46,12 +46,12 @@ const (
 type Network string
 
 const (
-	// NetworkNone allows AF_UNIX only (sd_notify, journald) and denies all
-	// IP traffic of sockets the worker creates; the inherited listening
-	// sockets keep working.
+	// NetworkNone gives the worker a network namespace of its own with
+	// only a loopback device: it serves on the inherited sockets, which
+	// stay in the host's namespace, and reaches no other host.
 	NetworkNone Network = "none"
-	// NetworkOutbound also allows IPv4/IPv6 sockets, for workers that dial a
-	// database or another service.
+	// NetworkOutbound lets the worker share the host's network, for
+	// workers that dial a database or another service.
 	NetworkOutbound Network = "outbound"
 )
 

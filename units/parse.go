@@ -32,7 +32,6 @@ var (
 	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]*[$]?$`)
 	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	memMaxRE  = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?[KMGT]?|[0-9]{1,3}(\.[0-9]+)?%|infinity)$`)
-	modeRE    = regexp.MustCompile(`^0?[0-7]{3}$`)
 	reservedE = []string{"CORRAL_", "LISTEN_", "NOTIFY_SOCKET", "WATCHDOG_"}
 )
 

@@ -64,12 +64,13 @@ func Hardening(p *Pool) []KV {
 	case NetworkOutbound:
 		add("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6")
 	default:
-		// sd_notify and the journal need AF_UNIX; an inherited listener
-		// needs no socket(2) at all.
-		add("RestrictAddressFamilies", "AF_UNIX")
+		// The worker gets a network namespace of its own holding only a
+		// loopback device; a socket inherited from systemd stays in the
+		// host's namespace and keeps serving. IP sockets may still be
+		// created (Python's socketserver makes one before it is handed
+		// fd 3) but reach nothing. AF_UNIX is for sd_notify and journald.
+		add("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6")
 		add("IPAddressDeny", "any")
-		// A socket inherited from systemd stays in the host's network
-		// namespace; the worker itself sees only a loopback device.
 		add("PrivateNetwork", "yes")
 	}
 	add("SystemCallArchitectures", "native")

@@ -48,7 +48,7 @@ func installed(t *testing.T) *box {
 	if err := b.WriteFile(debInBox, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.must("apt-get", "install", "-y", "--no-download", debInBox)
+	b.must("apt-get", "install", "-y", debInBox)
 	return b
 }
 

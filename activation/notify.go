@@ -1,0 +1,129 @@
+package activation
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+)
+
+// Notify sends state to the service manager over the socket named by
+// NOTIFY_SOCKET, as sd_notify(3) does: one datagram of newline-separated
+// assignments such as "READY=1" or "STATUS=draining".
+//
+// When NOTIFY_SOCKET is unset or empty, Notify does nothing and returns nil:
+// the process runs by hand, or under a unit that is not Type=notify (a pool
+// with readiness = "simple"). Callers need not check for that case. Notify
+// leaves NOTIFY_SOCKET set for later messages; with NotifyAccess=main, which
+// corral sets, systemd ignores messages from child processes anyway.
+//
+// NOTIFY_SOCKET must be an absolute path or an abstract socket name starting
+// with "@". Notify gives up when ctx is done, and returns an error naming the
+// message if the socket cannot be reached or written. It is safe for
+// concurrent use.
+func Notify(ctx context.Context, state string) error {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return nil
+	}
+	if err := notify(ctx, addr, state); err != nil {
+		msg, _, _ := strings.Cut(state, "\n")
+		return fmt.Errorf("activation: notify %s: %w", msg, err)
+	}
+	return nil
+}
+
+func notify(ctx context.Context, addr, state string) error {
+	if !strings.HasPrefix(addr, "/") && !strings.HasPrefix(addr, "@") {
+		return fmt.Errorf("NOTIFY_SOCKET=%q: want an absolute path or an @abstract name", addr)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unixgram", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// A datagram socket blocks while the receiver's queue is full.
+	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Now()) })
+	defer stop()
+	if _, err := conn.Write([]byte(state)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
+
+// Ready sends READY=1: the process has started and serves. With a pool's
+// readiness = "notify", systemd considers the instance started only then.
+// See Notify for the case without NOTIFY_SOCKET and for errors.
+func Ready(ctx context.Context) error {
+	return Notify(ctx, sddaemon.SdNotifyReady)
+}
+
+// Stopping sends STOPPING=1: the process has begun to stop.
+// See Notify for the case without NOTIFY_SOCKET and for errors.
+func Stopping(ctx context.Context) error {
+	return Notify(ctx, sddaemon.SdNotifyStopping)
+}
+
+// Status sends STATUS=s, a one-line description of the process's state
+// that `systemctl status` shows. Newlines in s become spaces, since each
+// line of a message is one assignment.
+// See Notify for the case without NOTIFY_SOCKET and for errors.
+func Status(ctx context.Context, s string) error {
+	return Notify(ctx, "STATUS="+oneLine(s))
+}
+
+func oneLine(s string) string {
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+// Watchdog sends WATCHDOG=1, which resets the unit's watchdog timer
+// (WatchdogSec=). RunWatchdog sends it on time.
+// See Notify for the case without NOTIFY_SOCKET and for errors.
+func Watchdog(ctx context.Context) error {
+	return Notify(ctx, sddaemon.SdNotifyWatchdog)
+}
+
+// RunWatchdog keeps the unit's watchdog fed until ctx is done: when
+// WATCHDOG_USEC is set (and WATCHDOG_PID, if set, is this process's pid) it
+// sends WATCHDOG=1 at once and then every half of that interval. It blocks;
+// run it in its own goroutine.
+//
+// RunWatchdog returns nil at once when the watchdog is not enabled for the
+// process, and nil when ctx is done. It returns an error when
+// WATCHDOG_USEC or WATCHDOG_PID is malformed or a message cannot be sent;
+// the service manager then kills the process when the interval passes.
+func RunWatchdog(ctx context.Context) error {
+	interval, err := sddaemon.SdWatchdogEnabled(false)
+	if err != nil {
+		return fmt.Errorf("activation: watchdog: %w", err)
+	}
+	if interval <= 0 {
+		return nil
+	}
+	t := time.NewTicker(max(interval/2, time.Millisecond))
+	defer t.Stop()
+	for {
+		if err := Watchdog(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package activation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrDrainTimeout is returned, wrapped, by Serve when in-flight requests did
+// not finish before the drain deadline and their connections were closed.
+var ErrDrainTimeout = errors.New("drain timed out")
+
+// ServeOptions configures Serve. The zero value is ready to use: it stops on
+// SIGTERM or SIGINT and drains within the pool's stop timeout.
+type ServeOptions struct {
+	// Signals start a graceful stop, like the cancellation of ctx. Nil means
+	// SIGTERM (what systemd sends) and SIGINT (Ctrl-C). A non-nil empty slice
+	// means no signal: only ctx stops Serve, and the caller handles signals.
+	// Serve stops catching the signals once the stop has begun, so a second
+	// one takes its default action and kills the process.
+	Signals []os.Signal
+
+	// StopTimeout is the time the process has to stop once asked to, past
+	// which the service manager kills it. Zero means StopTimeout(): the
+	// pool's CORRAL_STOP_TIMEOUT, by default 30s. Serve drains within a bit
+	// less: see Serve.
+	StopTimeout time.Duration
+}
+
+// Serve serves HTTP with srv until SIGTERM or SIGINT or the end of ctx, then
+// drains gracefully. It is ServeOptions{}.Serve: see there.
+func Serve(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
+	return ServeOptions{}.Serve(ctx, srv, ls...)
+}
+
+// Serve serves HTTP with srv on the listeners ls, or, if ls is empty, on
+// every inherited listener (AllListeners), until one of o.Signals arrives or
+// ctx is done. Then it drains:
+//
+//  1. It sends STOPPING=1 and stops accepting: it closes the listeners. The
+//     service manager keeps its own copy of each socket, so other instances
+//     go on accepting and new connections wait in the kernel's queue.
+//  2. It turns keep-alives off, so responses still being written carry
+//     "Connection: close", and closes idle keep-alive connections.
+//  3. It waits for in-flight requests to finish (http.Server.Shutdown).
+//
+// The drain has until o.StopTimeout minus a safety margin, 10% of it or 1s,
+// whichever is smaller (29s of 30s, 4.5s of 5s), so that the process exits
+// before the service manager kills it. At that deadline Serve closes the
+// remaining connections (http.Server.Close) and returns an error wrapping
+// ErrDrainTimeout that says how many there were. Serve does not wait for
+// handlers to return after that, nor for hijacked connections ever.
+//
+// Once it serves, Serve sends READY=1 (with STATUS= naming the addresses).
+// If that fails, it drains at once and returns the error. Without
+// NOTIFY_SOCKET the messages are skipped (see Notify).
+//
+// Serve returns nil after a complete drain, whether a signal or ctx started
+// it. It returns an error when it has nothing to serve on (wrapping
+// ErrNoListener), when an inherited fd is not a listener (ErrNotListener),
+// when accepting on a listener fails, or when a message to the service
+// manager fails; after an accept error it also drains first. In every case
+// it has closed all the listeners and stopped srv by the time it returns.
+//
+// Serve takes over srv: it sets srv.ConnState, calling any hook already set,
+// and turns srv's keep-alives off when the drain begins. srv must not be
+// serving yet and, as any http.Server after Shutdown, cannot serve again.
+// For TLS, wrap the listeners with tls.NewListener.
+func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
+	if len(ls) == 0 {
+		var err error
+		ls, err = AllListeners()
+		if err != nil {
+			closeAll(ls)
+			return err
+		}
+		if len(ls) == 0 {
+			in, _ := inherited()
+			return fmt.Errorf("activation: serve: %w (%s); pass listeners to Serve or run it under a socket unit", ErrNoListener, in.reason)
+		}
+	}
+	defer closeAll(ls)
+
+	stop := o.StopTimeout
+	if stop <= 0 {
+		stop = StopTimeout()
+	}
+	budget := drainBudget(stop)
+
+	conns := &connTracker{states: make(map[net.Conn]http.ConnState)}
+	hook := srv.ConnState
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		conns.set(c, s)
+		if hook != nil {
+			hook(c, s)
+		}
+	}
+
+	stopCtx, stopSignals := ctx, context.CancelFunc(func() {})
+	sigs := o.Signals
+	if sigs == nil {
+		sigs = []os.Signal{syscall.SIGTERM, os.Interrupt}
+	}
+	if len(sigs) > 0 {
+		stopCtx, stopSignals = signal.NotifyContext(ctx, sigs...)
+	}
+	defer stopSignals()
+
+	errc := make(chan error, len(ls))
+	addrs := make([]string, len(ls))
+	for i, l := range ls {
+		addrs[i] = l.Addr().Network() + " " + l.Addr().String()
+		go func() {
+			err := srv.Serve(l)
+			if err == nil || errors.Is(err, http.ErrServerClosed) {
+				errc <- nil
+				return
+			}
+			errc <- fmt.Errorf("activation: serve on %s: %w", addrs[i], err)
+		}()
+	}
+	running := len(ls)
+
+	var errs []error
+	// A READY=1 that fails because ctx ended is no error: the stop is due.
+	if err := Notify(ctx, "READY=1\nSTATUS=serving on "+strings.Join(addrs, ", ")); err != nil && ctx.Err() == nil {
+		errs = append(errs, err)
+	} else {
+		select {
+		case <-stopCtx.Done():
+		case err := <-errc:
+			running--
+			errs = append(errs, err)
+		}
+	}
+	stopSignals()
+
+	// The drain runs on its own clock: ctx may be what asked for it.
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+	defer cancel()
+	srv.SetKeepAlivesEnabled(false)
+	errs = append(errs, Notify(drainCtx, fmt.Sprintf("STOPPING=1\nSTATUS=draining, up to %v", budget)))
+	if err := srv.Shutdown(drainCtx); err != nil {
+		if drainCtx.Err() == nil {
+			errs = append(errs, fmt.Errorf("activation: shutdown: %w", err))
+		} else {
+			n := conns.open()
+			srv.Close()
+			errs = append(errs, fmt.Errorf("activation: %w after %v: closed %d connection(s) still open", ErrDrainTimeout, budget, n))
+		}
+	}
+	for ; running > 0; running-- {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+// drainBudget is how long Serve may drain when the process has stop to
+// stop: stop less 10% of it or 1s, whichever is smaller.
+func drainBudget(stop time.Duration) time.Duration {
+	return stop - min(stop/10, time.Second)
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// connTracker follows the connections of an http.Server through its
+// ConnState hook.
+type connTracker struct {
+	mu     sync.Mutex
+	states map[net.Conn]http.ConnState
+}
+
+func (t *connTracker) set(c net.Conn, s http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch s {
+	case http.StateClosed, http.StateHijacked:
+		delete(t.states, c)
+	default:
+		t.states[c] = s
+	}
+}
+
+// open returns the number of connections the server still holds.
+func (t *connTracker) open() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.states)
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corral-pool/corral/activation"
+)
+
+// maxBurn caps /cpu?ms=N.
+const maxBurn = 10000
+
+// config is what the command line sets.
+type config struct {
+	// Listen is the address to listen on when the process inherits no
+	// socket; "" means none.
+	Listen string
+}
+
+// A configError is a usage or configuration error: restarting the worker
+// does not fix it.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+func configErrorf(format string, args ...any) error {
+	return &configError{fmt.Errorf(format, args...)}
+}
+
+// run serves until SIGTERM or SIGINT, or the end of ctx, and drains. It logs
+// a line to stderr when it starts serving and when it has drained.
+func run(ctx context.Context, cfg config, stderr io.Writer) error {
+	instance, err := activation.Instance()
+	if err != nil && !errors.Is(err, activation.ErrNoInstance) {
+		return &configError{err}
+	}
+	ls, err := activation.AllListeners()
+	if err != nil {
+		closeAll(ls)
+		if errors.Is(err, activation.ErrNotListener) {
+			return &configError{err}
+		}
+		return err
+	}
+	switch {
+	case len(ls) > 0 && cfg.Listen != "":
+		closeAll(ls)
+		return configErrorf("-listen %s: the process also inherited sockets from systemd; drop -listen", cfg.Listen)
+	case len(ls) == 0 && cfg.Listen == "":
+		return configErrorf("no socket to serve on: run me under corral (systemctl start app.target) or pass -listen 127.0.0.1:8080")
+	case len(ls) == 0:
+		l, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return configErrorf("-listen: %w", err)
+		}
+		ls = append(ls, l)
+	}
+
+	pid := os.Getpid()
+	srv := &http.Server{Handler: newHandler(instance, pid), ReadHeaderTimeout: 10 * time.Second}
+	addrs := make([]string, len(ls))
+	for i, l := range ls {
+		addrs[i] = l.Addr().Network() + " " + l.Addr().String()
+	}
+	fmt.Fprintf(stderr, "serving on %s as instance %d, pid %d, GOMAXPROCS %d\n",
+		strings.Join(addrs, ", "), instance, pid, runtime.GOMAXPROCS(0))
+	if err := activation.Serve(ctx, srv, ls...); err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "stopped: drained cleanly")
+	return nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// newHandler serves the demo's routes for the given instance and pid.
+func newHandler(instance, pid int) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		text(w)
+		fmt.Fprintf(w, "hello from instance %d, pid %d\n", instance, pid)
+	})
+	mux.HandleFunc("GET /cpu", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := parseMS(r.URL.Query().Get("ms"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !burn(r.Context(), time.Duration(ms)*time.Millisecond) {
+			return // the client has gone
+		}
+		text(w)
+		fmt.Fprintf(w, "burned %d ms on instance %d, pid %d\n", ms, instance, pid)
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		text(w)
+		io.WriteString(w, "ok\n")
+	})
+	return mux
+}
+
+func text(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+}
+
+// parseMS parses the ms parameter of /cpu: a whole number from 0 to maxBurn.
+func parseMS(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > maxBurn {
+		return 0, fmt.Errorf("bad ms=%q: want /cpu?ms=N with N a whole number of milliseconds from 0 to %d", s, maxBurn)
+	}
+	return n, nil
+}
+
+// burn keeps a CPU busy hashing for d of wall time. It returns false if ctx
+// ends first. Unlike Node's event loop, Go preempts the burning goroutine,
+// so a busy instance still answers other requests, only slower.
+func burn(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	var sum [sha256.Size]byte
+	for time.Now().Before(deadline) {
+		for range 1000 {
+			sum = sha256.Sum256(sum[:])
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// With CORRAL_DEMO_TEST_MAIN=1 the test binary is corral-demo itself: the
+// end-to-end tests re-execute it as the worker.
+func TestMain(m *testing.M) {
+	if os.Getenv("CORRAL_DEMO_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func TestHandler(t *testing.T) {
+	const badMS = "want /cpu?ms=N with N a whole number of milliseconds from 0 to 10000\n"
+	tests := []struct {
+		method, target string
+		wantStatus     int
+		wantBody       string // "" to skip the check
+		minTime        time.Duration
+	}{
+		{"GET", "/", 200, "hello from instance 3, pid 42\n", 0},
+		{"HEAD", "/", 200, "", 0},
+		{"GET", "/health", 200, "ok\n", 0},
+		{"GET", "/cpu?ms=0", 200, "burned 0 ms on instance 3, pid 42\n", 0},
+		{"GET", "/cpu?ms=30", 200, "burned 30 ms on instance 3, pid 42\n", 30 * time.Millisecond},
+		{"GET", "/cpu", 400, `bad ms="": ` + badMS, 0},
+		{"GET", "/cpu?ms=abc", 400, `bad ms="abc": ` + badMS, 0},
+		{"GET", "/cpu?ms=-1", 400, `bad ms="-1": ` + badMS, 0},
+		{"GET", "/cpu?ms=10001", 400, `bad ms="10001": ` + badMS, 0},
+		{"GET", "/cpu?ms=1.5", 400, `bad ms="1.5": ` + badMS, 0},
+		{"POST", "/", 405, "", 0},
+		{"GET", "/nope", 404, "", 0},
+	}
+	h := newHandler(3, 42)
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			start := time.Now()
+			h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, nil))
+			took := time.Since(start)
+			if rec.Code != tt.wantStatus || (tt.wantBody != "" && rec.Body.String() != tt.wantBody) {
+				t.Errorf("%s %s\n got: %d %q\nwant: %d %q", tt.method, tt.target, rec.Code, rec.Body.String(), tt.wantStatus, tt.wantBody)
+			}
+			if took < tt.minTime {
+				t.Errorf("%s %s took %v, want at least %v of burning", tt.method, tt.target, took, tt.minTime)
+			}
+			if ct := rec.Header().Get("Content-Type"); rec.Code < 300 && ct != "text/plain; charset=utf-8" {
+				t.Errorf("%s %s Content-Type %q, want text/plain; charset=utf-8", tt.method, tt.target, ct)
+			}
+		})
+	}
+}
+
+func FuzzParseMS(f *testing.F) {
+	for _, s := range []string{"", "0", "10000", "10001", "-1", "+5", "1e3", "007"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseMS(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("parseMS(%q) error %q is not one line", s, err)
+			}
+			return
+		}
+		if n < 0 || n > maxBurn {
+			t.Fatalf("parseMS(%q) = %d, out of 0..%d", s, n, maxBurn)
+		}
+	})
+}
+
+func TestBurnStopsWhenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	start := time.Now()
+	if burn(ctx, 10*time.Second) {
+		t.Error("burn with a cancelled context = true, want false")
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("burn with a cancelled context took %v", took)
+	}
+}
+
+// worker is corral-demo running as a process of its own.
+type worker struct {
+	cmd   *exec.Cmd
+	lines chan string // its stderr, line by line; closed at EOF
+}
+
+// startWorker runs the test binary as corral-demo with args, fds 3, 4, … from
+// files, and env on top of the test's environment without GOMAXPROCS and the
+// CORRAL_ and LISTEN_ variables. Like systemd, it sets LISTEN_PID to the
+// worker's pid when it passes files.
+func startWorker(t *testing.T, files []*os.File, env []string, args ...string) *worker {
+	t.Helper()
+	var cmd *exec.Cmd
+	if len(files) > 0 {
+		script := `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`
+		cmd = exec.CommandContext(t.Context(), "/bin/sh", append([]string{"-c", script, os.Args[0]}, args...)...)
+	} else {
+		cmd = exec.CommandContext(t.Context(), os.Args[0], args...)
+	}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "GOMAXPROCS" && k != "NOTIFY_SOCKET" && !strings.HasPrefix(k, "CORRAL_") && !strings.HasPrefix(k, "LISTEN_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "CORRAL_DEMO_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.ExtraFiles = files
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{cmd: cmd, lines: make(chan string, 16)}
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			w.lines <- s.Text()
+		}
+		close(w.lines)
+	}()
+	return w
+}
+
+// line returns the worker's next line of stderr, or "" at EOF.
+func (w *worker) line(t *testing.T) string {
+	t.Helper()
+	select {
+	case l := <-w.lines:
+		return l
+	case <-time.After(10 * time.Second):
+		t.Fatal("no line from the worker in 10s")
+		return ""
+	}
+}
+
+// wait returns the worker's exit status once it has written its last line.
+func (w *worker) wait(t *testing.T) int {
+	t.Helper()
+	for range w.lines {
+	}
+	err := w.cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee) && ee.Exited():
+		return ee.ExitCode()
+	default:
+		t.Fatalf("worker: %v", err)
+		return -1
+	}
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %q %v, want 200", url, resp.StatusCode, b, err)
+	}
+	return string(b)
+}
+
+// TestUnderCorral runs the worker as corral's units do: an inherited
+// listener, CORRAL_* and NOTIFY_SOCKET, stopped with SIGTERM.
+func TestUnderCorral(t *testing.T) {
+	tests := []struct {
+		name       string
+		gomaxprocs string // GOMAXPROCS in the environment; "" for none
+		want       int    // GOMAXPROCS the worker runs with
+	}{
+		{name: "one core", want: 1},
+		{name: "operator's GOMAXPROCS", gomaxprocs: "2", want: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			notifyPath := filepath.Join(t.TempDir(), "notify")
+			notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer notify.Close()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			f, err := l.(*net.TCPListener).File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+
+			env := []string{"LISTEN_FDS=1", "LISTEN_FDNAMES=app", "CORRAL_POOL=app", "CORRAL_INSTANCE=3",
+				"CORRAL_STOP_TIMEOUT=5s", "NOTIFY_SOCKET=" + notifyPath}
+			if tt.gomaxprocs != "" {
+				env = append(env, "GOMAXPROCS="+tt.gomaxprocs)
+			}
+			w := startWorker(t, []*os.File{f}, env)
+			pid := w.cmd.Process.Pid
+
+			want := fmt.Sprintf("serving on tcp %s as instance 3, pid %d, GOMAXPROCS %d", l.Addr(), pid, tt.want)
+			if got := w.line(t); got != want {
+				t.Errorf("first line\n got: %q\nwant: %q", got, want)
+			}
+			buf := make([]byte, 512)
+			notify.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := notify.Read(buf)
+			if err != nil || !strings.HasPrefix(string(buf[:n]), "READY=1\n") {
+				t.Fatalf("first message on NOTIFY_SOCKET %q, %v; want READY=1", buf[:n], err)
+			}
+
+			base := "http://" + l.Addr().String()
+			for path, want := range map[string]string{
+				"/":           fmt.Sprintf("hello from instance 3, pid %d\n", pid),
+				"/cpu?ms=50":  fmt.Sprintf("burned 50 ms on instance 3, pid %d\n", pid),
+				"/health":     "ok\n",
+				"/cpu?ms=0":   fmt.Sprintf("burned 0 ms on instance 3, pid %d\n", pid),
+				"/?unrelated": fmt.Sprintf("hello from instance 3, pid %d\n", pid),
+			} {
+				if got := getBody(t, base+path); got != want {
+					t.Errorf("GET %s\n got: %q\nwant: %q", path, got, want)
+				}
+			}
+
+			if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := w.line(t), "stopped: drained cleanly"; got != want {
+				t.Errorf("last line %q, want %q", got, want)
+			}
+			if code := w.wait(t); code != exitOK {
+				t.Errorf("exit status %d, want %d", code, exitOK)
+			}
+		})
+	}
+}
+
+// TestByHand runs the worker without corral, on -listen.
+func TestByHand(t *testing.T) {
+	w := startWorker(t, nil, nil, "-listen", "127.0.0.1:0")
+	first := w.line(t)
+	m := regexp.MustCompile(`^serving on tcp (127\.0\.0\.1:\d+) as instance 0, pid (\d+), GOMAXPROCS 1$`).FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("first line %q, want serving on tcp 127.0.0.1:PORT as instance 0, pid P, GOMAXPROCS 1", first)
+	}
+	if got, want := getBody(t, "http://"+m[1]+"/"), "hello from instance 0, pid "+m[2]+"\n"; got != want {
+		t.Errorf("GET /\n got: %q\nwant: %q", got, want)
+	}
+	if pid, _ := strconv.Atoi(m[2]); pid != w.cmd.Process.Pid {
+		t.Errorf("logged pid %d, want %d", pid, w.cmd.Process.Pid)
+	}
+	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.line(t), "stopped: drained cleanly"; got != want {
+		t.Errorf("last line %q, want %q", got, want)
+	}
+	if code := w.wait(t); code != exitOK {
+		t.Errorf("exit status %d, want %d", code, exitOK)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	tests := []struct {
+		name  string
+		files []*os.File
+		env   []string
+		args  []string
+		want  string // the one line on stderr
+	}{
+		{
+			name: "nothing to serve on",
+			want: "corral-demo: no socket to serve on: run me under corral (systemctl start app.target) or pass -listen 127.0.0.1:8080",
+		},
+		{
+			name:  "-listen and inherited sockets",
+			files: []*os.File{f},
+			env:   []string{"LISTEN_FDS=1", "LISTEN_FDNAMES=app"},
+			args:  []string{"-listen", "127.0.0.1:0"},
+			want:  "corral-demo: -listen 127.0.0.1:0: the process also inherited sockets from systemd; drop -listen",
+		},
+		{
+			name: "bad instance",
+			env:  []string{"CORRAL_INSTANCE=first"},
+			args: []string{"-listen", "127.0.0.1:0"},
+			want: `corral-demo: activation: CORRAL_INSTANCE="first": want an instance number from 1 up`,
+		},
+		{
+			name: "bad -listen",
+			args: []string{"-listen", "nowhere"},
+			want: "corral-demo: -listen: listen tcp: address nowhere: missing port in address",
+		},
+		{
+			name: "argument",
+			args: []string{"serve"},
+			want: `corral-demo: unexpected argument "serve"; see corral-demo -h`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := startWorker(t, tt.files, tt.env, tt.args...)
+			var lines []string
+			for l := range w.lines {
+				lines = append(lines, l)
+			}
+			if code := w.wait(t); code != exitConfig {
+				t.Errorf("exit status %d, want %d", code, exitConfig)
+			}
+			if len(lines) != 1 || lines[0] != tt.want {
+				t.Errorf("stderr\n got: %q\nwant: %q", lines, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,68 @@
+// Command corral-demo is the worker of corral's demo pool, app: the classic
+// Node.js cluster demo server, written on package activation.
+//
+//	GET /           hello from instance N, pid P
+//	GET /cpu?ms=N   burns N ms (0 to 10000) of CPU, then says so
+//	GET /health     ok
+//
+// Under corral it serves on every socket it inherits, whatever its name,
+// sends READY=1 once serving, and on SIGTERM stops accepting and finishes
+// in-flight requests within CORRAL_STOP_TIMEOUT. Run by hand, it needs an
+// address:
+//
+//	corral-demo -listen 127.0.0.1:8080
+//
+// It logs one line to stderr when it starts serving and one when it stops.
+//
+// Exit status: 0 after a clean drain, 1 on an error, 2 on a usage or
+// configuration error, which restarting does not fix.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+)
+
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitConfig = 2
+)
+
+func main() {
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: corral-demo [-listen host:port]\n\n"+
+			"Under corral the demo serves on the sockets it inherits; run by hand it needs -listen.\n\n")
+		flag.PrintDefaults()
+	}
+	listen := flag.String("listen", "", "`address` to listen on when no socket is inherited, such as 127.0.0.1:8080")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "corral-demo: unexpected argument %q; see corral-demo -h\n", flag.Arg(0))
+		os.Exit(exitConfig)
+	}
+
+	// One core per instance, like the single-threaded Node process this demo
+	// mirrors: the pool, not the process, spreads work over the cores, with
+	// one instance per core ("instances = auto"). Pinning instances with
+	// CPUAffinity= instead would fight the kernel's scheduler as soon as
+	// there are more instances than cores. An operator who wants otherwise
+	// sets GOMAXPROCS in the pool's environment.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+
+	err := run(context.Background(), config{Listen: *listen}, os.Stderr)
+	if err == nil {
+		os.Exit(exitOK)
+	}
+	fmt.Fprintf(os.Stderr, "corral-demo: %v\n", err)
+	if errors.As(err, new(*configError)) {
+		os.Exit(exitConfig)
+	}
+	os.Exit(exitError)
+}

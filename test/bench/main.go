@@ -1,0 +1,184 @@
+// Command bench measures the demo pool's /cpu route under wrk: one instance
+// against one instance per core, in a throwaway real systemd with the .deb
+// installed. `make bench` runs it; docs/benchmarks.md has its results.
+//
+//	go run ./test/bench -deb dist/corral_0.1.0_amd64.deb [-d 10s] [-c 100] [-ms 5]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/corral-pool/corral/test/sdbox"
+)
+
+func main() {
+	deb := flag.String("deb", "", "the corral .deb to install (required)")
+	dur := flag.Duration("d", 10*time.Second, "duration of each wrk run")
+	conns := flag.Int("c", 100, "wrk connections")
+	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *deb, *dur, *conns, *ms); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	rps           float64
+	p50, p99      time.Duration
+	errors, total int
+}
+
+func run(ctx context.Context, deb string, dur time.Duration, conns, ms int) error {
+	if deb == "" {
+		return errors.New("-deb is required: run 'make bench'")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk not found: apt-get install wrk")
+	}
+	data, err := os.ReadFile(deb)
+	if err != nil {
+		return err
+	}
+	bootCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	box, err := sdbox.Boot(bootCtx, sdbox.Options{})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer box.Close()
+	sh := func(args ...string) error {
+		c, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		_, stderr, err := box.Exec(c, args...)
+		if err != nil {
+			return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, stderr)
+		}
+		return nil
+	}
+	if err := box.WriteFile("/opt/corral-bench/corral.deb", data, 0o644); err != nil {
+		return err
+	}
+	if err := sh("apt-get", "install", "-y", "/opt/corral-bench/corral.deb"); err != nil {
+		return err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:8080/cpu?ms=%d", ms)
+	cores := runtime.NumCPU()
+
+	measure := func(units ...string) (result, error) {
+		if err := sh(append([]string{"systemctl", "start"}, units...)...); err != nil {
+			return result{}, err
+		}
+		if err := waitHTTP(ctx, url); err != nil {
+			return result{}, err
+		}
+		// Warm up, then measure.
+		if _, err := wrk(ctx, url, conns, 2*time.Second); err != nil {
+			return result{}, err
+		}
+		r, err := wrk(ctx, url, conns, dur)
+		if err2 := sh("systemctl", "stop", "app.target", "app@*.service"); err2 != nil && err == nil {
+			err = err2
+		}
+		return r, err
+	}
+	one, err := measure("app@1.service")
+	if err != nil {
+		return err
+	}
+	var all []string
+	for i := 1; i <= cores; i++ {
+		all = append(all, fmt.Sprintf("app@%d.service", i))
+	}
+	many, err := measure(all...)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("corral demo pool, GET /cpu?ms=%d, wrk -t1 -c%d -d%s --latency on 127.0.0.1, %d cores, %s\n\n", ms, conns, dur, cores, time.Now().Format("2006-01-02"))
+	fmt.Printf("| instances | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n")
+	fmt.Printf("| 1 | %.0f | %v | %v | %d |\n", one.rps, one.p50, one.p99, one.errors)
+	fmt.Printf("| %d (one per core) | %.0f | %v | %v | %d |\n", cores, many.rps, many.p50, many.p99, many.errors)
+	fmt.Printf("\nratio %d instances / 1 instance: %.2fx\n", cores, many.rps/one.rps)
+	return nil
+}
+
+func waitHTTP(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s does not answer", url)
+}
+
+var (
+	rpsRE    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	pctRE    = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)`)
+	totalRE  = regexp.MustCompile(`(\d+) requests in`)
+	sockErrs = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	non2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+func wrk(ctx context.Context, url string, conns int, dur time.Duration) (result, error) {
+	c, cancel := context.WithTimeout(ctx, dur+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(c, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+dur.String(), "--timeout", "10s", "--latency", url).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %w: %s", err, out)
+	}
+	return parseWrk(string(out))
+}
+
+func parseWrk(out string) (result, error) {
+	var r result
+	m := rpsRE.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
+	}
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	for _, p := range pctRE.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(p[2], 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[p[3]]
+		d := time.Duration(v * float64(unit)).Round(100 * time.Microsecond)
+		if p[1] == "50" {
+			r.p50 = d
+		} else {
+			r.p99 = d
+		}
+	}
+	if m := totalRE.FindStringSubmatch(out); m != nil {
+		r.total, _ = strconv.Atoi(m[1])
+	}
+	if m := sockErrs.FindStringSubmatch(out); m != nil {
+		for _, s := range m[1:] {
+			n, _ := strconv.Atoi(s)
+			r.errors += n
+		}
+	}
+	if m := non2xx.FindStringSubmatch(out); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		r.errors += n
+	}
+	return r, nil
+}
