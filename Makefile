@@ -47,8 +47,15 @@ fuzz:
 		done; \
 	done
 
-integration: deps deb
-	CORRAL_DEB=$(CURDIR)/$(DEB) $(GO) test -tags integration -count=1 -v -timeout $(INTEGRATION_TIMEOUT) ./test/...
+# The upgrade test installs a second build with a higher version over the first.
+NEXT_VERSION := $(VERSION).1
+NEXT_DEB := dist/corral_$(NEXT_VERSION)_amd64.deb
+
+integration: deps
+	$(MAKE) deb VERSION=$(NEXT_VERSION)
+	$(MAKE) deb
+	CORRAL_DEB=$(CURDIR)/$(DEB) CORRAL_DEB_NEXT=$(CURDIR)/$(NEXT_DEB) \
+		$(GO) test -tags integration -count=1 -v -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
 test: check unit fuzz lintian integration
 

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -45,12 +46,17 @@ func Serve(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
 // every inherited listener (AllListeners), until one of o.Signals arrives or
 // ctx is done. Then it drains:
 //
-//  1. It sends STOPPING=1 and stops accepting: it closes the listeners. The
-//     service manager keeps its own copy of each socket, so other instances
-//     go on accepting and new connections wait in the kernel's queue.
-//  2. It turns keep-alives off, so responses still being written carry
-//     "Connection: close", and closes idle keep-alive connections.
-//  3. It waits for in-flight requests to finish (http.Server.Shutdown).
+//  1. It sends STOPPING=1, turns keep-alives off, so responses still being
+//     written carry "Connection: close", and closes idle keep-alive
+//     connections.
+//  2. It stops accepting: it closes the listeners. The service manager keeps
+//     its own copy of each socket, so other instances go on accepting and new
+//     connections wait in the kernel's queue.
+//  3. It waits, up to a second, until every connection it accepted has sent
+//     its first request. http.Server.Shutdown drops a request that it reads
+//     after the shutdown began, without an answer: a client that connected
+//     just before the stop would see its connection closed.
+//  4. It waits for in-flight requests to finish (http.Server.Shutdown).
 //
 // The drain has until o.StopTimeout minus a safety margin, 10% of it or 1s,
 // whichever is smaller (29s of 30s, 4.5s of 5s), so that the process exits
@@ -114,13 +120,14 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 	}
 	defer stopSignals()
 
+	var closing atomic.Bool // Serve closes the listeners itself
 	errc := make(chan error, len(ls))
 	addrs := make([]string, len(ls))
 	for i, l := range ls {
 		addrs[i] = l.Addr().Network() + " " + l.Addr().String()
 		go func() {
 			err := srv.Serve(l)
-			if err == nil || errors.Is(err, http.ErrServerClosed) {
+			if err == nil || errors.Is(err, http.ErrServerClosed) || closing.Load() && errors.Is(err, net.ErrClosed) {
 				errc <- nil
 				return
 			}
@@ -148,6 +155,24 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 	defer cancel()
 	srv.SetKeepAlivesEnabled(false)
 	errs = append(errs, Notify(drainCtx, fmt.Sprintf("STOPPING=1\nSTATUS=draining, up to %v", budget)))
+
+	// Stop accepting, and let every accepted connection deliver its first
+	// request before Shutdown, which would drop it unanswered.
+	closing.Store(true)
+	closeAll(ls)
+	for waiting := true; waiting && running > 0; {
+		select {
+		case err := <-errc: // every connection it accepted is tracked now
+			running--
+			errs = append(errs, err)
+		case <-drainCtx.Done():
+			waiting = false
+		}
+	}
+	settleCtx, settled := context.WithTimeout(drainCtx, newConnGrace)
+	conns.waitNoneNew(settleCtx)
+	settled()
+
 	if err := srv.Shutdown(drainCtx); err != nil {
 		if drainCtx.Err() == nil {
 			errs = append(errs, fmt.Errorf("activation: shutdown: %w", err))
@@ -162,6 +187,10 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 	}
 	return errors.Join(errs...)
 }
+
+// newConnGrace bounds how long a drain waits for accepted connections to
+// send their first request.
+const newConnGrace = time.Second
 
 // drainBudget is how long Serve may drain when the process has stop to
 // stop: stop less 10% of it or 1s, whichever is smaller.
@@ -191,6 +220,32 @@ func (t *connTracker) set(c net.Conn, s http.ConnState) {
 	default:
 		t.states[c] = s
 	}
+}
+
+// waitNoneNew returns once no connection is in StateNew (accepted, no
+// request read yet), or when ctx is done.
+func (t *connTracker) waitNoneNew(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for t.count(http.StateNew) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (t *connTracker) count(s http.ConnState) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, st := range t.states {
+		if st == s {
+			n++
+		}
+	}
+	return n
 }
 
 // open returns the number of connections the server still holds.

@@ -400,3 +400,50 @@ func TestHelperServeSIGTERM(t *testing.T) {
 		})
 	}
 }
+
+// TestServeAnswersConnectionAcceptedBeforeStop: a client that connected
+// before the stop but sends its request after the drain began is answered,
+// not dropped (http.Server.Shutdown alone closes such a connection without
+// a response, which clients see as EOF).
+func TestServeAnswersConnectionAcceptedBeforeStop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{}, 1)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				accepted <- struct{}{}
+			}
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeOptions{Signals: noSignals, StopTimeout: 5 * time.Second}.Serve(ctx, srv, ln) }()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-accepted
+	cancel()                          // the drain begins…
+	time.Sleep(50 * time.Millisecond) // …and is under way when the request comes
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("request on a connection accepted before the stop: %v, want an answer", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" || !resp.Close {
+		t.Errorf("got %d %q close=%v, want 200 \"ok\" with Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}

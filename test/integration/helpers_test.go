@@ -142,6 +142,7 @@ func instancesSeen(t *testing.T, url string, n int) map[string]int {
 type loadResult struct {
 	ok, refused, failed int
 	errs                map[string]int
+	samples             []string // the first few failures, with their time
 }
 
 func (r loadResult) String() string {
@@ -177,6 +178,9 @@ func load(ctx context.Context, url string, conc int) loadResult {
 				default:
 					r.failed++
 					r.errs[errKind(err)]++
+					if len(r.samples) < 5 {
+						r.samples = append(r.samples, time.Now().Format("15:04:05.000")+" "+err.Error())
+					}
 				}
 				mu.Unlock()
 			}

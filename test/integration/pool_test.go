@@ -181,6 +181,21 @@ func TestBrokenPoolBesideGoodOnes(t *testing.T) {
 	if err == nil || !strings.Contains(out, "/etc/corral/pools.d/broken.toml:3:13: instances must be") {
 		t.Errorf("corral validate with a broken pool: err=%v\n%s", err, out)
 	}
+
+	// A pool named after a unit of the system shadows nothing: dbus keeps
+	// working and validate says why the pool was refused.
+	b.writePool("dbus", "exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18089\"]\n")
+	if st := b.show("dbus.target", "LoadState"); st != "not-found" {
+		t.Errorf("dbus.target LoadState=%s, want not-found", st)
+	}
+	if frag := b.show("dbus.socket", "FragmentPath"); frag != "/lib/systemd/system/dbus.socket" {
+		t.Errorf("dbus.socket comes from %q after a pool named dbus", frag)
+	}
+	b.must("busctl", "list", "--no-pager")
+	out, err = b.run("corral", "validate", "/etc/corral/pools.d/dbus.toml")
+	if err == nil || !strings.Contains(out, `pool "dbus" would shadow /lib/systemd/system/dbus.socket`) {
+		t.Errorf("corral validate dbus.toml: err=%v\n%s", err, out)
+	}
 }
 
 // TestUnixSocketPool: a pool listening on a unix socket path serves on it.
