@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/activation"
+	"golang.org/x/sys/unix"
 )
 
 // maxBurn caps /cpu?ms=N.
@@ -127,14 +128,32 @@ func parseMS(s string) (int, error) {
 	return n, nil
 }
 
-// burn keeps a CPU busy hashing for d of wall time. It returns false if ctx
-// ends first. Unlike Node's event loop, Go preempts the burning goroutine,
-// so a busy instance still answers other requests, only slower.
+// burn keeps a CPU busy hashing until d of CPU time has been spent on this
+// request: the goroutine is locked to its OS thread, whose CPU clock counts
+// only its own work, so a request costs d of CPU however many others run
+// beside it or preempt it (a wall-clock deadline would count their time
+// too, and make a loaded instance look faster than it is). It returns false
+// if ctx ends first. Unlike Node's event loop, Go preempts the burning
+// goroutine, so a busy instance still answers other requests, only slower.
 func burn(ctx context.Context, d time.Duration) bool {
-	deadline := time.Now().Add(d)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start, ok := threadCPU()
+	if !ok { // no thread CPU clock: fall back to wall time
+		deadline := time.Now().Add(d)
+		return spin(ctx, func() bool { return time.Now().Before(deadline) })
+	}
+	return spin(ctx, func() bool {
+		now, _ := threadCPU()
+		return now-start < d
+	})
+}
+
+// spin hashes while more() and ctx is not done.
+func spin(ctx context.Context, more func() bool) bool {
 	var sum [sha256.Size]byte
-	for time.Now().Before(deadline) {
-		for range 1000 {
+	for more() {
+		for range 200 {
 			sum = sha256.Sum256(sum[:])
 		}
 		if ctx.Err() != nil {
@@ -142,4 +161,13 @@ func burn(ctx context.Context, d time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// threadCPU returns the CPU time the calling OS thread has used.
+func threadCPU() (time.Duration, bool) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0, false
+	}
+	return time.Duration(ts.Nano()), true
 }
