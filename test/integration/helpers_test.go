@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,6 +87,18 @@ func (b *box) writePool(name, src string) {
 		b.t.Fatal(err)
 	}
 	b.must("systemctl", "daemon-reload")
+}
+
+// waitJournal waits until the journal of unit has a line containing want.
+func (b *box) waitJournal(unit, want string) {
+	b.t.Helper()
+	waitFor(b.t, unit+" journal has "+strconv.Quote(want), 30*time.Second, func() error {
+		logs, _ := b.run("journalctl", "-u", unit, "--no-pager")
+		if !strings.Contains(logs, want) {
+			return fmt.Errorf("journal:\n%s", logs)
+		}
+		return nil
+	})
 }
 
 // waitFor polls cond until it returns nil or the timeout passes.

@@ -271,13 +271,7 @@ srv.serve_forever()
 	// journal says which setting to change.
 	b.writePool("nodewx", "exec = [\"/usr/bin/node\", \"/srv/apps/server.js\"]\nlisten = [\"127.0.0.1:18086\"]\ninstances = 1\n[restart]\npolicy = \"no\"\n[sandbox]\nwrite_execute_memory = false\n")
 	b.run("systemctl", "start", "nodewx@1.service")
-	waitFor(t, "hint in the journal", 30*time.Second, func() error {
-		logs, _ := b.run("journalctl", "-u", "nodewx@1.service", "--no-pager")
-		if !strings.Contains(logs, "sandbox.write_execute_memory = false") {
-			return fmt.Errorf("journal:\n%s", logs)
-		}
-		return nil
-	})
+	b.waitJournal("nodewx@1.service", "sandbox.write_execute_memory = false")
 }
 
 // TestMissingBinary: a pool whose exec[0] does not exist still gets units
@@ -293,13 +287,7 @@ func TestMissingBinary(t *testing.T) {
 	if _, err := b.run("systemctl", "start", "ghost@1.service"); err == nil {
 		t.Errorf("starting a pool with a missing binary succeeded")
 	}
-	waitFor(t, "hint in the journal", 30*time.Second, func() error {
-		logs, _ := b.run("journalctl", "-u", "ghost@1.service", "--no-pager")
-		if !strings.Contains(logs, "exec[0] could not be executed") {
-			return fmt.Errorf("journal:\n%s", logs)
-		}
-		return nil
-	})
+	b.waitJournal("ghost@1.service", "exec[0] could not be executed")
 }
 
 // TestPurge: purge stops the demo pool, removes the package's files and
