@@ -19,9 +19,11 @@ NFPM ?= $(or $(shell command -v nfpm 2>/dev/null),$(shell $(GO) env GOPATH)/bin/
 LINTIAN ?= lintian
 
 DEB := dist/corral_$(VERSION)_amd64.deb
-DEB_BINARIES := build/corral build/corral-generator build/corral-demo
-DEB_MANPAGES := build/man/corral.1.gz build/man/corral.toml.5.gz build/man/corral-generator.8.gz
-DEB_PACKAGING := nfpm.yaml packaging/app.toml packaging/copyright \
+DEB_BINARIES := build/corral build/corral-generator build/corral-demo build/corrald
+DEB_MANPAGES := build/man/corral.1.gz build/man/corral.toml.5.gz build/man/corral-generator.8.gz \
+	build/man/corrald.8.gz
+DEB_PACKAGING := nfpm.yaml packaging/app.toml packaging/copyright packaging/corral.service \
+	packaging/org.corral.Corral1.conf packaging/corral.bash-completion \
 	packaging/lintian-overrides packaging/postinst packaging/prerm packaging/postrm
 
 .PHONY: deb lintian deb-clean

@@ -89,12 +89,19 @@ func (l Listen) Overlaps(o Listen) bool {
 }
 
 // Restart is a pool's [restart] table: what systemd does when an instance
-// exits on its own.
+// exits on its own, and what corrald does once systemd has given up.
 type Restart struct {
 	Policy   string        // "on-failure" (default), "always" or "no": Restart=
 	Delay    time.Duration // RestartSec=, default 100ms
 	Burst    int           // StartLimitBurst=, default 5
 	Interval time.Duration // StartLimitIntervalSec=, default 10s
+
+	// corrald's restarts of a failed instance: Backoff (default 1s)
+	// doubling up to BackoffMax (default 5m). LoopFailures failures
+	// (default 5) within LoopWindow (default 5m) is a crash loop.
+	Backoff, BackoffMax time.Duration
+	LoopFailures        int
+	LoopWindow          time.Duration
 }
 
 // Sandbox is a pool's [sandbox] table: the loosenings of corral's default

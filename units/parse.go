@@ -25,6 +25,10 @@ const (
 	DefaultRestartDelay    = 100 * time.Millisecond
 	DefaultRestartBurst    = 5
 	DefaultRestartInterval = 10 * time.Second
+	DefaultBackoff         = time.Second
+	DefaultBackoffMax      = 5 * time.Minute
+	DefaultLoopFailures    = 5
+	DefaultLoopWindow      = 5 * time.Minute
 )
 
 var (
@@ -57,10 +61,14 @@ var topKeys = map[string]string{
 }
 
 var restartKeys = map[string]string{
-	"policy":   `"on-failure", "always" or "no"`,
-	"delay":    `duration such as "100ms"`,
-	"burst":    `whole number`,
-	"interval": `duration such as "10s"`,
+	"policy":              `"on-failure", "always" or "no"`,
+	"delay":               `duration such as "100ms"`,
+	"burst":               `whole number`,
+	"interval":            `duration such as "10s"`,
+	"backoff":             `duration such as "1s"`,
+	"backoff_max":         `duration such as "5m"`,
+	"crash_loop_failures": `whole number`,
+	"crash_loop_window":   `duration such as "5m"`,
 }
 
 var sandboxKeys = map[string]string{
@@ -259,10 +267,14 @@ func (p *parser) pool(name string, raw map[string]any) *Pool {
 		StopTimeout: DefaultStopTimeout,
 		StartOnBoot: true,
 		Restart: Restart{
-			Policy:   "on-failure",
-			Delay:    DefaultRestartDelay,
-			Burst:    DefaultRestartBurst,
-			Interval: DefaultRestartInterval,
+			Policy:       "on-failure",
+			Delay:        DefaultRestartDelay,
+			Burst:        DefaultRestartBurst,
+			Interval:     DefaultRestartInterval,
+			Backoff:      DefaultBackoff,
+			BackoffMax:   DefaultBackoffMax,
+			LoopFailures: DefaultLoopFailures,
+			LoopWindow:   DefaultLoopWindow,
 		},
 		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone},
 	}
@@ -621,6 +633,29 @@ func (p *parser) restart(m map[string]any, r *Restart) {
 	if v, ok := m["interval"]; ok {
 		if d, ok := p.duration("restart.interval", v, time.Second, 24*time.Hour); ok {
 			r.Interval = d
+		}
+	}
+	if v, ok := m["backoff"]; ok {
+		if d, ok := p.duration("restart.backoff", v, 100*time.Millisecond, time.Hour); ok {
+			r.Backoff = d
+		}
+	}
+	if v, ok := m["backoff_max"]; ok {
+		if d, ok := p.duration("restart.backoff_max", v, 100*time.Millisecond, 24*time.Hour); ok {
+			r.BackoffMax = d
+		}
+	}
+	if r.BackoffMax < r.Backoff {
+		p.errorf("restart.backoff_max", "restart.backoff_max (%v) is shorter than restart.backoff (%v): make it at least as long", r.BackoffMax, r.Backoff)
+	}
+	if v, ok := m["crash_loop_failures"]; ok {
+		if n, ok := p.integer("restart.crash_loop_failures", v, 1, 1000); ok {
+			r.LoopFailures = n
+		}
+	}
+	if v, ok := m["crash_loop_window"]; ok {
+		if d, ok := p.duration("restart.crash_loop_window", v, time.Second, 24*time.Hour); ok {
+			r.LoopWindow = d
 		}
 	}
 }

@@ -220,7 +220,7 @@ listen = ["127.0.0.1:1"]`))
 	}
 	want := Pool{Name: "x", Path: "x.toml", Exec: []string{"/bin/x"}, Listen: []Listen{{Address: "127.0.0.1:1"}},
 		Balance: BalanceReusePort, Readiness: ReadinessSimple, StopTimeout: 30 * time.Second, StartOnBoot: true,
-		Restart: Restart{"on-failure", 100 * time.Millisecond, 5, 10 * time.Second},
+		Restart: Restart{"on-failure", 100 * time.Millisecond, 5, 10 * time.Second, time.Second, 5 * time.Minute, 5, 5 * time.Minute},
 		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone, ProtectHome: "yes"}}
 	if fmt.Sprintf("%+v", *p) != fmt.Sprintf("%+v", want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *p, want)
@@ -277,6 +277,8 @@ func TestParseErrors(t *testing.T) {
 		{"boot", "p", base + "start_on_boot = \"yes\"", "start_on_boot must be true or false, not a string"},
 		{"restart policy", "p", base + "[restart]\npolicy = \"sometimes\"", `restart.policy must be "on-failure"`},
 		{"restart burst", "p", base + "[restart]\nburst = 0", "restart.burst must be from 1 to 1000"},
+		{"backoff order", "p", base + "[restart]\nbackoff = \"10s\"\nbackoff_max = \"1s\"", "is shorter than restart.backoff"},
+		{"loop window", "p", base + "[restart]\ncrash_loop_window = 5", "restart.crash_loop_window must be a duration string"},
 		{"restart table", "p", base + "restart = \"always\"", "restart must be a table"},
 		{"network", "p", base + "[sandbox]\nnetwork = \"all\"", `sandbox.network must be "none"`},
 		{"writable", "p", base + "[sandbox]\nwritable_paths = [\"var/lib\"]", "is not an absolute path"},

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/corral-pool/corral/cmd/corral/cli"
+	"github.com/corral-pool/corral/pool"
 	"github.com/corral-pool/corral/units"
 )
 
@@ -18,7 +19,15 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, PoolDir: units.Dir, CPUs: runtime.NumCPU(), Version: version}
+	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, PoolDir: units.Dir, CPUs: runtime.NumCPU(), Version: version,
+		IsTerminal: cli.IsTerminal(os.Stdout.Fd()),
+		Connect: func(ctx context.Context) (pool.API, error) {
+			c, err := pool.Dial(ctx)
+			if err != nil {
+				return nil, err // not a nil *Client in a non-nil interface
+			}
+			return c, nil
+		}}
 	err := cli.Run(ctx, env, os.Args[1:])
 	stop()
 	if err == nil {

@@ -8,13 +8,19 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/corral-pool/corral/pool"
 )
 
-// Exit codes of the corral command.
+// Exit codes of the corral command, documented in corral(1).
 const (
-	ExitOK      = 0 // success
-	ExitInvalid = 1 // a pool file is invalid (validate), or the operation failed
-	ExitUsage   = 2 // bad command line
+	ExitOK         = 0 // success
+	ExitInvalid    = 1 // a pool file is invalid (validate), or the operation failed
+	ExitUsage      = 2 // bad command line
+	ExitDenied     = 3 // corrald refused: not root and not in the corral group
+	ExitNotRunning = 4 // corrald is not running
 )
 
 // ExitError carries the exit code main should use.
@@ -31,6 +37,11 @@ func usageError(format string, args ...any) error {
 	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
 }
 
+// failed is an operation that failed: exit code ExitInvalid.
+func failed(format string, args ...any) error {
+	return &ExitError{Code: ExitInvalid, Err: fmt.Errorf(format, args...)}
+}
+
 // Env is what commands need from outside: tests replace its parts.
 type Env struct {
 	Stdout, Stderr io.Writer
@@ -40,45 +51,138 @@ type Env struct {
 	CPUs int
 	// Version is the program's version.
 	Version string
+
+	// Connect opens a client of corrald's D-Bus API (pool.Dial on a
+	// host). Commands that talk to corrald call it once per run and close
+	// the result if it is an io.Closer. If nil, those commands fail.
+	Connect func(ctx context.Context) (pool.API, error)
+	// Now returns the current time; times are shown in its location.
+	// If nil, time.Now.
+	Now func() time.Time
+	// Journal runs journalctl with args, copying its standard output to
+	// stdout, until journalctl exits or ctx is done. It returns
+	// ErrJournalDenied when the journal cannot be read. If nil, Journalctl.
+	Journal func(ctx context.Context, args []string, stdout io.Writer) error
+	// IsTerminal is true when Stdout is a terminal (see IsTerminal): monit
+	// redraws in place, and crash-loops are highlighted.
+	IsTerminal bool
+}
+
+func (e *Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Env) journal(ctx context.Context, args []string, stdout io.Writer) error {
+	if e.Journal != nil {
+		return e.Journal(ctx, args, stdout)
+	}
+	return Journalctl(ctx, args, stdout)
 }
 
 type command struct {
 	name    string
+	alias   string
 	args    string
 	summary string
 	run     func(ctx context.Context, env *Env, args []string) error
 }
 
+func (c command) usage() string { return strings.TrimSpace("corral " + c.name + " " + c.args) }
+
 var commands []command
 
 func init() {
 	commands = []command{
-		{"validate", "[FILE...]", "check pool files as the generator does (default: every file in the pool directory)", runValidate},
-		{"hint", "", "(run by systemd after a worker stops) say which pool setting stopped it", runHint},
-		{"version", "", "print corral's version", func(_ context.Context, env *Env, args []string) error {
+		{"list", "ls", "[--json]", "show every pool and its instances: state, pid, uptime, restarts, cpu, memory", runList},
+		{"status", "", "POOL [--json]", "show one pool and each of its instances in detail", runStatus},
+		{"scale", "", "POOL N|+N|-N|auto", "set how many instances a pool runs (auto: one per CPU)", runScale},
+		{"start", "", "POOL[@I]", "start a pool, or one instance of it", runStart},
+		{"stop", "", "POOL[@I]", "stop a pool, or one instance; it stays stopped until started", runStop},
+		{"restart", "", "POOL[@I]", "restart every instance of a pool, or one instance", runRestart},
+		{"logs", "", "POOL [-f] [-n N] [--instance I]", "show the instances' journal, each line prefixed with its instance", runLogs},
+		{"monit", "", "[POOL] [--interval D] [--count N]", "live view of instances (cpu %, memory, restarts) and latest log lines", runMonit},
+		{"validate", "", "[FILE...]", "check pool files as the generator does (default: every file in the pool directory)", runValidate},
+		{"hint", "", "", "(run by systemd after a worker stops) say which pool setting stopped it", runHint},
+		{"version", "", "", "print corral's version", func(_ context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usageError("version takes no arguments")
 			}
 			fmt.Fprintln(env.Stdout, "corral", env.Version)
 			return nil
 		}},
-		{"help", "", "show this help", func(_ context.Context, env *Env, _ []string) error {
-			usage(env.Stdout)
-			return nil
-		}},
+		{"help", "", "[COMMAND]", "show this help, or one command's", runHelp},
 	}
+}
+
+func lookup(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name || c.alias != "" && c.alias == name {
+			return c, true
+		}
+	}
+	return command{}, false
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: corral COMMAND [ARGS]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-22s %s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
+		name := c.name
+		if c.alias != "" {
+			name += ", " + c.alias
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(name+" "+c.args), c.summary)
 	}
+	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Pools are started and stopped with systemctl: systemctl start NAME.target")
-	fmt.Fprintln(w, "Exit codes: 0 success, 1 invalid pool or failed operation, 2 bad command line. See corral(1).")
+	fmt.Fprintln(w, "list, status, scale, start, stop, restart and monit ask corrald (corral.service);")
+	fmt.Fprintln(w, "scale, start, stop and restart need root or the corral group. logs reads the journal.")
+	fmt.Fprintln(w, "Exit codes: 0 success, 1 failed operation or invalid pool file, 2 bad command line,")
+	fmt.Fprintln(w, "3 permission denied, 4 corrald not running. See corral(1).")
+}
+
+func runHelp(_ context.Context, env *Env, args []string) error {
+	switch len(args) {
+	case 0:
+		usage(env.Stdout)
+		return nil
+	case 1:
+		c, ok := lookup(args[0])
+		if !ok {
+			return usageError("help: unknown command %q: run 'corral help' for the list", args[0])
+		}
+		commandHelp(env.Stdout, c)
+		return nil
+	}
+	return usageError("help takes at most one command; usage: corral help [COMMAND]")
+}
+
+func commandHelp(w io.Writer, c command) {
+	fmt.Fprintln(w, "usage:", c.usage())
+	fmt.Fprintln(w, " ", c.summary)
+	if c.alias != "" {
+		fmt.Fprintf(w, "  alias: corral %s\n", c.alias)
+	}
+	fmt.Fprintln(w, "  see corral(1)")
+}
+
+// wantsHelp reports whether args ask for a command's help (-h or --help
+// before any "--").
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // Run runs the corral command line args (without the program name).
@@ -94,10 +198,13 @@ func Run(ctx context.Context, env *Env, args []string) error {
 	case "-v", "--version":
 		name = "version"
 	}
-	for _, c := range commands {
-		if c.name == name {
-			return c.run(ctx, env, args[1:])
-		}
+	c, ok := lookup(name)
+	if !ok {
+		return usageError("unknown command %q: run 'corral help' for the list", args[0])
 	}
-	return usageError("unknown command %q: run 'corral help' for the list", args[0])
+	if c.name != "hint" && c.name != "help" && wantsHelp(args[1:]) {
+		commandHelp(env.Stdout, c)
+		return nil
+	}
+	return explain(c.run(ctx, env, args[1:]), args)
 }

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/corral-pool/corral/pool"
+)
+
+// runScale is `corral scale POOL N|+N|-N|auto`.
+func runScale(ctx context.Context, env *Env, args []string) error {
+	_, operands, err := parseOptions("scale", args)
+	if err != nil {
+		return err
+	}
+	if len(operands) != 2 {
+		return badUsage("scale", "give a pool and a count")
+	}
+	name, spec := operands[0], operands[1]
+	if err := checkPoolName("scale", name); err != nil {
+		return err
+	}
+	if err := checkSpec(spec); err != nil {
+		return err
+	}
+	api, done, err := connect(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	pools, err := api.ListPools(ctx)
+	if err != nil {
+		return apiError(env, "list pools", name, err)
+	}
+	old, found := uint32(0), false
+	for _, p := range pools {
+		if p.Name == name {
+			old, found = p.Desired, true
+		}
+	}
+	if !found {
+		return noPool(env, name)
+	}
+	n, err := api.Scale(ctx, name, spec)
+	if err != nil {
+		return apiError(env, "scale "+name+" "+spec, name, err)
+	}
+	count := fmt.Sprintf("%d instances", n)
+	if n == 1 {
+		count = "1 instance"
+	}
+	switch {
+	case spec == "auto":
+		fmt.Fprintf(env.Stdout, "%s: %s (auto, one per CPU; was %d)\n", name, count, old)
+	case n == old:
+		fmt.Fprintf(env.Stdout, "%s: %s (unchanged)\n", name, count)
+	default:
+		fmt.Fprintf(env.Stdout, "%s: %s (was %d)\n", name, count, old)
+	}
+	return nil
+}
+
+func runStart(ctx context.Context, env *Env, args []string) error {
+	return control(ctx, env, "start", args, pool.API.Start, "started %s\n")
+}
+
+func runStop(ctx context.Context, env *Env, args []string) error {
+	return control(ctx, env, "stop", args, pool.API.Stop, "stopped %[1]s; it stays stopped until 'corral start %[1]s'\n")
+}
+
+func runRestart(ctx context.Context, env *Env, args []string) error {
+	return control(ctx, env, "restart", args, pool.API.Restart, "restarted %s\n")
+}
+
+// control runs `corral start|stop|restart POOL[@I]`: it checks the target,
+// calls act and prints done with the target.
+func control(ctx context.Context, env *Env, cmd string, args []string,
+	act func(pool.API, context.Context, string) error, done string) error {
+	_, operands, err := parseOptions(cmd, args)
+	if err != nil {
+		return err
+	}
+	if len(operands) != 1 {
+		return badUsage(cmd, "give one pool or instance")
+	}
+	target := operands[0]
+	name, err := parseTarget(cmd, target)
+	if err != nil {
+		return err
+	}
+	api, closeAPI, err := connect(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
+	if err := act(api, ctx, target); err != nil {
+		return apiError(env, cmd+" "+target, name, err)
+	}
+	fmt.Fprintf(env.Stdout, done, target)
+	return nil
+}

@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corral-pool/corral/pool"
+)
+
+// t0 is the tests' now.
+var t0 = time.Date(2026, 11, 21, 20, 0, 0, 0, time.UTC)
+
+func usecAt(t time.Time) uint64 { return uint64(t.UnixMicro()) }
+
+// fakeAPI is a pool.API with canned pools and instances. errs makes a
+// method fail: by method name ("ListPools", "Scale"…).
+type fakeAPI struct {
+	mu        sync.Mutex
+	pools     []pool.PoolInfo
+	instances map[string][]pool.InstanceInfo
+	errs      map[string]error
+	calls     []string
+	cpuStep   uint64 // added to every known CPU counter at each ListInstances
+	closed    bool
+}
+
+func newFake() *fakeAPI {
+	return &fakeAPI{
+		pools: []pool.PoolInfo{
+			{Name: "app", State: "running", Desired: 2, Running: 2, Balance: "reuseport",
+				File: "/etc/corral/pools.d/app.toml", Listen: []string{":8080"}},
+			{Name: "web", State: "crash-loop", Desired: 2, Running: 1, Balance: "shared",
+				File: "/etc/corral/pools.d/web.toml", Listen: []string{"/run/web.sock", "127.0.0.1:8081"}},
+		},
+		instances: map[string][]pool.InstanceInfo{
+			"app": {
+				{Pool: "app", Index: 1, Unit: "app@1.service", Phase: "running", ActiveState: "active", SubState: "running",
+					PID: 1201, SinceUSec: usecAt(t0.Add(-3*time.Hour - 5*time.Minute)), MemoryBytes: 12<<20 + 512<<10, CPUNSec: 1_250_000_000},
+				{Pool: "app", Index: 2, Unit: "app@2.service", Phase: "running", ActiveState: "active", SubState: "running",
+					PID: 1202, SinceUSec: usecAt(t0.Add(-45 * time.Second)), Restarts: 1, MemoryBytes: pool.Unknown, CPUNSec: pool.Unknown},
+			},
+			"web": {
+				{Pool: "web", Index: 1, Unit: "web@1.service", Phase: "running", ActiveState: "active", SubState: "running",
+					PID: 1301, SinceUSec: usecAt(t0.Add(-50 * time.Hour)), MemoryBytes: 2 << 30, CPUNSec: 3723_000_000_000},
+				{Pool: "web", Index: 2, Unit: "web@2.service", Phase: "crash-loop", ActiveState: "failed", SubState: "failed",
+					SinceUSec: usecAt(t0.Add(-time.Minute)), Restarts: 7, MemoryBytes: pool.Unknown, CPUNSec: 300_000_000,
+					Reason: "exit-code 1; next try in 5m"},
+			},
+		},
+		errs: map[string]error{},
+	}
+}
+
+func (f *fakeAPI) call(name string, args ...string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, strings.Join(append([]string{name}, args...), " "))
+	return f.errs[name]
+}
+
+func (f *fakeAPI) ListPools(ctx context.Context) ([]pool.PoolInfo, error) {
+	if err := f.call("ListPools"); err != nil {
+		return nil, err
+	}
+	return append([]pool.PoolInfo(nil), f.pools...), nil
+}
+
+func (f *fakeAPI) ListInstances(ctx context.Context, name string) ([]pool.InstanceInfo, error) {
+	if err := f.call("ListInstances", name); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ins, ok := f.instances[name]
+	if !ok {
+		return nil, pool.ErrNoPool
+	}
+	for i := range ins {
+		if ins[i].CPUNSec != pool.Unknown {
+			ins[i].CPUNSec += f.cpuStep
+		}
+	}
+	return append([]pool.InstanceInfo(nil), ins...), nil
+}
+
+func (f *fakeAPI) Scale(ctx context.Context, name, spec string) (uint32, error) {
+	if err := f.call("Scale", name, spec); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, p := range f.pools {
+		if p.Name != name {
+			continue
+		}
+		n := int(p.Desired)
+		switch {
+		case spec == "auto":
+			n = 8
+		case strings.HasPrefix(spec, "+"), strings.HasPrefix(spec, "-"):
+			d, _ := strconv.Atoi(spec)
+			n += d
+		default:
+			n, _ = strconv.Atoi(spec)
+		}
+		if n < 1 {
+			return 0, fmt.Errorf("%w: %s would have no instances", pool.ErrBadSpec, name)
+		}
+		f.pools[i].Desired = uint32(n)
+		return uint32(n), nil
+	}
+	return 0, pool.ErrNoPool
+}
+
+func (f *fakeAPI) target(target string) error {
+	name, _, _ := strings.Cut(target, "@")
+	if _, ok := f.instances[name]; !ok {
+		return pool.ErrNoPool
+	}
+	if _, i, ok := pool.ParseInstance(target); ok && i > len(f.instances[name]) {
+		return pool.ErrNoInstance
+	}
+	return nil
+}
+
+func (f *fakeAPI) Start(ctx context.Context, target string) error {
+	if err := f.call("Start", target); err != nil {
+		return err
+	}
+	return f.target(target)
+}
+
+func (f *fakeAPI) Stop(ctx context.Context, target string) error {
+	if err := f.call("Stop", target); err != nil {
+		return err
+	}
+	return f.target(target)
+}
+
+func (f *fakeAPI) Restart(ctx context.Context, target string) error {
+	if err := f.call("Restart", target); err != nil {
+		return err
+	}
+	return f.target(target)
+}
+
+func (f *fakeAPI) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return nil
+}
+
+// fakeJournal is an Env.Journal that writes canned journalctl output and
+// records the arguments it was run with.
+type fakeJournal struct {
+	mu     sync.Mutex
+	output string
+	err    error
+	args   [][]string
+	// follow, if set, runs after the output with -f: it may block until ctx is done.
+	follow func(ctx context.Context) error
+}
+
+func (j *fakeJournal) run(ctx context.Context, args []string, stdout io.Writer) error {
+	j.mu.Lock()
+	j.args = append(j.args, args)
+	j.mu.Unlock()
+	if _, err := stdout.Write([]byte(j.output)); err != nil {
+		return err
+	}
+	if j.follow != nil {
+		for _, a := range args {
+			if a == "-f" {
+				return j.follow(ctx)
+			}
+		}
+	}
+	return j.err
+}
+
+// testEnv returns an Env talking to api and journal, with the clock at t0.
+func testEnv(api pool.API, journal *fakeJournal) (*Env, *bytes.Buffer, *bytes.Buffer) {
+	var out, errb bytes.Buffer
+	env := &Env{Stdout: &out, Stderr: &errb, PoolDir: "/etc/corral/pools.d", CPUs: 8, Version: "test",
+		Connect: func(context.Context) (pool.API, error) { return api, nil },
+		Now:     func() time.Time { return t0 },
+	}
+	if journal != nil {
+		env.Journal = journal.run
+	}
+	return env, &out, &errb
+}
+
+// runEnv runs args in env and returns the exit code main would use and
+// the error line it would print.
+func runEnv(t *testing.T, ctx context.Context, env *Env, args ...string) (code int, errLine string) {
+	t.Helper()
+	err := Run(ctx, env, args)
+	if err == nil {
+		return ExitOK, ""
+	}
+	code = ExitInvalid
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		code = ee.Code
+	}
+	return code, "corral: " + err.Error()
+}

@@ -1,0 +1,246 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/corral-pool/corral/pool"
+)
+
+// The --json documents of list and status (corral(1) documents them; keep
+// the two in step). Unknown counters are null, never 0.
+type listJSON struct {
+	Pools []poolJSON `json:"pools"`
+}
+
+type poolJSON struct {
+	Name      string         `json:"name"`
+	State     string         `json:"state"`
+	Desired   uint32         `json:"desired"`
+	Running   uint32         `json:"running"`
+	Balance   string         `json:"balance"`
+	File      string         `json:"file"`
+	Listen    []string       `json:"listen"`
+	Instances []instanceJSON `json:"instances"`
+}
+
+type instanceJSON struct {
+	Name        string  `json:"name"` // "app@3"
+	Unit        string  `json:"unit"` // "app@3.service"
+	Index       uint32  `json:"index"`
+	Phase       string  `json:"phase"`
+	ActiveState string  `json:"active_state"`
+	SubState    string  `json:"sub_state"`
+	PID         *uint32 `json:"pid"`            // null: no process
+	Since       *string `json:"since"`          // RFC 3339, when it last became active; null: never
+	Uptime      *int64  `json:"uptime_seconds"` // null: not up
+	Restarts    uint32  `json:"restarts"`
+	MemoryBytes *uint64 `json:"memory_bytes"` // null: unknown
+	CPUNSec     *uint64 `json:"cpu_nsec"`     // null: unknown
+	Reason      string  `json:"reason"`
+}
+
+func toJSON(p pool.PoolInfo, ins []pool.InstanceInfo, now time.Time) poolJSON {
+	j := poolJSON{Name: p.Name, State: p.State, Desired: p.Desired, Running: p.Running,
+		Balance: p.Balance, File: p.File, Listen: p.Listen, Instances: []instanceJSON{}}
+	if j.Listen == nil {
+		j.Listen = []string{}
+	}
+	for _, in := range ins {
+		ij := instanceJSON{Name: instanceName(in), Unit: in.Unit, Index: in.Index, Phase: in.Phase,
+			ActiveState: in.ActiveState, SubState: in.SubState, Restarts: in.Restarts, Reason: in.Reason}
+		if in.PID != 0 {
+			pid := in.PID
+			ij.PID = &pid
+		}
+		if in.SinceUSec != 0 {
+			s := in.Since().UTC().Format(time.RFC3339)
+			ij.Since = &s
+		}
+		if up(in) {
+			u := int64(now.Sub(in.Since()) / time.Second)
+			ij.Uptime = &u
+		}
+		if in.MemoryBytes != pool.Unknown {
+			m := in.MemoryBytes
+			ij.MemoryBytes = &m
+		}
+		if in.CPUNSec != pool.Unknown {
+			c := in.CPUNSec
+			ij.CPUNSec = &c
+		}
+		j.Instances = append(j.Instances, ij)
+	}
+	return j
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// snapshot is every pool corrald manages, or one, with its instances.
+type snapshot struct {
+	at        time.Time
+	pools     []pool.PoolInfo
+	instances map[string][]pool.InstanceInfo
+}
+
+// take asks corrald for the pools (only name's, if set) and their
+// instances: one ListPools, one ListInstances per pool.
+func take(ctx context.Context, env *Env, api pool.API, name string) (*snapshot, error) {
+	pools, err := api.ListPools(ctx)
+	if err != nil {
+		return nil, apiError(env, "list pools", name, err)
+	}
+	if name != "" {
+		var only []pool.PoolInfo
+		for _, p := range pools {
+			if p.Name == name {
+				only = append(only, p)
+			}
+		}
+		if len(only) == 0 {
+			return nil, noPool(env, name)
+		}
+		pools = only
+	}
+	s := &snapshot{pools: pools, instances: map[string][]pool.InstanceInfo{}}
+	for _, p := range pools {
+		ins, err := api.ListInstances(ctx, p.Name)
+		if err != nil {
+			return nil, apiError(env, "list instances of "+p.Name, p.Name, err)
+		}
+		s.instances[p.Name] = ins
+	}
+	s.at = env.now()
+	return s, nil
+}
+
+// listHeader is the header of list's and monit's table; cpu names the
+// CPU column.
+func listHeader(cpu string) []string {
+	return []string{"POOL/INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", cpu, "MEMORY"}
+}
+
+// listRows returns a pool line and a line per instance for every pool;
+// cpu fills the CPU column.
+func listRows(s *snapshot, cpu func(pool.InstanceInfo) string) []row {
+	var rows []row
+	for _, p := range s.pools {
+		rows = append(rows, row{cells: []string{p.Name, p.State}, note: poolNote(p), alert: crashLoop(p.State)})
+		for _, in := range s.instances[p.Name] {
+			rows = append(rows, row{cells: []string{instanceName(in), in.Phase, pidCell(in.PID),
+				uptimeCell(in, s.at), fmt.Sprint(in.Restarts), cpu(in), memory(in.MemoryBytes)},
+				alert: crashLoop(in.Phase)})
+		}
+	}
+	return rows
+}
+
+// runList is `corral list`: every pool and its instances, like pm2 ls.
+func runList(ctx context.Context, env *Env, args []string) error {
+	opts, operands, err := parseOptions("list", args, option{long: "json"})
+	if err != nil {
+		return err
+	}
+	if len(operands) > 0 {
+		return badUsage("list", "unexpected argument %q ('corral status %s' shows one pool)", operands[0], operands[0])
+	}
+	api, done, err := connect(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	s, err := take(ctx, env, api, "")
+	if err != nil {
+		return err
+	}
+	if opts["json"] != "" {
+		doc := listJSON{Pools: []poolJSON{}}
+		for _, p := range s.pools {
+			doc.Pools = append(doc.Pools, toJSON(p, s.instances[p.Name], s.at))
+		}
+		return writeJSON(env.Stdout, doc)
+	}
+	if len(s.pools) == 0 {
+		fmt.Fprintf(env.Stdout, "no pools: add a pool file to %s (see corral.toml(5)), then run 'sudo systemctl daemon-reload'\n", env.PoolDir)
+		return nil
+	}
+	return writeTable(env.Stdout, listHeader("CPU"), listRows(s, func(in pool.InstanceInfo) string { return cpuTime(in.CPUNSec) }), env.IsTerminal)
+}
+
+// runStatus is `corral status POOL`: one pool in detail, like pm2 show.
+func runStatus(ctx context.Context, env *Env, args []string) error {
+	opts, operands, err := parseOptions("status", args, option{long: "json"})
+	if err != nil {
+		return err
+	}
+	if len(operands) != 1 {
+		return badUsage("status", "give one pool ('corral list' shows them all)")
+	}
+	name := operands[0]
+	if err := checkPoolName("status", name); err != nil {
+		return err
+	}
+	api, done, err := connect(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	s, err := take(ctx, env, api, name)
+	if err != nil {
+		return err
+	}
+	p, ins := s.pools[0], s.instances[name]
+	if opts["json"] != "" {
+		return writeJSON(env.Stdout, toJSON(p, ins, s.at))
+	}
+	w := env.Stdout
+	state := p.State
+	if env.IsTerminal && crashLoop(state) {
+		state = ansiAlert + state + ansiReset
+	}
+	fmt.Fprintf(w, "%s: %s\n", p.Name, state)
+	fmt.Fprintf(w, "  file       %s\n", p.File)
+	fmt.Fprintf(w, "  listen     %s\n", strings.Join(p.Listen, " "))
+	fmt.Fprintf(w, "  balance    %s\n", p.Balance)
+	fmt.Fprintf(w, "  instances  desired %d, running %d\n", p.Desired, p.Running)
+	if len(ins) == 0 {
+		fmt.Fprintln(w, "  no instances")
+		return nil
+	}
+	fmt.Fprintln(w)
+	var rows []row
+	var looping []string
+	for _, in := range ins {
+		since := "-"
+		if up(in) {
+			since = stamp(in.Since(), s.at)
+		}
+		rows = append(rows, row{cells: []string{in.Unit, in.Phase, in.ActiveState + "/" + in.SubState,
+			pidCell(in.PID), since, uptimeCell(in, s.at), fmt.Sprint(in.Restarts),
+			memory(in.MemoryBytes), cpuTime(in.CPUNSec), in.Reason}, alert: crashLoop(in.Phase)})
+		if crashLoop(in.Phase) {
+			looping = append(looping, instanceName(in))
+		}
+	}
+	header := []string{"UNIT", "PHASE", "ACTIVE/SUB", "PID", "SINCE", "UPTIME", "RESTARTS", "MEMORY", "CPU", "REASON"}
+	if err := writeTable(w, header, rows, env.IsTerminal); err != nil {
+		return err
+	}
+	switch len(looping) {
+	case 0:
+	case 1:
+		_, i, _ := pool.ParseInstance(looping[0])
+		fmt.Fprintf(w, "hint: %s is in crash-loop: see why with 'corral logs %s --instance %d'\n", looping[0], name, i)
+	default:
+		fmt.Fprintf(w, "hint: %s are in crash-loop: see why with 'corral logs %s'\n", strings.Join(looping, ", "), name)
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+// Command corrald is corral's coordinator: it keeps every pool's instances
+// as the operator asked, over D-Bus, and serves the API the corral command
+// uses. systemd runs it as corral.service. See corrald(8).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/corral-pool/corral/activation"
+	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/units"
+)
+
+var version = "dev"
+
+// Exit codes; corral.service restarts on any but exitConfig.
+const (
+	exitFailure = 1 // lost the bus, or another runtime failure: systemd restarts corrald
+	exitConfig  = 2 // bad command line
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		if os.Args[1] == "--version" {
+			fmt.Println("corrald", version)
+			return
+		}
+		fmt.Fprintln(os.Stderr, "usage: corrald (run by systemd as corral.service; see corrald(8))")
+		os.Exit(exitConfig)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		// journald adds the time.
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	err := run(ctx, log)
+	stop()
+	if err != nil {
+		log.Error("corrald stopped", "err", err)
+		os.Exit(exitFailure)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	sd, err := sddbus.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer sd.Close()
+	bus, err := godbus.ConnectSystemBus(godbus.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("connect to the system bus: %w", err)
+	}
+	defer bus.Close()
+
+	stateDir := os.Getenv("STATE_DIRECTORY") // StateDirectory=corral
+	if stateDir == "" {
+		stateDir = "/var/lib/corral"
+	}
+	c := pool.New(pool.Config{
+		PoolDir: units.Dir,
+		Store:   pool.Store{Path: stateDir + "/state.json"},
+		CPUs:    runtime.NumCPU(),
+		Log:     log,
+	}, pool.SystemdBus{Conn: sd})
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+	if err := pool.Watch(ctx, bus, c); err != nil {
+		return err
+	}
+	if err := pool.Export(ctx, bus, c); err != nil {
+		return err
+	}
+	if err := c.Ping(ctx); err != nil {
+		return err
+	}
+	if err := activation.Notify(ctx, "READY=1\nSTATUS="+status(ctx, c)); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
+	log.Info("corrald ready", "version", version, "bus", pool.BusName)
+
+	// The watchdog is fed through the coordinator's own loop, so a stuck
+	// loop gets corrald restarted; STATUS= follows the pools.
+	tick := time.NewTicker(watchdogInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			activation.Stopping(context.Background())
+			return nil
+		case err := <-runErr:
+			return err
+		case <-bus.Context().Done():
+			return errors.New("lost the system bus connection; systemd restarts corrald")
+		case <-tick.C:
+			pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := c.Ping(pctx); err == nil {
+				activation.Notify(pctx, "WATCHDOG=1\nSTATUS="+status(pctx, c))
+			} else {
+				log.Error("coordinator does not answer", "err", err)
+			}
+			pcancel()
+		}
+	}
+}
+
+// watchdogInterval is half of WatchdogSec, or a minute without a watchdog.
+func watchdogInterval() time.Duration {
+	var usec int64
+	if _, err := fmt.Sscan(os.Getenv("WATCHDOG_USEC"), &usec); err == nil && usec > 0 {
+		return time.Duration(usec) * time.Microsecond / 2
+	}
+	return time.Minute
+}
+
+func status(ctx context.Context, c *pool.Coordinator) string {
+	ps, err := c.ListPools(ctx)
+	if err != nil {
+		return "starting"
+	}
+	var want, up uint32
+	for _, p := range ps {
+		want += p.Desired
+		up += p.Running
+	}
+	return fmt.Sprintf("%d pools, %d of %d instances running", len(ps), up, want)
+}

@@ -1,0 +1,319 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/user"
+	"strconv"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+)
+
+// D-Bus error names of the API.
+const (
+	errNoPool     = "org.corral.Corral1.Error.NoSuchPool"
+	errNoInstance = "org.corral.Corral1.Error.NoSuchInstance"
+	errBadSpec    = "org.corral.Corral1.Error.BadSpec"
+	errDenied     = "org.corral.Corral1.Error.Denied"
+	errFailed     = "org.corral.Corral1.Error.Failed"
+)
+
+// Group is the group whose members may change pools besides root.
+const Group = "corral"
+
+// poolWire and instanceWire are PoolInfo and InstanceInfo as they travel:
+// the field order is the D-Bus signature.
+type poolWire struct {
+	Name, State      string
+	Desired, Running uint32
+	Balance, File    string
+	Listen           []string
+}
+
+type instanceWire struct {
+	Pool                          string
+	Index                         uint32
+	Unit, Phase, ActiveState, Sub string
+	PID                           uint32
+	SinceUSec                     uint64
+	Restarts                      uint32
+	MemoryBytes, CPUNSec          uint64
+	Reason                        string
+}
+
+// server is the exported object: it checks the caller, then asks the
+// coordinator.
+type server struct {
+	conn  *godbus.Conn
+	api   API
+	group func() (uint32, bool) // the corral group's gid, if it exists
+}
+
+const callTimeout = 5 * time.Minute // a pool restart waits for every instance
+
+func (s *server) ListPools() ([]poolWire, *godbus.Error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ps, err := s.api.ListPools(ctx)
+	if err != nil {
+		return nil, busError(err)
+	}
+	out := make([]poolWire, len(ps))
+	for i, p := range ps {
+		out[i] = poolWire{p.Name, p.State, p.Desired, p.Running, p.Balance, p.File, append([]string{}, p.Listen...)}
+	}
+	return out, nil
+}
+
+func (s *server) ListInstances(pool string) ([]instanceWire, *godbus.Error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	is, err := s.api.ListInstances(ctx, pool)
+	if err != nil {
+		return nil, busError(err)
+	}
+	out := make([]instanceWire, len(is))
+	for i, x := range is {
+		out[i] = instanceWire{x.Pool, x.Index, x.Unit, x.Phase, x.ActiveState, x.SubState, x.PID, x.SinceUSec,
+			x.Restarts, x.MemoryBytes, x.CPUNSec, x.Reason}
+	}
+	return out, nil
+}
+
+func (s *server) Scale(sender godbus.Sender, pool, spec string) (uint32, *godbus.Error) {
+	if e := s.authorize(sender); e != nil {
+		return 0, e
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	n, err := s.api.Scale(ctx, pool, spec)
+	return n, busError(err)
+}
+
+func (s *server) Start(sender godbus.Sender, target string) *godbus.Error {
+	return s.act(sender, target, s.api.Start)
+}
+
+func (s *server) Stop(sender godbus.Sender, target string) *godbus.Error {
+	return s.act(sender, target, s.api.Stop)
+}
+
+func (s *server) Restart(sender godbus.Sender, target string) *godbus.Error {
+	return s.act(sender, target, s.api.Restart)
+}
+
+func (s *server) act(sender godbus.Sender, target string, f func(context.Context, string) error) *godbus.Error {
+	if e := s.authorize(sender); e != nil {
+		return e
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	return busError(f(ctx, target))
+}
+
+// authorize lets root and members of the corral group change pools. The
+// bus policy says the same; corrald acts as root, so it checks too.
+func (s *server) authorize(sender godbus.Sender) *godbus.Error {
+	var creds map[string]godbus.Variant
+	err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, string(sender)).Store(&creds)
+	if err != nil {
+		return godbus.NewError(errDenied, []any{"cannot identify the caller: " + err.Error()})
+	}
+	uid, ok := creds["UnixUserID"].Value().(uint32)
+	if ok && uid == 0 {
+		return nil
+	}
+	if gid, ok := s.group(); ok {
+		if gids, ok := creds["UnixGroupIDs"].Value().([]uint32); ok {
+			for _, g := range gids {
+				if g == gid {
+					return nil
+				}
+			}
+		}
+	}
+	return godbus.NewError(errDenied, []any{"only root and members of the " + Group + " group may change pools"})
+}
+
+func corralGID() (uint32, bool) {
+	g, err := user.LookupGroup(Group)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(g.Gid, 10, 32)
+	return uint32(n), err == nil
+}
+
+func busError(err error) *godbus.Error {
+	if err == nil {
+		return nil
+	}
+	name := errFailed
+	switch {
+	case errors.Is(err, ErrNoPool):
+		name = errNoPool
+	case errors.Is(err, ErrNoInstance):
+		name = errNoInstance
+	case errors.Is(err, ErrBadSpec):
+		name = errBadSpec
+	case errors.Is(err, ErrDenied):
+		name = errDenied
+	}
+	return godbus.NewError(name, []any{err.Error()})
+}
+
+const introspectIface = `<interface name="` + Interface + `">
+  <method name="ListPools"><arg name="pools" type="a(ssuussas)" direction="out"/></method>
+  <method name="ListInstances"><arg name="pool" type="s" direction="in"/><arg name="instances" type="a(sussssututts)" direction="out"/></method>
+  <method name="Scale"><arg name="pool" type="s" direction="in"/><arg name="spec" type="s" direction="in"/><arg name="count" type="u" direction="out"/></method>
+  <method name="Start"><arg name="target" type="s" direction="in"/></method>
+  <method name="Stop"><arg name="target" type="s" direction="in"/></method>
+  <method name="Restart"><arg name="target" type="s" direction="in"/></method>
+  <signal name="InstanceChanged"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/></signal>
+  <signal name="CrashLoop"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="reason" type="s"/></signal>
+</interface>`
+
+// ErrNameTaken is returned by Export when another process owns BusName.
+var ErrNameTaken = errors.New("the bus name " + BusName + " is owned by another process (is corrald already running?)")
+
+// Export serves api on conn as BusName at ObjectPath, and forwards the
+// coordinator's events as signals until ctx is done.
+func Export(ctx context.Context, conn *godbus.Conn, c *Coordinator) error {
+	s := &server{conn: conn, api: c, group: corralGID}
+	if err := conn.Export(s, ObjectPath, Interface); err != nil {
+		return fmt.Errorf("pool: export: %w", err)
+	}
+	xml := introspect.IntrospectDeclarationString + "<node>" + introspectIface + introspect.IntrospectDataString + "</node>"
+	if err := conn.Export(introspect.Introspectable(xml), ObjectPath, "org.freedesktop.DBus.Introspectable"); err != nil {
+		return fmt.Errorf("pool: export introspection: %w", err)
+	}
+	reply, err := conn.RequestName(BusName, godbus.NameFlagDoNotQueue)
+	if err != nil {
+		return fmt.Errorf("pool: request %s: %w", BusName, err)
+	}
+	if reply != godbus.RequestNameReplyPrimaryOwner && reply != godbus.RequestNameReplyAlreadyOwner {
+		return ErrNameTaken
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e := <-c.Events():
+				if e.CrashLoop {
+					conn.Emit(ObjectPath, Interface+".CrashLoop", e.Pool, uint32(e.Index), e.Reason)
+				} else {
+					conn.Emit(ObjectPath, Interface+".InstanceChanged", e.Pool, uint32(e.Index), string(e.Phase))
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Client is API over D-Bus, for the corral command.
+type Client struct {
+	conn *godbus.Conn
+	obj  godbus.BusObject
+}
+
+// Dial connects to corrald on the system bus. The connection is private to
+// the Client; Close it.
+func Dial(ctx context.Context) (*Client, error) {
+	conn, err := godbus.ConnectSystemBus(godbus.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot reach the system bus: %v", ErrNotRunning, err)
+	}
+	return &Client{conn: conn, obj: conn.Object(BusName, ObjectPath)}, nil
+}
+
+// Close closes the client's connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) call(ctx context.Context, method string, out any, args ...any) error {
+	call := c.obj.CallWithContext(ctx, Interface+"."+method, 0, args...)
+	if call.Err != nil {
+		return clientError(call.Err)
+	}
+	if out == nil {
+		return nil
+	}
+	return call.Store(out)
+}
+
+func clientError(err error) error {
+	var e godbus.Error
+	if !errors.As(err, &e) {
+		var pe *godbus.Error
+		if !errors.As(err, &pe) {
+			return err
+		}
+		e = *pe
+	}
+	msg := e.Error()
+	switch e.Name {
+	case errNoPool:
+		return fmt.Errorf("%w: %s", ErrNoPool, msg)
+	case errNoInstance:
+		return fmt.Errorf("%w: %s", ErrNoInstance, msg)
+	case errBadSpec:
+		return fmt.Errorf("%w: %s", ErrBadSpec, msg)
+	case errDenied, "org.freedesktop.DBus.Error.AccessDenied":
+		return fmt.Errorf("%w: %s", ErrDenied, msg)
+	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
+		return fmt.Errorf("%w: %s", ErrNotRunning, msg)
+	}
+	return fmt.Errorf("%w: %s", ErrJobFailed, msg)
+}
+
+// ListPools implements API.
+func (c *Client) ListPools(ctx context.Context) ([]PoolInfo, error) {
+	var ws []poolWire
+	if err := c.call(ctx, "ListPools", &ws); err != nil {
+		return nil, err
+	}
+	out := make([]PoolInfo, len(ws))
+	for i, w := range ws {
+		out[i] = PoolInfo(w)
+	}
+	return out, nil
+}
+
+// ListInstances implements API.
+func (c *Client) ListInstances(ctx context.Context, pool string) ([]InstanceInfo, error) {
+	var ws []instanceWire
+	if err := c.call(ctx, "ListInstances", &ws, pool); err != nil {
+		return nil, err
+	}
+	out := make([]InstanceInfo, len(ws))
+	for i, w := range ws {
+		out[i] = InstanceInfo{w.Pool, w.Index, w.Unit, w.Phase, w.ActiveState, w.Sub, w.PID, w.SinceUSec,
+			w.Restarts, w.MemoryBytes, w.CPUNSec, w.Reason}
+	}
+	return out, nil
+}
+
+// Scale implements API.
+func (c *Client) Scale(ctx context.Context, pool, spec string) (uint32, error) {
+	var n uint32
+	err := c.call(ctx, "Scale", &n, pool, spec)
+	return n, err
+}
+
+// Start implements API.
+func (c *Client) Start(ctx context.Context, target string) error {
+	return c.call(ctx, "Start", nil, target)
+}
+
+// Stop implements API.
+func (c *Client) Stop(ctx context.Context, target string) error {
+	return c.call(ctx, "Stop", nil, target)
+}
+
+// Restart implements API.
+func (c *Client) Restart(ctx context.Context, target string) error {
+	return c.call(ctx, "Restart", nil, target)
+}

@@ -1,0 +1,151 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeSystemd serves a fixed observation and records the jobs it is given.
+type fakeSystemd struct {
+	mu   sync.Mutex
+	obs  Observed
+	jobs []string
+}
+
+func (f *fakeSystemd) Observe(context.Context, string) (Observed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.obs, nil
+}
+
+func (f *fakeSystemd) record(verb, unit string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs = append(f.jobs, verb+" "+unit)
+	return nil
+}
+
+func (f *fakeSystemd) Start(_ context.Context, u string) error   { return f.record("start", u) }
+func (f *fakeSystemd) Stop(_ context.Context, u string) error    { return f.record("stop", u) }
+func (f *fakeSystemd) Restart(_ context.Context, u string) error { return f.record("restart", u) }
+func (f *fakeSystemd) ResetFailed(_ context.Context, u string) error {
+	return f.record("reset-failed", u)
+}
+
+func (f *fakeSystemd) Jobs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.jobs)
+}
+
+func newTestCoordinator(t *testing.T, sd Systemd) (*Coordinator, context.CancelFunc) {
+	t.Helper()
+	dir := t.TempDir()
+	pools := filepath.Join(dir, "pools.d")
+	os.MkdirAll(pools, 0o755)
+	os.WriteFile(filepath.Join(pools, "app.toml"), []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 2\n"), 0o644)
+	c := New(Config{PoolDir: pools, Store: Store{Path: filepath.Join(dir, "state.json")}, CPUs: 2,
+		Debounce: time.Millisecond, Rand: func() float64 { return 0.5 }}, sd)
+	ctx, cancel := context.WithCancel(context.Background())
+	go c.Run(ctx)
+	return c, cancel
+}
+
+// TestOperatorStopDuringPoolStart: the first reconcile after a pool came up
+// already sees an instance that an operator stopped since: it is held, not
+// started again.
+func TestOperatorStopDuringPoolStart(t *testing.T) {
+	t0 := time.Now().Add(-time.Second)
+	active := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: t0.Add(10 * time.Millisecond)}
+	}
+	stopped := active("app@2.service")
+	stopped.ActiveState, stopped.SubState, stopped.Result = "inactive", "dead", "success"
+	stopped.InactiveEnter = t0.Add(20 * time.Millisecond)
+	sd := &fakeSystemd{obs: Observed{
+		Target:    active("app.target"),
+		Sockets:   map[int]Unit{1: active("app@1.socket"), 2: active("app@2.socket")},
+		Instances: map[int]Unit{1: active("app@1.service"), 2: stopped},
+	}}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	var is []InstanceInfo
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var err error
+		if is, err = c.ListInstances(ctx, "app"); err != nil {
+			t.Fatal(err)
+		}
+		if len(is) == 2 && is[1].Phase != "" && is[1].Phase != string(PhaseStopped) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(is) != 2 || is[1].Phase != string(PhaseHeld) {
+		t.Fatalf("instances %+v, want app@2 held", is)
+	}
+	if jobs := sd.Jobs(); len(jobs) != 0 {
+		t.Errorf("jobs %v, want none", jobs)
+	}
+}
+
+// TestScaleAndStop: scale starts and stops through the plan; stop of a pool
+// stops its target, instances and sockets; errors are the API's.
+func TestScaleAndStop(t *testing.T) {
+	running := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
+	}
+	sd := &fakeSystemd{obs: Observed{
+		Target:    running("app.target"),
+		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket")},
+		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service")},
+	}}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	if _, err := c.Scale(ctx, "nope", "2"); err == nil || !errors.Is(err, ErrNoPool) {
+		t.Errorf("Scale(nope) = %v, want ErrNoPool", err)
+	}
+	if _, err := c.Scale(ctx, "app", "0"); !errors.Is(err, ErrBadSpec) {
+		t.Errorf("Scale(0) = %v, want ErrBadSpec", err)
+	}
+	n, err := c.Scale(ctx, "app", "+2")
+	if err != nil || n != 4 {
+		t.Fatalf("Scale(+2) = %d, %v", n, err)
+	}
+	waitJobs(t, sd, "start app@3.service", "start app@4.service")
+	if err := c.Stop(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	waitJobs(t, sd, "stop app.target", "stop app@1.service", "stop app@2.service", "stop app@1.socket", "stop app@2.socket")
+	ps, _ := c.ListPools(ctx)
+	if len(ps) != 1 || ps[0].State != "stopped" || ps[0].Desired != 4 {
+		t.Errorf("ListPools after stop: %+v", ps)
+	}
+}
+
+func waitJobs(t *testing.T, sd *fakeSystemd, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		jobs := sd.Jobs()
+		all := true
+		for _, w := range want {
+			if !slices.Contains(jobs, w) {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("jobs %v, want them to include %v", sd.Jobs(), want)
+}
