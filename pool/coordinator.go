@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corral-pool/corral/units"
@@ -67,9 +68,13 @@ type poolState struct {
 	observed Observed
 	out      Output
 	inflight map[string]bool
-	targetUp bool
-	wake     time.Time
-	socketOK bool
+	// shrinking are the instances above the count that corrald is scaling
+	// away; any other active instance above the count was started by
+	// someone on purpose and is adopted.
+	shrinking map[int]bool
+	targetUp  bool
+	wake      time.Time
+	socketOK  bool
 }
 
 type jobDone struct {
@@ -127,6 +132,21 @@ func (c *Coordinator) Dirty(pool string) {
 	case c.dirty <- pool:
 	default:
 	}
+}
+
+// Changed tells the coordinator that a unit's properties changed (a
+// systemd signal): what is cached of it is dropped and its pool marked.
+// "" means systemd as a whole changed (a reload, a restart): everything is
+// dropped, the pool files re-read and every pool marked.
+func (c *Coordinator) Changed(unit string) {
+	if inv, ok := c.sd.(Invalidator); ok {
+		inv.Invalidate(unit)
+	}
+	if unit == "" {
+		c.Dirty("")
+		return
+	}
+	c.Dirty(unitPool(unit))
 }
 
 // do runs f in the Run goroutine and waits for it.
@@ -187,6 +207,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			dirty[j.pool] = true
 			debounce.Reset(c.cfg.Debounce)
 		case <-resync.C:
+			if inv, ok := c.sd.(Invalidator); ok {
+				inv.Invalidate("")
+			}
 			c.loadPools()
 			for n := range c.pools {
 				dirty[n] = true
@@ -251,7 +274,7 @@ func (c *Coordinator) loadPools() {
 			if !ok || d.Count < 1 {
 				d = Desired{Count: cfg.Count(c.cfg.CPUs), Auto: cfg.Instances == 0}
 			}
-			p = &poolState{desired: d, managed: map[int]bool{}, inflight: map[string]bool{}, socketOK: true}
+			p = &poolState{desired: d, managed: map[int]bool{}, inflight: map[string]bool{}, shrinking: map[int]bool{}, socketOK: true}
 			c.pools[cfg.Name] = p
 			c.cfg.Log.Info("pool", "pool", cfg.Name, "desired", d.Count, "file", cfg.Path)
 		}
@@ -260,12 +283,14 @@ func (c *Coordinator) loadPools() {
 		if p.tracker == nil || p.cfg == nil || p.cfg.Restart != rp {
 			p.tracker = NewTracker(pol, c.cfg.Rand)
 		}
+		old := p.desired.Count
 		if !p.desired.Scaled {
 			p.desired.Count = cfg.Count(c.cfg.CPUs)
 			p.desired.Auto = cfg.Instances == 0
 		} else if p.desired.Auto {
 			p.desired.Count = c.cfg.CPUs
 		}
+		p.shrink(old)
 		p.cfg = cfg
 	}
 	for name := range c.pools {
@@ -273,6 +298,14 @@ func (c *Coordinator) loadPools() {
 			c.cfg.Log.Info("pool gone", "pool", name)
 			delete(c.pools, name)
 		}
+	}
+}
+
+// shrink marks the instances between the count and old, a larger count
+// the pool had, as being scaled away.
+func (p *poolState) shrink(old int) {
+	for i := p.desired.Count + 1; i <= old; i++ {
+		p.shrinking[i] = true
 	}
 }
 
@@ -301,10 +334,22 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 		}
 	}
 	p.targetUp = up
+	adopt := 0
 	for i, u := range o.Instances {
-		if u.Active() {
-			delete(p.managed, i)
+		if !u.Active() {
+			delete(p.shrinking, i)
+			continue
 		}
+		delete(p.managed, i)
+		if i > p.desired.Count && !p.shrinking[i] && !p.desired.Stopped {
+			adopt = max(adopt, i)
+		}
+	}
+	if adopt > 0 {
+		// systemctl start app@5: the operator asked for more.
+		c.cfg.Log.Info("adopted instances started by hand", "pool", name, "count", adopt, "was", p.desired.Count)
+		p.desired.Count, p.desired.Auto, p.desired.Scaled = adopt, false, true
+		c.save()
 	}
 	prev := p.out.Phases
 	out := Plan(Input{Pool: name, Balance: string(p.cfg.Balance), Desired: p.desired, Observed: o,
@@ -476,7 +521,7 @@ func (c *Coordinator) ListInstances(ctx context.Context, pool string) ([]Instanc
 			info.ActiveState, info.SubState = "inactive", "dead"
 		}
 		if u.Active() {
-			info.PID, info.MemoryBytes, info.CPUNSec = u.MainPID, u.MemoryCurrent, u.CPUUsageNSec
+			info.PID = u.MainPID
 			if !u.ActiveEnter.IsZero() {
 				info.SinceUSec = uint64(u.ActiveEnter.UnixMicro())
 			}
@@ -484,6 +529,21 @@ func (c *Coordinator) ListInstances(ctx context.Context, pool string) ([]Instanc
 		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	// The counters change without a signal: read them now.
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for k := range out {
+		if out[k].PID == 0 {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[k].MemoryBytes, out[k].CPUNSec = c.sd.Counters(ctx, out[k].Unit)
+		}()
+	}
+	wg.Wait()
 	return out, nil
 }
 
@@ -554,7 +614,9 @@ func (c *Coordinator) Scale(ctx context.Context, pool, spec string) (uint32, err
 		for i := count + 1; i <= p.desired.Count; i++ {
 			p.tracker.Forget(i)
 		}
+		old := p.desired.Count
 		p.desired.Count, p.desired.Auto, p.desired.Scaled = count, auto, true
+		p.shrink(old)
 		p.desired.Held = slices.DeleteFunc(p.desired.Held, func(h int) bool { return h > count })
 		n = count
 		return nil

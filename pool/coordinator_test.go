@@ -38,6 +38,8 @@ func (f *fakeSystemd) ResetFailed(_ context.Context, u string) error {
 	return f.record("reset-failed", u)
 }
 
+func (f *fakeSystemd) Counters(context.Context, string) (uint64, uint64) { return Unknown, Unknown }
+
 func (f *fakeSystemd) Jobs() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -148,4 +150,45 @@ func waitJobs(t *testing.T, sd *fakeSystemd, want ...string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("jobs %v, want them to include %v", sd.Jobs(), want)
+}
+
+// TestAdoptInstancesStartedByHand: systemctl start app@3 beyond the count
+// raises the count; it is not stopped as surplus.
+func TestAdoptInstancesStartedByHand(t *testing.T) {
+	running := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
+	}
+	sd := &fakeSystemd{obs: Observed{
+		Target:    running("app.target"),
+		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket"), 3: running("app@3.socket")},
+		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service"), 3: running("app@3.service")},
+	}}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		ps, _ := c.ListPools(ctx)
+		if len(ps) == 1 && ps[0].Desired == 3 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ps, _ := c.ListPools(ctx); len(ps) != 1 || ps[0].Desired != 3 || ps[0].Running != 3 {
+		t.Fatalf("pools %+v, want app adopted at 3", ps)
+	}
+	// Scaling down stops it, and the stop is not undone by adoption.
+	if _, err := c.Scale(ctx, "app", "2"); err != nil {
+		t.Fatal(err)
+	}
+	waitJobs(t, sd, "stop app@3.service", "stop app@3.socket")
+	time.Sleep(20 * time.Millisecond)
+	if ps, _ := c.ListPools(ctx); ps[0].Desired != 2 {
+		t.Errorf("after scale 2 with app@3 still active: desired %d, want 2", ps[0].Desired)
+	}
+	for _, j := range sd.Jobs() {
+		if j == "start app@3.service" {
+			t.Errorf("jobs %v: app@3 started again", sd.Jobs())
+		}
+	}
 }

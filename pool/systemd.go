@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,15 +25,54 @@ type Systemd interface {
 	Restart(ctx context.Context, unit string) error
 	// ResetFailed clears a unit's failed state and start-limit counter.
 	ResetFailed(ctx context.Context, unit string) error
+	// Counters returns a service's MemoryCurrent and CPUUsageNSec, read
+	// afresh; Unknown where systemd has no accounting.
+	Counters(ctx context.Context, unit string) (mem, cpu uint64)
 }
 
-// SystemdBus is Systemd over a go-systemd D-Bus connection.
+// Invalidator is implemented by a Systemd that caches unit properties: the
+// coordinator calls Invalidate when a unit's properties changed ("" for
+// every unit).
+type Invalidator interface {
+	Invalidate(unit string)
+}
+
+// SystemdBus is Systemd over a go-systemd D-Bus connection. It caches what
+// it read of each unit until the unit's state changes or Invalidate is
+// called for it (on the unit's PropertiesChanged signal); socket units are
+// known by their listed state alone. Create it with NewSystemdBus.
 type SystemdBus struct {
 	Conn *sddbus.Conn
+
+	mu    sync.Mutex
+	cache map[string]Unit
+}
+
+// NewSystemdBus returns a SystemdBus on conn.
+func NewSystemdBus(conn *sddbus.Conn) *SystemdBus {
+	return &SystemdBus{Conn: conn, cache: map[string]Unit{}}
+}
+
+// Invalidate drops what is cached of unit, or of every unit for "".
+func (s *SystemdBus) Invalidate(unit string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if unit == "" {
+		s.cache = map[string]Unit{}
+		return
+	}
+	delete(s.cache, unit)
+}
+
+func (s *SystemdBus) cached(st sddbus.UnitStatus) (Unit, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.cache[st.Name]
+	return u, ok && u.ActiveState == st.ActiveState && u.SubState == st.SubState && u.LoadState == st.LoadState
 }
 
 // Observe implements Systemd.
-func (s SystemdBus) Observe(ctx context.Context, pool string) (Observed, error) {
+func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error) {
 	o := Observed{Sockets: map[int]Unit{}, Instances: map[int]Unit{}}
 	list, err := s.Conn.ListUnitsByPatternsContext(ctx, nil,
 		[]string{pool + ".target", pool + "@*.service", pool + ".socket", pool + "@*.socket"})
@@ -41,13 +81,22 @@ func (s SystemdBus) Observe(ctx context.Context, pool string) (Observed, error) 
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 
-	// Properties are fetched concurrently: a pool of 64 instances is 128
-	// round trips otherwise.
+	// Properties are fetched concurrently, and only for units whose state
+	// changed since they were last read.
 	units := make([]Unit, len(list))
 	errs := make([]error, len(list))
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for i, st := range list {
+		if strings.HasSuffix(st.Name, ".socket") {
+			units[i] = Unit{Name: st.Name, LoadState: st.LoadState, ActiveState: st.ActiveState, SubState: st.SubState,
+				MemoryCurrent: Unknown, CPUUsageNSec: Unknown}
+			continue
+		}
+		if u, ok := s.cached(st); ok {
+			units[i] = u
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -56,6 +105,13 @@ func (s SystemdBus) Observe(ctx context.Context, pool string) (Observed, error) 
 		}()
 	}
 	wg.Wait()
+	s.mu.Lock()
+	for i, u := range units {
+		if errs[i] == nil && !strings.HasSuffix(u.Name, ".socket") {
+			s.cache[u.Name] = u
+		}
+	}
+	s.mu.Unlock()
 	for i, u := range units {
 		if errs[i] != nil {
 			// A unit that vanished between list and read is not an error.
@@ -71,7 +127,7 @@ func (s SystemdBus) Observe(ctx context.Context, pool string) (Observed, error) 
 			if !ok || p != pool {
 				continue
 			}
-			if len(u.Name) > 7 && u.Name[len(u.Name)-7:] == ".socket" {
+			if strings.HasSuffix(u.Name, ".socket") {
 				o.Sockets[n] = u
 			} else {
 				o.Instances[n] = u
@@ -81,7 +137,24 @@ func (s SystemdBus) Observe(ctx context.Context, pool string) (Observed, error) 
 	return o, nil
 }
 
-func (s SystemdBus) unit(ctx context.Context, st sddbus.UnitStatus) (Unit, error) {
+// Counters implements Systemd: it reads MemoryCurrent and CPUUsageNSec
+// afresh, Unknown where systemd has no accounting.
+func (s *SystemdBus) Counters(ctx context.Context, unit string) (mem, cpu uint64) {
+	mem, cpu = Unknown, Unknown
+	if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "MemoryCurrent"); err == nil {
+		if v, ok := p.Value.Value().(uint64); ok {
+			mem = v
+		}
+	}
+	if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "CPUUsageNSec"); err == nil {
+		if v, ok := p.Value.Value().(uint64); ok {
+			cpu = v
+		}
+	}
+	return mem, cpu
+}
+
+func (s *SystemdBus) unit(ctx context.Context, st sddbus.UnitStatus) (Unit, error) {
 	u := Unit{Name: st.Name, LoadState: st.LoadState, ActiveState: st.ActiveState, SubState: st.SubState,
 		MemoryCurrent: Unknown, CPUUsageNSec: Unknown}
 	props, err := s.Conn.GetUnitPathPropertiesContext(ctx, st.Path)
@@ -91,25 +164,16 @@ func (s SystemdBus) unit(ctx context.Context, st sddbus.UnitStatus) (Unit, error
 	u.ActiveEnter = usecTime(props["ActiveEnterTimestamp"])
 	u.InactiveEnter = usecTime(props["InactiveEnterTimestamp"])
 	u.InactiveExit = usecTime(props["InactiveExitTimestamp"])
-	iface := "Socket"
-	if len(st.Name) > 8 && st.Name[len(st.Name)-8:] == ".service" {
-		iface = "Service"
-	} else if len(st.Name) > 7 && st.Name[len(st.Name)-7:] == ".target" {
+	if !strings.HasSuffix(st.Name, ".service") {
 		return u, nil
 	}
-	tp, err := s.Conn.GetUnitTypePropertiesContext(ctx, st.Name, iface)
+	tp, err := s.Conn.GetUnitTypePropertiesContext(ctx, st.Name, "Service")
 	if err != nil {
 		return u, err
 	}
 	u.Result, _ = tp["Result"].(string)
 	u.MainPID, _ = tp["MainPID"].(uint32)
 	u.NRestarts, _ = tp["NRestarts"].(uint32)
-	if v, ok := tp["MemoryCurrent"].(uint64); ok {
-		u.MemoryCurrent = v
-	}
-	if v, ok := tp["CPUUsageNSec"].(uint64); ok {
-		u.CPUUsageNSec = v
-	}
 	return u, nil
 }
 
@@ -126,7 +190,7 @@ func usecTime(v any) time.Time {
 // ErrJob is wrapped by errors of jobs that did not end "done".
 var ErrJob = errors.New("job failed")
 
-func (s SystemdBus) job(ctx context.Context, verb, unit string, f func(context.Context, string, string, chan<- string) (int, error)) error {
+func (s *SystemdBus) job(ctx context.Context, verb, unit string, f func(context.Context, string, string, chan<- string) (int, error)) error {
 	// Buffered: go-systemd must never block on delivering the result, or
 	// it stalls the whole connection.
 	ch := make(chan string, 1)
@@ -145,22 +209,22 @@ func (s SystemdBus) job(ctx context.Context, verb, unit string, f func(context.C
 }
 
 // Start implements Systemd.
-func (s SystemdBus) Start(ctx context.Context, unit string) error {
+func (s *SystemdBus) Start(ctx context.Context, unit string) error {
 	return s.job(ctx, "start", unit, s.Conn.StartUnitContext)
 }
 
 // Stop implements Systemd.
-func (s SystemdBus) Stop(ctx context.Context, unit string) error {
+func (s *SystemdBus) Stop(ctx context.Context, unit string) error {
 	return s.job(ctx, "stop", unit, s.Conn.StopUnitContext)
 }
 
 // Restart implements Systemd.
-func (s SystemdBus) Restart(ctx context.Context, unit string) error {
+func (s *SystemdBus) Restart(ctx context.Context, unit string) error {
 	return s.job(ctx, "restart", unit, s.Conn.RestartUnitContext)
 }
 
 // ResetFailed implements Systemd.
-func (s SystemdBus) ResetFailed(ctx context.Context, unit string) error {
+func (s *SystemdBus) ResetFailed(ctx context.Context, unit string) error {
 	if err := s.Conn.ResetFailedUnitContext(ctx, unit); err != nil {
 		return fmt.Errorf("reset-failed %s: %w", unit, err)
 	}

@@ -45,29 +45,30 @@ func Watch(ctx context.Context, conn *godbus.Conn, c *Coordinator) error {
 				if !ok {
 					return
 				}
-				c.Dirty(signalPool(sig))
+				c.Changed(signalUnit(sig))
 			}
 		}
 	}()
 	return nil
 }
 
-// signalPool returns the pool a signal is about, "" for every pool.
-func signalPool(sig *godbus.Signal) string {
+// signalUnit returns the unit a signal is about, "" for a signal about
+// systemd as a whole (a reload, a new owner of its bus name).
+func signalUnit(sig *godbus.Signal) string {
 	switch sig.Name {
 	case "org.freedesktop.DBus.Properties.PropertiesChanged":
-		return unitPool(unescapeUnitPath(string(sig.Path)))
+		return unescapeUnitPath(string(sig.Path))
 	case "org.freedesktop.systemd1.Manager.JobRemoved", "org.freedesktop.systemd1.Manager.JobNew":
 		// (id, job, unit[, result])
 		if len(sig.Body) >= 3 {
 			if u, ok := sig.Body[2].(string); ok {
-				return unitPool(u)
+				return u
 			}
 		}
 	case "org.freedesktop.systemd1.Manager.UnitNew", "org.freedesktop.systemd1.Manager.UnitRemoved":
 		if len(sig.Body) >= 1 {
 			if u, ok := sig.Body[0].(string); ok {
-				return unitPool(u)
+				return u
 			}
 		}
 	}

@@ -81,7 +81,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Store:   pool.Store{Path: stateDir + "/state.json"},
 		CPUs:    runtime.NumCPU(),
 		Log:     log,
-	}, pool.SystemdBus{Conn: sd})
+	}, pool.NewSystemdBus(sd))
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(ctx) }()

@@ -50,6 +50,13 @@ func TestDemoPool(t *testing.T) {
 		}
 	}
 	t.Logf("requests per instance (reuseport, 400 new connections): %v", seen)
+	// corrald adopts instances started by hand: the count follows.
+	waitFor(t, "corrald adopts app@3 and app@4", 30*time.Second, func() error {
+		if l := b.list(); l.Pools[0].Desired != 4 {
+			return fmt.Errorf("%+v", l.Pools[0])
+		}
+		return nil
+	})
 
 	// The demo burns CPU on /cpu.
 	if body, err := get("http://127.0.0.1:8080/cpu?ms=20"); err != nil || !strings.Contains(body, "burned 20 ms") {
