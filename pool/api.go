@@ -16,7 +16,7 @@ const (
 // PoolInfo is one pool as `corral list` shows it.
 type PoolInfo struct {
 	Name    string // pool name
-	State   string // "running", "degraded", "crash-loop", "stopped", "starting"
+	State   string // "running", "degraded", "crash-loop", "socket-failed", "stopped"
 	Desired uint32 // instances wanted
 	Running uint32 // instances active
 	Balance string // "reuseport" or "shared"

@@ -351,6 +351,19 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 		p.desired.Count, p.desired.Auto, p.desired.Scaled = adopt, false, true
 		c.save()
 	}
+	sockOK := true
+	for _, u := range o.Sockets {
+		if u.Failed() {
+			sockOK = false
+		}
+	}
+	if !sockOK && p.socketOK {
+		c.cfg.Log.Warn("socket failed: connections to the pool are refused until an instance can start; corrald restarts the socket then",
+			"pool", name, "hint", "journalctl -u "+name+"*.socket")
+	} else if sockOK && !p.socketOK {
+		c.cfg.Log.Info("socket listening again", "pool", name)
+	}
+	p.socketOK = sockOK
 	prev := p.out.Phases
 	out := Plan(Input{Pool: name, Balance: string(p.cfg.Balance), Desired: p.desired, Observed: o,
 		Managed: p.managed, Now: c.cfg.Now()}, p.tracker)
@@ -445,11 +458,20 @@ func (c *Coordinator) poolInfo(name string, p *poolState) PoolInfo {
 			failed = true
 		}
 	}
+	// An instance retried out of a crash loop stays in it until it has
+	// run for the whole window.
+	for i := 1; i <= p.desired.Count; i++ {
+		if p.tracker.Loop(i) {
+			loop = true
+		}
+	}
 	switch {
 	case p.desired.Stopped:
 		info.State = "stopped"
 	case loop:
 		info.State = "crash-loop"
+	case !p.socketOK:
+		info.State = "socket-failed"
 	case info.Running == 0 && !failed:
 		info.State = "stopped"
 	case int(info.Running) >= p.desired.Count:

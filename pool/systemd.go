@@ -42,33 +42,73 @@ type Invalidator interface {
 // called for it (on the unit's PropertiesChanged signal); socket units are
 // known by their listed state alone. Create it with NewSystemdBus.
 type SystemdBus struct {
-	Conn *sddbus.Conn
-
-	mu    sync.Mutex
-	cache map[string]Unit
+	Conn  *sddbus.Conn
+	cache unitCache
 }
 
 // NewSystemdBus returns a SystemdBus on conn.
 func NewSystemdBus(conn *sddbus.Conn) *SystemdBus {
-	return &SystemdBus{Conn: conn, cache: map[string]Unit{}}
+	return &SystemdBus{Conn: conn}
 }
 
 // Invalidate drops what is cached of unit, or of every unit for "".
-func (s *SystemdBus) Invalidate(unit string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if unit == "" {
-		s.cache = map[string]Unit{}
-		return
-	}
-	delete(s.cache, unit)
+func (s *SystemdBus) Invalidate(unit string) { s.cache.invalidate(unit) }
+
+// unitCache holds what was read of units. A read that overlapped an
+// invalidation of its unit is not stored: the signal that invalidated it
+// may report a change the read missed, and the unit's listed state alone
+// may not show it (failed, then failed again). The zero value is empty and
+// ready; it is safe for concurrent use.
+type unitCache struct {
+	mu    sync.Mutex
+	units map[string]Unit
+	gen   map[string]uint64 // invalidations per unit
+	all   uint64            // invalidations of everything
 }
 
-func (s *SystemdBus) cached(st sddbus.UnitStatus) (Unit, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u, ok := s.cache[st.Name]
+// get returns the cached unit if its listed state is still st's.
+func (c *unitCache) get(st sddbus.UnitStatus) (Unit, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u, ok := c.units[st.Name]
 	return u, ok && u.ActiveState == st.ActiveState && u.SubState == st.SubState && u.LoadState == st.LoadState
+}
+
+// begin returns the generation to pass to put for a read of unit starting
+// now.
+func (c *unitCache) begin(unit string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen[unit] + c.all
+}
+
+// put stores u, read since begin returned gen, unless it was invalidated
+// meanwhile.
+func (c *unitCache) put(u Unit, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen[u.Name]+c.all {
+		return
+	}
+	if c.units == nil {
+		c.units = map[string]Unit{}
+	}
+	c.units[u.Name] = u
+}
+
+func (c *unitCache) invalidate(unit string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == nil {
+		c.gen = map[string]uint64{}
+	}
+	if unit == "" {
+		c.units = nil
+		c.all++
+		return
+	}
+	delete(c.units, unit)
+	c.gen[unit]++
 }
 
 // Observe implements Systemd.
@@ -85,6 +125,7 @@ func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error)
 	// changed since they were last read.
 	units := make([]Unit, len(list))
 	errs := make([]error, len(list))
+	gens := make([]uint64, len(list))
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for i, st := range list {
@@ -93,10 +134,11 @@ func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error)
 				MemoryCurrent: Unknown, CPUUsageNSec: Unknown}
 			continue
 		}
-		if u, ok := s.cached(st); ok {
+		if u, ok := s.cache.get(st); ok {
 			units[i] = u
 			continue
 		}
+		gens[i] = s.cache.begin(st.Name)
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -105,13 +147,11 @@ func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error)
 		}()
 	}
 	wg.Wait()
-	s.mu.Lock()
 	for i, u := range units {
 		if errs[i] == nil && !strings.HasSuffix(u.Name, ".socket") {
-			s.cache[u.Name] = u
+			s.cache.put(u, gens[i])
 		}
 	}
-	s.mu.Unlock()
 	for i, u := range units {
 		if errs[i] != nil {
 			// A unit that vanished between list and read is not an error.

@@ -92,7 +92,7 @@ func (l Listen) Overlaps(o Listen) bool {
 // exits on its own, and what corrald does once systemd has given up.
 type Restart struct {
 	Policy   string        // "on-failure" (default), "always" or "no": Restart=
-	Delay    time.Duration // RestartSec=, default 100ms
+	Delay    time.Duration // RestartSec=, default 0: at once; systemd's start limit and corrald's backoff bound a crash loop
 	Burst    int           // StartLimitBurst=, default 5
 	Interval time.Duration // StartLimitIntervalSec=, default 10s
 

@@ -22,7 +22,7 @@ const (
 // Defaults of a pool file's optional keys.
 const (
 	DefaultStopTimeout     = 30 * time.Second
-	DefaultRestartDelay    = 100 * time.Millisecond
+	DefaultRestartDelay    = 0
 	DefaultRestartBurst    = 5
 	DefaultRestartInterval = 10 * time.Second
 	DefaultBackoff         = time.Second

@@ -94,7 +94,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err := c.Ping(ctx); err != nil {
 		return err
 	}
-	if err := activation.Notify(ctx, "READY=1\nSTATUS="+status(ctx, c)); err != nil {
+	lastStatus := status(ctx, c)
+	if err := activation.Notify(ctx, "READY=1\nSTATUS="+lastStatus); err != nil {
 		log.Warn("sd_notify", "err", err)
 	}
 	log.Info("corrald ready", "version", version, "bus", pool.BusName)
@@ -115,7 +116,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 		case <-tick.C:
 			pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 			if err := c.Ping(pctx); err == nil {
-				activation.Notify(pctx, "WATCHDOG=1\nSTATUS="+status(pctx, c))
+				// STATUS= only when it changed: each change is a
+				// PropertiesChanged signal to every subscriber.
+				msg := "WATCHDOG=1"
+				if st := status(pctx, c); st != lastStatus {
+					msg, lastStatus = msg+"\nSTATUS="+st, st
+				}
+				activation.Notify(pctx, msg)
 			} else {
 				log.Error("coordinator does not answer", "err", err)
 			}

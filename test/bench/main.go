@@ -29,10 +29,11 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each wrk run")
 	conns := flag.Int("c", 100, "wrk connections")
 	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
+	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", or "all"`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *deb, *dur, *conns, *ms); err != nil {
+	if err := run(ctx, *suite, *deb, *dur, *conns, *ms); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -44,7 +45,10 @@ type result struct {
 	errors, total int
 }
 
-func run(ctx context.Context, deb string, dur time.Duration, conns, ms int) error {
+func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms int) error {
+	if suite != "all" && suite != "cluster" && suite != "corrald" {
+		return fmt.Errorf(`-suite %q: want "cluster", "corrald" or "all"`, suite)
+	}
 	if deb == "" {
 		return errors.New("-deb is required: run 'make bench'")
 	}
@@ -62,20 +66,27 @@ func run(ctx context.Context, deb string, dur time.Duration, conns, ms int) erro
 		return err
 	}
 	defer box.Close()
-	sh := func(args ...string) error {
+	shOut := func(args ...string) (string, error) {
 		c, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		_, stderr, err := box.Exec(c, args...)
+		out, stderr, err := box.Exec(c, args...)
 		if err != nil {
-			return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, stderr)
+			return out, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, stderr)
 		}
-		return nil
+		return out, nil
+	}
+	sh := func(args ...string) error {
+		_, err := shOut(args...)
+		return err
 	}
 	if err := box.WriteFile("/opt/corral-bench/corral.deb", data, 0o644); err != nil {
 		return err
 	}
 	if err := sh("apt-get", "install", "-y", "/opt/corral-bench/corral.deb"); err != nil {
 		return err
+	}
+	if suite == "corrald" {
+		return benchCorrald(ctx, box, shOut)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:8080/cpu?ms=%d", ms)
 	cores := runtime.NumCPU()
@@ -113,7 +124,10 @@ func run(ctx context.Context, deb string, dur time.Duration, conns, ms int) erro
 	fmt.Printf("| instances | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n")
 	fmt.Printf("| 1 | %.0f | %v | %v | %d |\n", one.rps, one.p50, one.p99, one.errors)
 	fmt.Printf("| %d (one per core) | %.0f | %v | %v | %d |\n", cores, many.rps, many.p50, many.p99, many.errors)
-	fmt.Printf("\nratio %d instances / 1 instance: %.2fx\n", cores, many.rps/one.rps)
+	fmt.Printf("\nratio %d instances / 1 instance: %.2fx\n\n", cores, many.rps/one.rps)
+	if suite == "all" {
+		return benchCorrald(ctx, box, shOut)
+	}
 	return nil
 }
 

@@ -184,6 +184,22 @@ crash_loop_window = "1m"
 		t.Errorf("the healthy app pool beside a crash loop: instances answering %v", seen)
 	}
 	t.Logf("corral status crashy:\n%s", b.must("corral", "status", "crashy"))
+
+	// The other read commands against the real journal and corrald.
+	if out := b.must("corral", "logs", "app", "-n", "20"); !strings.Contains(out, "app@1 | serving on tcp 127.0.0.1:8080") {
+		t.Errorf("corral logs app:\n%s", out)
+	}
+	if out := b.must("corral", "logs", "crashy", "-n", "50"); !strings.Contains(out, "crashy@1 |") {
+		t.Errorf("corral logs crashy:\n%s", out)
+	}
+	out := b.must("corral", "monit", "--count", "2", "--interval", "1s")
+	if strings.Count(out, "app@1") < 2 || strings.Contains(out, "\x1b[") {
+		t.Errorf("corral monit --count 2 (not a terminal: two plain blocks):\n%s", out)
+	}
+	var st map[string]any
+	if err := json.Unmarshal([]byte(b.must("corral", "status", "crashy", "--json")), &st); err != nil || st["state"] != "crash-loop" {
+		t.Errorf("corral status crashy --json: %v %v", st, err)
+	}
 }
 
 // TestKillCorraldUnderLoad: SIGKILL to corrald fails no request; it comes
@@ -272,4 +288,64 @@ func TestListManyInstances(t *testing.T) {
 	if best > 2*time.Second {
 		t.Errorf("corral list with 64 instances took %v", best)
 	}
+}
+
+// TestFailedSocketRecovered: connections while no instance can start trip
+// the socket's trigger limit and systemd closes it; corrald says so and,
+// once an instance can run again, opens it again.
+func TestFailedSocketRecovered(t *testing.T) {
+	b := installed(t)
+	b.writePool("gate", `exec = ["/bin/sh", "-c", "test -e /srv/gate/open && exec /usr/libexec/corral/corral-demo; exit 1"]
+listen = ["127.0.0.1:18093"]
+instances = 1
+balance = "shared"
+readiness = "notify"
+[restart]
+backoff = "500ms"
+backoff_max = "2s"
+`)
+	b.must("systemctl", "restart", "corral.service")
+	b.run("systemctl", "start", "gate.target")
+	// Hammer the socket until systemd gives up on it.
+	waitFor(t, "gate.socket failed", 60*time.Second, func() error {
+		for i := 0; i < 30; i++ {
+			get("http://127.0.0.1:18093/")
+		}
+		if st := b.show("gate.socket", "ActiveState"); st != "failed" {
+			return fmt.Errorf("gate.socket %s (%s)", st, b.show("gate.socket", "Result"))
+		}
+		return nil
+	})
+	t.Logf("gate.socket: %s, result %s", b.show("gate.socket", "ActiveState"), b.show("gate.socket", "Result"))
+	// corrald says so (corral list shows socket-failed, or crash-loop
+	// once the instance has failed often enough, which outranks it).
+	b.waitJournal("corral.service", "socket failed")
+	waitFor(t, "corral list says socket-failed or crash-loop", 30*time.Second, func() error {
+		for _, p := range b.list().Pools {
+			if p.Name == "gate" && (p.State == "socket-failed" || p.State == "crash-loop") {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+
+	// The worker can start now: corrald's next try brings both back.
+	if err := b.WriteFile("/srv/gate/open", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gate answers again", 60*time.Second, func() error {
+		_, err := get("http://127.0.0.1:18093/")
+		return err
+	})
+	if st := b.show("gate.socket", "ActiveState"); st != "active" {
+		t.Errorf("gate.socket %s after recovery", st)
+	}
+	logs := b.must("journalctl", "-u", "corral.service", "--no-pager", "-o", "cat")
+	var acts []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "pool=gate") {
+			acts = append(acts, l)
+		}
+	}
+	t.Logf("corrald on gate:\n%s", strings.Join(acts, "\n"))
 }

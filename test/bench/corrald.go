@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corral-pool/corral/test/sdbox"
+)
+
+// benchCorrald measures issue 3's bars in a booted box with corral
+// installed: corral list with 64 instances, corrald's memory with them,
+// its wake-ups while nothing changes, and the time from an instance's
+// crash to its replacement serving.
+func benchCorrald(ctx context.Context, box *sdbox.Box, sh func(...string) (string, error)) error {
+	// A pool of 64 demo instances.
+	if err := box.WriteFile("/etc/corral/pools.d/big.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18192\"]\ninstances = 64\nreadiness = \"notify\"\n"), 0o644); err != nil {
+		return err
+	}
+	for _, c := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "restart", "corral.service"}, {"systemctl", "start", "big.target"}} {
+		if _, err := sh(c...); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, _ := sh("systemctl", "list-units", "--plain", "--no-legend", "--state=active", "big@*.service")
+		if strings.Count(out, "\n") >= 64 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("64 instances not active after 2m")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+
+	// corral list, the whole command as a user runs it.
+	var list []time.Duration
+	for i := 0; i < 20; i++ {
+		out, err := sh("sh", "-c", "s=$(date +%s%N); corral list >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000 ))")
+		if err != nil {
+			return err
+		}
+		us, _ := strconv.Atoi(strings.TrimSpace(out))
+		list = append(list, time.Duration(us)*time.Microsecond)
+	}
+
+	pid, _ := sh("systemctl", "show", "-P", "MainPID", "corral.service")
+	pid = strings.TrimSpace(pid)
+	rss, _ := sh("sh", "-c", "grep VmRSS /proc/"+pid+"/status")
+
+	// Wake-ups while idle: context switches of every corrald thread, in
+	// 10 s windows after the list calls above have settled. The watchdog
+	// is fed every 30 s (WatchdogSec=60s); nothing else should wake it.
+	time.Sleep(5 * time.Second)
+	var idle []int
+	prev, err := ctxSwitches(sh, pid)
+	if err != nil {
+		return err
+	}
+	for range 9 {
+		time.Sleep(10 * time.Second)
+		n, err := ctxSwitches(sh, pid)
+		if err != nil {
+			return err
+		}
+		idle = append(idle, n-prev)
+		prev = n
+	}
+	quiet := 0
+	for _, n := range idle {
+		if n == 0 {
+			quiet++
+		}
+	}
+	if _, err := sh("systemctl", "stop", "big.target", "big@*.service", "big@*.socket"); err != nil {
+		return err
+	}
+
+	// Crash to replacement serving: a one-instance pool; SIGKILL its
+	// worker, then time a request that waits in the socket's queue until
+	// the new worker answers it.
+	if err := box.WriteFile("/etc/corral/pools.d/one.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18193\"]\ninstances = 1\nreadiness = \"notify\"\n[restart]\nburst = 1000\n"), 0o644); err != nil {
+		return err
+	}
+	for _, c := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "start", "one.target"}} {
+		if _, err := sh(c...); err != nil {
+			return err
+		}
+	}
+	if err := waitHTTP(ctx, "http://127.0.0.1:18193/"); err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	pidRE := regexp.MustCompile(`pid (\d+)`)
+	var crash []time.Duration
+	for i := 0; i < 20; i++ {
+		old, _ := sh("systemctl", "show", "-P", "MainPID", "one@1.service")
+		old = strings.TrimSpace(old)
+		t0 := time.Now()
+		if _, err := sh("kill", "-KILL", old); err != nil {
+			return err
+		}
+		for {
+			resp, err := client.Get("http://127.0.0.1:18193/")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if m := pidRE.FindSubmatch(body); m != nil && string(m[1]) != old {
+					crash = append(crash, time.Since(t0))
+					break
+				}
+			}
+			if time.Since(t0) > 30*time.Second {
+				return fmt.Errorf("no replacement of one@1 after 30s")
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	fmt.Printf("corrald, %s\n\n", time.Now().Format("2006-01-02"))
+	fmt.Printf("| measure | value | bar |\n|---|---|---|\n")
+	fmt.Printf("| corral list, 64 instances: p50 / max of 20 | %v / %v | ≤ 100 ms |\n", pct(list, 50), pct(list, 100))
+	fmt.Printf("| corrald memory with 64 instances | %s | ≤ 20 MB |\n", strings.TrimSpace(strings.TrimPrefix(rss, "VmRSS:")))
+	fmt.Printf("| corrald context switches (all threads) per 10 s while idle, 90 s | %v: %d of 9 windows without any | none but the watchdog (every 30 s) |\n", idle, quiet)
+	fmt.Printf("| crash to replacement serving: p50 / p99 of 20 | %v / %v | p50 ≤ 150 ms |\n", pct(crash, 50), pct(crash, 99))
+	return nil
+}
+
+// ctxSwitches sums the voluntary and involuntary context switches of every
+// thread of pid.
+func ctxSwitches(sh func(...string) (string, error), pid string) (int, error) {
+	out, err := sh("sh", "-c", "cat /proc/"+pid+"/task/*/status | grep ctxt_switches")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 {
+			v, _ := strconv.Atoi(f[1])
+			n += v
+		}
+	}
+	return n, nil
+}
+
+// pct returns the p-th percentile of ds (100 = max).
+func pct(ds []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	i = min(max(i-1, 0), len(s)-1)
+	return s[i].Round(100 * time.Microsecond)
+}
