@@ -71,8 +71,19 @@ func TestScale(t *testing.T) {
 	b.must("systemctl", "start", "app.target")
 	b.waitActive("app", "1", "2")
 
+	// Clients hear of it: InstanceChanged signals on the bus.
+	mon := make(chan string, 1)
+	go func() {
+		out, _ := b.run("timeout", "6", "busctl", "monitor", "--system", "--match",
+			"type='signal',sender='org.corral.Corral1',interface='org.corral.Corral1.Manager'")
+		mon <- out
+	}()
+	time.Sleep(time.Second)
 	b.must("corral", "scale", "app", "4")
 	b.waitActive("app", "1", "2", "3", "4")
+	if out := <-mon; !strings.Contains(out, "Member=InstanceChanged") || !strings.Contains(out, `STRING "app"`) {
+		t.Errorf("no InstanceChanged signal for app while scaling:\n%s", out)
+	}
 	if seen := instancesSeen(t, demoURL, 200); len(seen) != 4 {
 		t.Errorf("after scale 4: instances answering %v", seen)
 	}
