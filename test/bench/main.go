@@ -91,9 +91,29 @@ func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms in
 	url := fmt.Sprintf("http://127.0.0.1:8080/cpu?ms=%d", ms)
 	cores := runtime.NumCPU()
 
-	measure := func(units ...string) (result, error) {
-		if err := sh(append([]string{"systemctl", "start"}, units...)...); err != nil {
+	// The count is corrald's: ask for it as an operator does, then start
+	// the pool.
+	measure := func(count string) (result, error) {
+		if err := sh("corral", "scale", "app", count); err != nil {
 			return result{}, err
+		}
+		if err := sh("systemctl", "start", "app.target"); err != nil {
+			return result{}, err
+		}
+		want := "1"
+		if count != "1" {
+			want = strconv.Itoa(cores)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			out, _ := shOut("systemctl", "list-units", "--plain", "--no-legend", "--state=active", "app@*.service")
+			if n := strings.Count(out, ".service"); strconv.Itoa(n) == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				return result{}, fmt.Errorf("app: %s instances not active after 1m", want)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		if err := waitHTTP(ctx, url); err != nil {
 			return result{}, err
@@ -102,22 +122,17 @@ func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms in
 		if _, err := wrk(ctx, url, conns, 2*time.Second); err != nil {
 			return result{}, err
 		}
-		r, err := wrk(ctx, url, conns, dur)
-		if err2 := sh("systemctl", "stop", "app.target", "app@*.service"); err2 != nil && err == nil {
-			err = err2
-		}
-		return r, err
+		return wrk(ctx, url, conns, dur)
 	}
-	one, err := measure("app@1.service")
+	one, err := measure("1")
 	if err != nil {
 		return err
 	}
-	var all []string
-	for i := 1; i <= cores; i++ {
-		all = append(all, fmt.Sprintf("app@%d.service", i))
-	}
-	many, err := measure(all...)
+	many, err := measure("auto")
 	if err != nil {
+		return err
+	}
+	if err := sh("corral", "stop", "app"); err != nil {
 		return err
 	}
 	fmt.Printf("corral demo pool, GET /cpu?ms=%d, wrk -t1 -c%d -d%s --latency on 127.0.0.1, %d cores, %s\n\n", ms, conns, dur, cores, time.Now().Format("2006-01-02"))
