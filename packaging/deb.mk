@@ -23,7 +23,7 @@ DEB_BINARIES := build/corral build/corral-generator build/corral-demo build/corr
 DEB_MANPAGES := build/man/corral.1.gz build/man/corral.toml.5.gz build/man/corral-generator.8.gz \
 	build/man/corrald.8.gz
 DEB_PACKAGING := nfpm.yaml packaging/app.toml packaging/copyright packaging/corral.service \
-	packaging/org.corral.Corral1.conf packaging/corral.bash-completion \
+	packaging/org.corral.Corral1.conf packaging/corral.bash-completion packaging/50-corral.conf \
 	packaging/lintian-overrides packaging/postinst packaging/prerm packaging/postrm
 
 .PHONY: deb lintian deb-clean

@@ -63,6 +63,10 @@ type API interface {
 	Start(ctx context.Context, target string) error
 	Stop(ctx context.Context, target string) error
 	Restart(ctx context.Context, target string) error
+	// Reload restarts a pool's instances onto the current binaries and
+	// units, max_unavailable at a time, each ready before the next; it
+	// stops at the first that fails (ErrReload). progress may be nil.
+	Reload(ctx context.Context, pool string, progress func(ReloadStep)) error
 }
 
 // Errors callers branch on; over D-Bus they travel as the error names in

@@ -19,6 +19,7 @@ const (
 	errBadSpec    = "org.corral.Corral1.Error.BadSpec"
 	errDenied     = "org.corral.Corral1.Error.Denied"
 	errFailed     = "org.corral.Corral1.Error.Failed"
+	errReload     = "org.corral.Corral1.Error.ReloadStopped"
 )
 
 // Group is the group whose members may change pools besides root.
@@ -49,6 +50,7 @@ type instanceWire struct {
 type server struct {
 	conn  *godbus.Conn
 	api   API
+	coord *Coordinator
 	group func() (uint32, bool) // the corral group's gid, if it exists
 }
 
@@ -103,6 +105,18 @@ func (s *server) Stop(sender godbus.Sender, target string) *godbus.Error {
 
 func (s *server) Restart(sender godbus.Sender, target string) *godbus.Error {
 	return s.act(sender, target, s.api.Restart)
+}
+
+func (s *server) Reload(sender godbus.Sender, pool string) *godbus.Error {
+	if e := s.authorize(sender); e != nil {
+		return e
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	return busError(s.coord.Reload(ctx, pool, func(st ReloadStep) {
+		s.conn.Emit(ObjectPath, Interface+".ReloadProgress", st.Pool, uint32(st.Index), st.Phase,
+			uint64(st.Took.Microseconds()), st.Err, uint32(st.Done), uint32(st.Total))
+	}))
 }
 
 func (s *server) act(sender godbus.Sender, target string, f func(context.Context, string) error) *godbus.Error {
@@ -161,6 +175,8 @@ func busError(err error) *godbus.Error {
 		name = errBadSpec
 	case errors.Is(err, ErrDenied):
 		name = errDenied
+	case errors.Is(err, ErrReload):
+		name = errReload
 	}
 	return godbus.NewError(name, []any{err.Error()})
 }
@@ -172,8 +188,10 @@ const introspectIface = `<interface name="` + Interface + `">
   <method name="Start"><arg name="target" type="s" direction="in"/></method>
   <method name="Stop"><arg name="target" type="s" direction="in"/></method>
   <method name="Restart"><arg name="target" type="s" direction="in"/></method>
+  <method name="Reload"><arg name="pool" type="s" direction="in"/></method>
   <signal name="InstanceChanged"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/></signal>
   <signal name="CrashLoop"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="reason" type="s"/></signal>
+  <signal name="ReloadProgress"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/><arg name="took_usec" type="t"/><arg name="error" type="s"/><arg name="done" type="u"/><arg name="total" type="u"/></signal>
 </interface>`
 
 // ErrNameTaken is returned by Export when another process owns BusName.
@@ -182,7 +200,7 @@ var ErrNameTaken = errors.New("the bus name " + BusName + " is owned by another 
 // Export serves api on conn as BusName at ObjectPath, and forwards the
 // coordinator's events as signals until ctx is done.
 func Export(ctx context.Context, conn *godbus.Conn, c *Coordinator) error {
-	s := &server{conn: conn, api: c, group: corralGID}
+	s := &server{conn: conn, api: c, coord: c, group: corralGID}
 	if err := conn.Export(s, ObjectPath, Interface); err != nil {
 		return fmt.Errorf("pool: export: %w", err)
 	}
@@ -254,20 +272,33 @@ func clientError(err error) error {
 		e = *pe
 	}
 	msg := e.Error()
+	sentinel := ErrJobFailed
 	switch e.Name {
 	case errNoPool:
-		return fmt.Errorf("%w: %s", ErrNoPool, msg)
+		sentinel = ErrNoPool
 	case errNoInstance:
-		return fmt.Errorf("%w: %s", ErrNoInstance, msg)
+		sentinel = ErrNoInstance
 	case errBadSpec:
-		return fmt.Errorf("%w: %s", ErrBadSpec, msg)
+		sentinel = ErrBadSpec
+	case errReload:
+		sentinel = ErrReload
 	case errDenied, "org.freedesktop.DBus.Error.AccessDenied":
-		return fmt.Errorf("%w: %s", ErrDenied, msg)
+		sentinel = ErrDenied
 	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
-		return fmt.Errorf("%w: %s", ErrNotRunning, msg)
+		sentinel = ErrNotRunning
 	}
-	return fmt.Errorf("%w: %s", ErrJobFailed, msg)
+	return &remoteError{sentinel, msg}
 }
+
+// remoteError is an error corrald returned: its message is corrald's, and
+// errors.Is finds the sentinel it stands for.
+type remoteError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
 
 // ListPools implements API.
 func (c *Client) ListPools(ctx context.Context) ([]PoolInfo, error) {
@@ -316,4 +347,51 @@ func (c *Client) Stop(ctx context.Context, target string) error {
 // Restart implements API.
 func (c *Client) Restart(ctx context.Context, target string) error {
 	return c.call(ctx, "Restart", nil, target)
+}
+
+// Reload asks corrald for a rolling reload of pool and calls progress for
+// each step it reports (ReloadProgress signals), until the reload is over.
+func (c *Client) Reload(ctx context.Context, pool string, progress func(ReloadStep)) error {
+	match := []godbus.MatchOption{godbus.WithMatchSender(BusName), godbus.WithMatchInterface(Interface), godbus.WithMatchMember("ReloadProgress")}
+	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
+		return clientError(err)
+	}
+	defer c.conn.RemoveMatchSignal(match...)
+	ch := make(chan *godbus.Signal, 256)
+	c.conn.Signal(ch)
+	defer c.conn.RemoveSignal(ch)
+	done := make(chan error, 1)
+	go func() { done <- c.call(ctx, "Reload", nil, pool) }()
+	report := func(sig *godbus.Signal) {
+		if progress == nil || len(sig.Body) != 7 {
+			return
+		}
+		p, _ := sig.Body[0].(string)
+		if p != pool {
+			return
+		}
+		i, _ := sig.Body[1].(uint32)
+		ph, _ := sig.Body[2].(string)
+		us, _ := sig.Body[3].(uint64)
+		msg, _ := sig.Body[4].(string)
+		n, _ := sig.Body[5].(uint32)
+		total, _ := sig.Body[6].(uint32)
+		progress(ReloadStep{Pool: p, Index: int(i), Phase: ph, Took: time.Duration(us) * time.Microsecond, Err: msg, Done: int(n), Total: int(total)})
+	}
+	for {
+		select {
+		case sig := <-ch:
+			report(sig)
+		case err := <-done:
+			// Signals sent before the reply are queued before it.
+			for {
+				select {
+				case sig := <-ch:
+					report(sig)
+				default:
+					return err
+				}
+			}
+		}
+	}
 }

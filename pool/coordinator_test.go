@@ -39,6 +39,7 @@ func (f *fakeSystemd) ResetFailed(_ context.Context, u string) error {
 }
 
 func (f *fakeSystemd) Counters(context.Context, string) (uint64, uint64) { return Unknown, Unknown }
+func (f *fakeSystemd) IsActive(context.Context, string) (bool, error)    { return true, nil }
 
 func (f *fakeSystemd) Jobs() []string {
 	f.mu.Lock()

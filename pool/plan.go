@@ -158,6 +158,16 @@ type planner struct {
 
 // start is a start action and what it sorts by: its index, then sockets
 // before services.
+// starting reports whether this plan starts instance i's service.
+func (p *planner) starting(i int) bool {
+	for _, st := range p.starts {
+		if st.i == i && !st.socket {
+			return true
+		}
+	}
+	return false
+}
+
 type start struct {
 	i      int
 	socket bool
@@ -363,13 +373,23 @@ func (p *planner) sockets() {
 		if res == "" || res == "success" {
 			res = "trigger limit?"
 		}
-		if p.acting && anyUp {
+		// A reuseport socket comes back only with its own instance: open
+		// while that cannot run, it would queue its share of the
+		// connections for nobody.
+		ready := anyUp
+		if p.reuseport {
+			ready = up(o.Instances[i]) || p.starting(i)
+		}
+		if p.acting && ready {
 			p.starts = append(p.starts, start{i, true, Action{ResetStartUnit, SocketName(p.in.Pool, i),
 				"socket failed (" + res + "); an instance runs again"}})
 			continue
 		}
-		p.poolReason(fmt.Sprintf("%s failed (%s); corrald restarts it once an instance of the pool runs",
-			SocketName(p.in.Pool, i), res))
+		when := "once an instance of the pool runs"
+		if p.reuseport {
+			when = "with its instance"
+		}
+		p.poolReason(fmt.Sprintf("%s failed (%s); corrald restarts it %s", SocketName(p.in.Pool, i), res, when))
 	}
 }
 

@@ -459,6 +459,18 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
+			name:    "reuseport: a failed socket stays down while its own instance backs off",
+			desired: Desired{Count: 2},
+			obs: Observed{Target: upTarget, Sockets: map[int]Unit{1: socket(1, "active", ""), 2: socket(2, "failed", "service-start-limit-hit")},
+				Instances: instances(running(1, old), failedAt(2, old, at(0), "exit-code"))},
+			want: planWant{
+				phases: map[int]Phase{1: PhaseRunning, 2: PhaseBackoff},
+				wake:   at(s),
+				reasons: []string{"0: app@2.socket failed (service-start-limit-hit); corrald restarts it with its instance",
+					"2: failed (exit-code); next try in 1s"},
+			},
+		},
+		{
 			name:    "a held instance's failed socket is left alone",
 			desired: Desired{Count: 2, Held: []int{2}},
 			obs: Observed{Target: upTarget, Sockets: map[int]Unit{1: socket(1, "active", ""), 2: socket(2, "failed", "")},

@@ -28,6 +28,8 @@ type Systemd interface {
 	// Counters returns a service's MemoryCurrent and CPUUsageNSec, read
 	// afresh; Unknown where systemd has no accounting.
 	Counters(ctx context.Context, unit string) (mem, cpu uint64)
+	// IsActive reports whether a unit is active, read afresh.
+	IsActive(ctx context.Context, unit string) (bool, error)
 }
 
 // Invalidator is implemented by a Systemd that caches unit properties: the
@@ -192,6 +194,16 @@ func (s *SystemdBus) Counters(ctx context.Context, unit string) (mem, cpu uint64
 		}
 	}
 	return mem, cpu
+}
+
+// IsActive implements Systemd.
+func (s *SystemdBus) IsActive(ctx context.Context, unit string) (bool, error) {
+	p, err := s.Conn.GetUnitPropertyContext(ctx, unit, "ActiveState")
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", unit, err)
+	}
+	st, _ := p.Value.Value().(string)
+	return st == "active", nil
 }
 
 func (s *SystemdBus) unit(ctx context.Context, st sddbus.UnitStatus) (Unit, error) {

@@ -139,8 +139,15 @@ type Pool struct {
 	StopTimeout      time.Duration // TimeoutStopSec=
 	StartOnBoot      bool
 	Description      string
-	Restart          Restart
-	Sandbox          Sandbox
+	// MaxUnavailable is how many instances a rolling reload restarts at
+	// once (default 1).
+	MaxUnavailable int
+	// ReadyDelay is how long a rolling reload waits after starting an
+	// instance that cannot send READY=1 (readiness = "simple") before it
+	// counts it as ready, if it still runs (default 1s).
+	ReadyDelay time.Duration
+	Restart    Restart
+	Sandbox    Sandbox
 }
 
 // Error is one problem found in a pool file, at a position in it when known.

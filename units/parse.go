@@ -22,6 +22,7 @@ const (
 // Defaults of a pool file's optional keys.
 const (
 	DefaultStopTimeout     = 30 * time.Second
+	DefaultReadyDelay      = time.Second
 	DefaultRestartDelay    = 0
 	DefaultRestartBurst    = 5
 	DefaultRestartInterval = 10 * time.Second
@@ -55,6 +56,8 @@ var topKeys = map[string]string{
 	"open_files":        `whole number`,
 	"stop_timeout":      `duration such as "30s"`,
 	"start_on_boot":     `true or false`,
+	"max_unavailable":   `whole number`,
+	"ready_delay":       `duration such as "1s"`,
 	"description":       `string`,
 	"restart":           `table`,
 	"sandbox":           `table`,
@@ -260,12 +263,14 @@ func (p *parser) absPath(key, s string) bool {
 // pool builds and validates a Pool from a decoded pool file.
 func (p *parser) pool(name string, raw map[string]any) *Pool {
 	pool := &Pool{
-		Name:        name,
-		Path:        p.file,
-		Balance:     "",
-		Readiness:   ReadinessSimple,
-		StopTimeout: DefaultStopTimeout,
-		StartOnBoot: true,
+		Name:           name,
+		Path:           p.file,
+		Balance:        "",
+		Readiness:      ReadinessSimple,
+		StopTimeout:    DefaultStopTimeout,
+		StartOnBoot:    true,
+		MaxUnavailable: 1,
+		ReadyDelay:     DefaultReadyDelay,
 		Restart: Restart{
 			Policy:       "on-failure",
 			Delay:        DefaultRestartDelay,
@@ -400,6 +405,16 @@ func (p *parser) pool(name string, raw map[string]any) *Pool {
 	if v, ok := raw["stop_timeout"]; ok {
 		if d, ok := p.duration("stop_timeout", v, time.Second, maxStopTimeout); ok {
 			pool.StopTimeout = d
+		}
+	}
+
+	if v, ok := raw["max_unavailable"]; ok {
+		pool.MaxUnavailable, _ = p.integer("max_unavailable", v, 1, MaxInstances)
+	}
+
+	if v, ok := raw["ready_delay"]; ok {
+		if d, ok := p.duration("ready_delay", v, 0, 10*time.Minute); ok {
+			pool.ReadyDelay = d
 		}
 	}
 

@@ -129,6 +129,12 @@ func renderService(p *Pool) []byte {
 		w.set("Type", "exec")
 	}
 	w.set("Sockets", sock)
+	// The listening sockets' O_NONBLOCK lives on the open file
+	// description, which all instances of a shared pool share: with the
+	// default NonBlocking=no, every start of one instance would switch it
+	// to blocking for its running siblings, whose accept(2) could then
+	// block in the kernel (and their listener's Close with it).
+	w.set("NonBlocking", "yes")
 	args := make([]string, len(p.Exec))
 	for i, a := range p.Exec {
 		args[i] = quote(a)

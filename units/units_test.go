@@ -220,6 +220,7 @@ listen = ["127.0.0.1:1"]`))
 	}
 	want := Pool{Name: "x", Path: "x.toml", Exec: []string{"/bin/x"}, Listen: []Listen{{Address: "127.0.0.1:1"}},
 		Balance: BalanceReusePort, Readiness: ReadinessSimple, StopTimeout: 30 * time.Second, StartOnBoot: true,
+		MaxUnavailable: 1, ReadyDelay: time.Second,
 		Restart: Restart{"on-failure", 0, 5, 10 * time.Second, time.Second, 5 * time.Minute, 5, 5 * time.Minute},
 		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone, ProtectHome: "yes"}}
 	if fmt.Sprintf("%+v", *p) != fmt.Sprintf("%+v", want) {
@@ -279,6 +280,8 @@ func TestParseErrors(t *testing.T) {
 		{"restart burst", "p", base + "[restart]\nburst = 0", "restart.burst must be from 1 to 1000"},
 		{"backoff order", "p", base + "[restart]\nbackoff = \"10s\"\nbackoff_max = \"1s\"", "is shorter than restart.backoff"},
 		{"loop window", "p", base + "[restart]\ncrash_loop_window = 5", "restart.crash_loop_window must be a duration string"},
+		{"max unavailable", "p", base + "max_unavailable = 0", "max_unavailable must be from 1 to 1024"},
+		{"ready delay", "p", base + "ready_delay = \"forever\"", "is not a duration"},
 		{"restart table", "p", base + "restart = \"always\"", "restart must be a table"},
 		{"network", "p", base + "[sandbox]\nnetwork = \"all\"", `sandbox.network must be "none"`},
 		{"writable", "p", base + "[sandbox]\nwritable_paths = [\"var/lib\"]", "is not an absolute path"},

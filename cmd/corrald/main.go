@@ -99,6 +99,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 		log.Warn("sd_notify", "err", err)
 	}
 	log.Info("corrald ready", "version", version, "bus", pool.BusName)
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req"); err == nil && len(b) > 0 && b[0] == '0' {
+		log.Warn("net.ipv4.tcp_migrate_req is 0: with balance = \"reuseport\", connections queued on the socket of an instance that stops for good are reset instead of moved to another instance",
+			"fix", "sysctl -w net.ipv4.tcp_migrate_req=1 (corral's package sets it in /usr/lib/sysctl.d/50-corral.conf)")
+	}
 
 	// The watchdog is fed through the coordinator's own loop, so a stuck
 	// loop gets corrald restarted; STATUS= follows the pools.

@@ -152,6 +152,18 @@ func (f *fakeAPI) Restart(ctx context.Context, target string) error {
 	return f.target(target)
 }
 
+func (f *fakeAPI) Reload(ctx context.Context, name string, progress func(pool.ReloadStep)) error {
+	if err := f.call("Reload", name); err != nil {
+		return err
+	}
+	if err := f.target(name); err != nil {
+		return err
+	}
+	progress(pool.ReloadStep{Pool: name, Index: 1, Phase: "restarting", Total: 1})
+	progress(pool.ReloadStep{Pool: name, Index: 1, Phase: "ready", Took: 42 * time.Millisecond, Done: 1, Total: 1})
+	return nil
+}
+
 func (f *fakeAPI) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

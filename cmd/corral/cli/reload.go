@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/corral-pool/corral/pool"
+)
+
+// runReload is `corral reload POOL`: a rolling restart onto the current
+// binaries and units, shown as it goes. It exits 1 when an instance does
+// not come back; the instances not yet reloaded keep serving.
+func runReload(ctx context.Context, env *Env, args []string) error {
+	_, operands, err := parseOptions("reload", args)
+	if err != nil {
+		return err
+	}
+	if len(operands) != 1 {
+		return badUsage("reload", "give one pool")
+	}
+	name := operands[0]
+	if err := checkPoolName("reload", name); err != nil {
+		return err
+	}
+	api, done, err := connect(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t0 := time.Now()
+	total := 0
+	err = api.Reload(ctx, name, func(st pool.ReloadStep) {
+		total = st.Total
+		switch st.Phase {
+		case "restarting":
+			fmt.Fprintf(env.Stdout, "%s@%d restarting (%d of %d ready)\n", st.Pool, st.Index, st.Done, st.Total)
+		case "ready":
+			fmt.Fprintf(env.Stdout, "%s@%d ready in %v (%d of %d)\n", st.Pool, st.Index, st.Took.Round(time.Millisecond), st.Done, st.Total)
+		case "failed":
+			fmt.Fprintf(env.Stdout, "%s@%d failed after %v: %s\n", st.Pool, st.Index, st.Took.Round(time.Millisecond), st.Err)
+		}
+	})
+	if err != nil {
+		return apiError(env, "reload "+name, name, err)
+	}
+	fmt.Fprintf(env.Stdout, "%s: reloaded %d instance(s) in %v\n", name, total, time.Since(t0).Round(time.Millisecond))
+	return nil
+}
