@@ -1,6 +1,7 @@
 package activation
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -46,9 +47,9 @@ func Serve(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
 // every inherited listener (AllListeners), until one of o.Signals arrives or
 // ctx is done. Then it drains:
 //
-//  1. It sends STOPPING=1, turns keep-alives off, so responses still being
-//     written carry "Connection: close", and closes idle keep-alive
-//     connections.
+//  1. It sends STOPPING=1; from now on every response carries
+//     "Connection: close", so keep-alive clients leave with the answer to
+//     their next request.
 //  2. It stops accepting: it closes the listeners. The service manager keeps
 //     its own copy of each socket, so other instances go on accepting and new
 //     connections wait in the kernel's queue.
@@ -56,7 +57,11 @@ func Serve(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
 //     its first request. http.Server.Shutdown drops a request that it reads
 //     after the shutdown began, without an answer: a client that connected
 //     just before the stop would see its connection closed.
-//  4. It waits for in-flight requests to finish (http.Server.Shutdown).
+//  4. It waits, up to 2s (or a quarter of the drain budget), for the
+//     keep-alive connections to leave that way; closing an idle one at once
+//     could cut a request the client is sending at that moment.
+//  5. It closes the idle connections left and waits for in-flight requests
+//     to finish (http.Server.Shutdown).
 //
 // The drain has until o.StopTimeout minus a safety margin, 10% of it or 1s,
 // whichever is smaller (29s of 30s, 4.5s of 5s), so that the process exits
@@ -100,6 +105,19 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 		stop = StopTimeout()
 	}
 	budget := drainBudget(stop)
+
+	// While draining, every response says "Connection: close": a
+	// keep-alive client is told to leave with the answer to its next
+	// request, instead of having its idle connection closed under a request
+	// it may be sending at that moment.
+	var draining atomic.Bool
+	h := srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&drainWriter{ResponseWriter: w, draining: &draining}, r)
+	})
 
 	conns := &connTracker{states: make(map[net.Conn]http.ConnState)}
 	hook := srv.ConnState
@@ -153,7 +171,7 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 	// The drain runs on its own clock: ctx may be what asked for it.
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 	defer cancel()
-	srv.SetKeepAlivesEnabled(false)
+	draining.Store(true)
 	errs = append(errs, Notify(drainCtx, fmt.Sprintf("STOPPING=1\nSTATUS=draining, up to %v", budget)))
 
 	// Stop accepting, and let every accepted connection deliver its first
@@ -172,6 +190,12 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 	settleCtx, settled := context.WithTimeout(drainCtx, newConnGrace)
 	conns.waitNoneNew(settleCtx)
 	settled()
+	// Keep-alive connections leave with their next answer; those that stay
+	// idle are closed by Shutdown after idleGrace.
+	idleCtx, idled := context.WithTimeout(drainCtx, min(idleGrace, budget/4))
+	conns.waitNone(idleCtx)
+	idled()
+	srv.SetKeepAlivesEnabled(false)
 
 	if err := srv.Shutdown(drainCtx); err != nil {
 		if drainCtx.Err() == nil {
@@ -189,8 +213,13 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 }
 
 // newConnGrace bounds how long a drain waits for accepted connections to
-// send their first request.
-const newConnGrace = time.Second
+// send their first request; idleGrace how long keep-alive connections have
+// to send one more request, answered with "Connection: close", before idle
+// ones are closed (a quarter of the drain budget if that is less).
+const (
+	newConnGrace = time.Second
+	idleGrace    = 2 * time.Second
+)
 
 // drainBudget is how long Serve may drain when the process has stop to
 // stop: stop less 10% of it or 1s, whichever is smaller.
@@ -225,9 +254,19 @@ func (t *connTracker) set(c net.Conn, s http.ConnState) {
 // waitNoneNew returns once no connection is in StateNew (accepted, no
 // request read yet), or when ctx is done.
 func (t *connTracker) waitNoneNew(ctx context.Context) {
+	t.waitUntil(ctx, func() bool { return t.count(http.StateNew) == 0 })
+}
+
+// waitNone returns once the server holds no connection, or when ctx is
+// done.
+func (t *connTracker) waitNone(ctx context.Context) {
+	t.waitUntil(ctx, func() bool { return t.open() == 0 })
+}
+
+func (t *connTracker) waitUntil(ctx context.Context, done func() bool) {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
-	for t.count(http.StateNew) > 0 {
+	for !done() {
 		select {
 		case <-ctx.Done():
 			return
@@ -254,3 +293,47 @@ func (t *connTracker) open() int {
 	defer t.mu.Unlock()
 	return len(t.states)
 }
+
+// drainWriter adds "Connection: close" to a response whose header is
+// written while Serve drains, so that a response in flight when the drain
+// began also ends its connection.
+type drainWriter struct {
+	http.ResponseWriter
+	draining *atomic.Bool
+	wrote    bool
+}
+
+func (w *drainWriter) mark() {
+	if !w.wrote {
+		w.wrote = true
+		if w.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+	}
+}
+
+func (w *drainWriter) WriteHeader(code int) {
+	w.mark()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *drainWriter) Write(b []byte) (int, error) {
+	w.mark()
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher when the underlying writer does.
+func (w *drainWriter) Flush() {
+	w.mark()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Hijack implements http.Hijacker when the underlying writer does.
+func (w *drainWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *drainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

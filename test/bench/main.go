@@ -29,7 +29,7 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each wrk run")
 	conns := flag.Int("c", 100, "wrk connections")
 	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
-	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", or "all"`)
+	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "reload", or "all"`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -46,8 +46,8 @@ type result struct {
 }
 
 func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms int) error {
-	if suite != "all" && suite != "cluster" && suite != "corrald" {
-		return fmt.Errorf(`-suite %q: want "cluster", "corrald" or "all"`, suite)
+	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "reload" {
+		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "reload" or "all"`, suite)
 	}
 	if deb == "" {
 		return errors.New("-deb is required: run 'make bench'")
@@ -87,6 +87,9 @@ func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms in
 	}
 	if suite == "corrald" {
 		return benchCorrald(ctx, box, shOut)
+	}
+	if suite == "reload" {
+		return benchReload(ctx, shOut, conns, dur)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:8080/cpu?ms=%d", ms)
 	cores := runtime.NumCPU()
@@ -141,6 +144,9 @@ func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms in
 	fmt.Printf("| %d (one per core) | %.0f | %v | %v | %d |\n", cores, many.rps, many.p50, many.p99, many.errors)
 	fmt.Printf("\nratio %d instances / 1 instance: %.2fx\n\n", cores, many.rps/one.rps)
 	if suite == "all" {
+		if err := benchReload(ctx, shOut, conns, dur); err != nil {
+			return err
+		}
 		return benchCorrald(ctx, box, shOut)
 	}
 	return nil
