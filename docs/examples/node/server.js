@@ -1,5 +1,5 @@
 #!/usr/bin/node
-// A corral worker in plain Node (18 or later, no npm packages).
+// A corral worker in plain Node (18.2 or later, no npm packages).
 //
 // Under corral it serves on the socket systemd passes as fd 3; run by hand
 // (`node server.js`) it listens on $PORT, or 8080. On SIGTERM it drains:

@@ -114,6 +114,7 @@ def sd_notify(state):
     if addr.startswith("@"):  # abstract namespace
         addr = "\0" + addr[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        s.settimeout(5)  # never hang on a busy service manager
         s.connect(addr)
         s.sendall(state.encode())
     return True
@@ -205,9 +206,15 @@ def main():
     port = int(os.environ.get("PORT", "8080"))
     srv = Server(sock, port)
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
+    # Python runs signal handlers in the main thread only, but any thread that
+    # does not block a signal may take it from the kernel (the accepting
+    # thread does, now and then, while it starts handler threads under load).
+    # Then the main thread, asleep in a lock wait, never runs the handler, and
+    # systemd SIGKILLs the worker at the timeout: seen in TestWorkers. So
+    # block the signals before any thread starts (threads inherit the mask)
+    # and take them synchronously in the main thread, below.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
 
     serving = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, name="accept")
     serving.start()
@@ -215,13 +222,13 @@ def main():
     log("python instance %s (pid %d) serving on %s" % (INSTANCE, os.getpid(), where))
     sd_notify("READY=1\nSTATUS=serving on " + where)
 
-    stop.wait()
+    sig = signal.sigwait(stop_signals)
     started = time.monotonic()
+    log("%s: draining %d connection(s), up to %.1fs" % (signal.Signals(sig).name, len(srv.conns), budget))
     try:
         sd_notify("STOPPING=1\nSTATUS=draining")
     except OSError as e:
         log("STOPPING=1: %s" % e)
-    log("stopping: draining %d connection(s), up to %.1fs" % (len(srv.conns), budget))
 
     def hard_stop():
         log("drain timed out after %.1fs: exiting with %d connection(s) open" % (budget, len(srv.conns)))
