@@ -67,6 +67,10 @@ type API interface {
 	// units, max_unavailable at a time, each ready before the next; it
 	// stops at the first that fails (ErrReload). progress may be nil.
 	Reload(ctx context.Context, pool string, progress func(ReloadStep)) error
+	// Apply validates every pool file, reloads systemd's units and
+	// reconciles each pool (docs/corrald.md); an invalid file changes
+	// nothing (ErrInvalidConfig).
+	Apply(ctx context.Context) ([]Change, error)
 }
 
 // Errors callers branch on; over D-Bus they travel as the error names in

@@ -20,6 +20,7 @@ const (
 	errDenied     = "org.corral.Corral1.Error.Denied"
 	errFailed     = "org.corral.Corral1.Error.Failed"
 	errReload     = "org.corral.Corral1.Error.ReloadStopped"
+	errInvalid    = "org.corral.Corral1.Error.InvalidConfig"
 )
 
 // Group is the group whose members may change pools besides root.
@@ -119,6 +120,25 @@ func (s *server) Reload(sender godbus.Sender, pool string) *godbus.Error {
 	}))
 }
 
+type changeWire struct{ Pool, Action, Detail string }
+
+func (s *server) Apply(sender godbus.Sender) ([]changeWire, *godbus.Error) {
+	if e := s.authorize(sender); e != nil {
+		return nil, e
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	report, err := s.coord.Apply(ctx)
+	out := make([]changeWire, len(report))
+	for i, c := range report {
+		out[i] = changeWire(c)
+	}
+	if err != nil && len(report) == 0 {
+		return nil, busError(err)
+	}
+	return out, nil
+}
+
 func (s *server) act(sender godbus.Sender, target string, f func(context.Context, string) error) *godbus.Error {
 	if e := s.authorize(sender); e != nil {
 		return e
@@ -177,6 +197,8 @@ func busError(err error) *godbus.Error {
 		name = errDenied
 	case errors.Is(err, ErrReload):
 		name = errReload
+	case errors.Is(err, ErrInvalidConfig):
+		name = errInvalid
 	}
 	return godbus.NewError(name, []any{err.Error()})
 }
@@ -189,6 +211,7 @@ const introspectIface = `<interface name="` + Interface + `">
   <method name="Stop"><arg name="target" type="s" direction="in"/></method>
   <method name="Restart"><arg name="target" type="s" direction="in"/></method>
   <method name="Reload"><arg name="pool" type="s" direction="in"/></method>
+  <method name="Apply"><arg name="changes" type="a(sss)" direction="out"/></method>
   <signal name="InstanceChanged"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/></signal>
   <signal name="CrashLoop"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="reason" type="s"/></signal>
   <signal name="ReloadProgress"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/><arg name="took_usec" type="t"/><arg name="error" type="s"/><arg name="done" type="u"/><arg name="total" type="u"/></signal>
@@ -282,6 +305,8 @@ func clientError(err error) error {
 		sentinel = ErrBadSpec
 	case errReload:
 		sentinel = ErrReload
+	case errInvalid:
+		sentinel = ErrInvalidConfig
 	case errDenied, "org.freedesktop.DBus.Error.AccessDenied":
 		sentinel = ErrDenied
 	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
@@ -394,4 +419,18 @@ func (c *Client) Reload(ctx context.Context, pool string, progress func(ReloadSt
 			}
 		}
 	}
+}
+
+// Apply asks corrald to make the pool files in effect and returns its
+// report; a pool that failed has Action "failed".
+func (c *Client) Apply(ctx context.Context) ([]Change, error) {
+	var ws []changeWire
+	if err := c.call(ctx, "Apply", &ws); err != nil {
+		return nil, err
+	}
+	out := make([]Change, len(ws))
+	for i, w := range ws {
+		out[i] = Change(w)
+	}
+	return out, nil
 }

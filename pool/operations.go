@@ -375,3 +375,8 @@ func (c *Coordinator) runJobs(ctx context.Context, f func(context.Context, strin
 // ErrJobFailed is wrapped by API errors when systemd refused or failed a
 // job.
 var ErrJobFailed = errors.New("systemd job failed")
+
+// Apply implements API: ApplyIn with systemd's generator directory.
+func (c *Coordinator) Apply(ctx context.Context) ([]Change, error) {
+	return c.ApplyIn(ctx, GeneratorDir)
+}

@@ -196,6 +196,12 @@ func (s *SystemdBus) Counters(ctx context.Context, unit string) (mem, cpu uint64
 	return mem, cpu
 }
 
+// DaemonReload implements Reloader: systemd reloads its units, rerunning
+// the generators, and returns when done.
+func (s *SystemdBus) DaemonReload(ctx context.Context) error {
+	return s.Conn.ReloadContext(ctx)
+}
+
 // IsActive implements Systemd.
 func (s *SystemdBus) IsActive(ctx context.Context, unit string) (bool, error) {
 	p, err := s.Conn.GetUnitPropertyContext(ctx, unit, "ActiveState")

@@ -102,6 +102,7 @@ func init() {
 		{"start", "", "POOL[@I]", "start a pool, or one instance of it", runStart},
 		{"stop", "", "POOL[@I]", "stop a pool, or one instance; it stays stopped until started", runStop},
 		{"restart", "", "POOL[@I]", "restart every instance of a pool, or one instance", runRestart},
+		{"apply", "", "", "make the pool files in effect: validate, reload units, roll changed pools", runApply},
 		{"reload", "", "POOL", "rolling restart onto new binaries and units, each instance ready before the next", runReload},
 		{"logs", "", "POOL [-f] [-n N] [--instance I]", "show the instances' journal, each line prefixed with its instance", runLogs},
 		{"monit", "", "[POOL] [--interval D] [--count N]", "live view of instances (cpu %, memory, restarts) and latest log lines", runMonit},

@@ -164,6 +164,13 @@ func (f *fakeAPI) Reload(ctx context.Context, name string, progress func(pool.Re
 	return nil
 }
 
+func (f *fakeAPI) Apply(ctx context.Context) ([]pool.Change, error) {
+	if err := f.call("Apply"); err != nil {
+		return nil, err
+	}
+	return []pool.Change{{Pool: "app", Action: "unchanged"}}, nil
+}
+
 func (f *fakeAPI) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
