@@ -48,6 +48,9 @@ func TestUpgrade(t *testing.T) {
 	r := <-res
 	t.Logf("apt-get install of the next version under 32 clients: %v", r)
 
+	if !strings.Contains(out, "corral: reloaded the workers of pool app") {
+		t.Errorf("the upgrade did not roll the pool with corral reload:\n%s", out)
+	}
 	after := strings.TrimSpace(b.must("dpkg-query", "-W", "-f=${Version}", "corral"))
 	if after == before {
 		t.Fatalf("version still %s after the upgrade:\n%s", after, out)
