@@ -62,7 +62,9 @@ test: check unit fuzz lintian integration
 run: deps deb
 	$(GO) run ./test/cmd/corral-sandbox -deb $(DEB)
 
-bench: deps deb
-	$(GO) run ./test/bench -deb $(DEB)
+bench: deps
+	$(MAKE) deb VERSION=$(NEXT_VERSION)
+	$(MAKE) deb
+	$(GO) run ./test/bench -deb $(DEB) -deb-next $(NEXT_DEB)
 
 clean: deb-clean

@@ -26,6 +26,7 @@ import (
 
 func main() {
 	deb := flag.String("deb", "", "the corral .deb to install (required)")
+	next := flag.String("deb-next", "", "a .deb of a higher version, for the upgrade run of the reload suite (optional)")
 	dur := flag.Duration("d", 10*time.Second, "duration of each wrk run")
 	conns := flag.Int("c", 100, "wrk connections")
 	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
@@ -33,7 +34,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *suite, *deb, *dur, *conns, *ms); err != nil {
+	if err := run(ctx, *suite, *deb, *next, *dur, *conns, *ms); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -45,7 +46,7 @@ type result struct {
 	errors, total int
 }
 
-func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms int) error {
+func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns, ms int) error {
 	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "reload" {
 		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "reload" or "all"`, suite)
 	}
@@ -89,7 +90,7 @@ func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms in
 		return benchCorrald(ctx, box, shOut)
 	}
 	if suite == "reload" {
-		return benchReload(ctx, shOut, conns, dur)
+		return benchReload(ctx, box, shOut, conns, dur, next)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:8080/cpu?ms=%d", ms)
 	cores := runtime.NumCPU()
@@ -144,7 +145,7 @@ func run(ctx context.Context, suite, deb string, dur time.Duration, conns, ms in
 	fmt.Printf("| %d (one per core) | %.0f | %v | %v | %d |\n", cores, many.rps, many.p50, many.p99, many.errors)
 	fmt.Printf("\nratio %d instances / 1 instance: %.2fx\n\n", cores, many.rps/one.rps)
 	if suite == "all" {
-		if err := benchReload(ctx, shOut, conns, dur); err != nil {
+		if err := benchReload(ctx, box, shOut, conns, dur, next); err != nil {
 			return err
 		}
 		return benchCorrald(ctx, box, shOut)
