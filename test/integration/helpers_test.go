@@ -165,6 +165,16 @@ func (r loadResult) String() string {
 // load sends requests from conc clients on new connections until ctx is
 // done, counting refused connections apart from other failures.
 func load(ctx context.Context, url string, conc int) loadResult {
+	return loadWith(ctx, url, conc, func() *http.Transport { return &http.Transport{DisableKeepAlives: true} })
+}
+
+// loadKeepAlive is load with conc clients that each keep one connection
+// alive, as a reverse proxy or a client library does.
+func loadKeepAlive(ctx context.Context, url string, conc int) loadResult {
+	return loadWith(ctx, url, conc, func() *http.Transport { return &http.Transport{MaxIdleConnsPerHost: 1} })
+}
+
+func loadWith(ctx context.Context, url string, conc int, transport func() *http.Transport) loadResult {
 	var mu sync.Mutex
 	r := loadResult{errs: map[string]int{}}
 	var wg sync.WaitGroup
@@ -172,7 +182,9 @@ func load(ctx context.Context, url string, conc int) loadResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			tr := transport()
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
 			for ctx.Err() == nil {
 				resp, err := c.Get(url)
 				if err == nil {

@@ -4,16 +4,11 @@ package integration
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -124,7 +119,7 @@ func wkRollingRestart(t *testing.T, b *box, e wkExample) {
 	fresh := make(chan loadResult, 1)
 	kept := make(chan loadResult, 1)
 	go func() { fresh <- load(ctx, url, 16) }()
-	go func() { kept <- wkLoadKeepAlive(ctx, url, 4) }()
+	go func() { kept <- loadKeepAlive(ctx, url, 4) }()
 
 	time.Sleep(time.Second)
 	for _, u := range units {
@@ -166,47 +161,4 @@ func wkRollingRestart(t *testing.T, b *box, e wkExample) {
 		logs, _ := b.run("journalctl", "-u", e.pool+"@*", "--no-pager", "-o", "short-precise")
 		t.Logf("journal of %s@*:\n%s", e.pool, logs)
 	}
-}
-
-// wkLoadKeepAlive is load with conc clients that each keep one connection
-// alive, as a reverse proxy or a client library does.
-func wkLoadKeepAlive(ctx context.Context, url string, conc int) loadResult {
-	var mu sync.Mutex
-	r := loadResult{errs: map[string]int{}}
-	var wg sync.WaitGroup
-	for i := 0; i < conc; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tr := &http.Transport{MaxIdleConnsPerHost: 1}
-			defer tr.CloseIdleConnections()
-			c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
-			for ctx.Err() == nil {
-				resp, err := c.Get(url)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %s", resp.Status)
-					}
-				}
-				mu.Lock()
-				switch {
-				case err == nil:
-					r.ok++
-				case errors.Is(err, syscall.ECONNREFUSED):
-					r.refused++
-				default:
-					r.failed++
-					r.errs[errKind(err)]++
-					if len(r.samples) < 5 {
-						r.samples = append(r.samples, time.Now().Format("15:04:05.000")+" "+err.Error())
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return r
 }
