@@ -18,6 +18,9 @@ command -v systemd-nspawn >/dev/null || missing="$missing systemd-container"
 command -v lintian >/dev/null || missing="$missing lintian"
 command -v wrk >/dev/null || missing="$missing wrk"
 command -v curl >/dev/null || missing="$missing curl"
+# The integration suite runs Node and Python workers from these paths.
+[ -x /usr/bin/node ] || missing="$missing nodejs"
+[ -x /usr/bin/python3 ] || missing="$missing python3"
 if [ -n "$missing" ]; then
 	echo "install-deps: apt-get install$missing"
 	apt-get update -qq
