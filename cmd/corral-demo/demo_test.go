@@ -253,15 +253,7 @@ func TestUnderCorral(t *testing.T) {
 				}
 			}
 
-			if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			if got, want := w.line(t), "stopped: drained cleanly"; got != want {
-				t.Errorf("last line %q, want %q", got, want)
-			}
-			if code := w.wait(t); code != exitOK {
-				t.Errorf("exit status %d, want %d", code, exitOK)
-			}
+			w.stopCleanly(t, syscall.SIGTERM)
 		})
 	}
 }
@@ -280,15 +272,7 @@ func TestByHand(t *testing.T) {
 	if pid, _ := strconv.Atoi(m[2]); pid != w.cmd.Process.Pid {
 		t.Errorf("logged pid %d, want %d", pid, w.cmd.Process.Pid)
 	}
-	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := w.line(t), "stopped: drained cleanly"; got != want {
-		t.Errorf("last line %q, want %q", got, want)
-	}
-	if code := w.wait(t); code != exitOK {
-		t.Errorf("exit status %d, want %d", code, exitOK)
-	}
+	w.stopCleanly(t, os.Interrupt)
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -352,5 +336,19 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("stderr\n got: %q\nwant: %q", lines, tt.want)
 			}
 		})
+	}
+}
+
+// stopCleanly sends sig and checks that the worker drains and exits 0.
+func (w *worker) stopCleanly(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.line(t), "stopped: drained cleanly"; got != want {
+		t.Errorf("last line %q, want %q", got, want)
+	}
+	if code := w.wait(t); code != exitOK {
+		t.Errorf("exit status %d, want %d", code, exitOK)
 	}
 }
