@@ -12,6 +12,15 @@
 // the inherited listeners, says READY=1, and on SIGTERM stops accepting and
 // drains in-flight requests within the stop timeout.
 //
+// ServeMessages answers the messages an operator sends to the instances of
+// a pool (`corral send POOL@I TEXT`, `corral broadcast POOL TEXT`). It
+// connects to corrald's unix socket named by CORRAL_MESSAGES, passes each
+// message to a MessageHandler, one at a time and in order, sends back the
+// reply or the error, and reconnects when the connection ends. Run it in a
+// goroutine beside Serve, with a ctx that ends when Serve returns (see
+// ExampleServeMessages); the protocol, which any language can speak in a few
+// lines, is in docs/messages.md.
+//
 // A minimal worker:
 //
 //	func main() {
@@ -98,6 +107,12 @@
 // The package trusts LISTEN_FDS, as sd_listen_fds(3) does. It checks that
 // every fd it names is open before touching any, but a LISTEN_FDS that is
 // too large can name fds the Go runtime opened itself.
+//
+// corrald keeps one message connection per instance, the instance that the
+// connecting process belongs to: a child process that inherits
+// CORRAL_MESSAGES and calls ServeMessages too takes the instance's
+// connection from its parent, and they go on taking it from each other.
+// Serve messages from one process of the instance.
 //
 // READY=1 means "serving". A worker that must warm up (load a cache, connect
 // to a database) should do so before calling Serve; systemd queues the

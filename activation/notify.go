@@ -6,9 +6,11 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 )
 
 // Notify sends state to the service manager over the socket named by
@@ -35,6 +37,77 @@ func Notify(ctx context.Context, state string) error {
 		return fmt.Errorf("activation: notify %s: %w", msg, err)
 	}
 	return nil
+}
+
+// NotifyWithFDs sends state as Notify does, with the fds of conns attached
+// (SCM_RIGHTS), as sd_pid_notify_with_fds(3). With "FDSTORE=1" and
+// "FDNAME=name" the service manager keeps a copy of each fd in the unit's
+// file descriptor store (FileDescriptorStoreMax= must leave room) and passes
+// them back, named, in LISTEN_FDS and LISTEN_FDNAMES when the service starts
+// again without having been stopped: after a crash, or systemctl restart.
+// It also removes a stored fd by itself when the fd reports POLLHUP or
+// POLLERR, such as a connection whose peer closed.
+//
+// conns are *os.File, *net.UnixConn, *net.UnixListener and the like; their
+// fds are duplicated for the send, so the callers keep theirs, in the mode
+// they were in. See Notify for the case without NOTIFY_SOCKET and errors.
+func NotifyWithFDs(ctx context.Context, state string, conns ...syscall.Conn) error {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return nil
+	}
+	fds := make([]int, 0, len(conns))
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, c := range conns {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("activation: notify with fds: %w", err)
+		}
+		var dup int
+		var derr error
+		if err := raw.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+			return fmt.Errorf("activation: notify with fds: %w", err)
+		}
+		if derr != nil {
+			return fmt.Errorf("activation: notify with fds: dup: %w", derr)
+		}
+		fds = append(fds, dup)
+	}
+	if err := notifyFDs(ctx, addr, state, unix.UnixRights(fds...)); err != nil {
+		msg, _, _ := strings.Cut(state, "\n")
+		return fmt.Errorf("activation: notify %s: %w", msg, err)
+	}
+	return nil
+}
+
+// notifyFDs sends state with the ancillary data oob. Go's net package
+// refuses control data on a connected datagram socket, so it uses an
+// unconnected one, with a send timeout from ctx (5s without a deadline).
+func notifyFDs(ctx context.Context, addr, state string, oob []byte) error {
+	if !strings.HasPrefix(addr, "/") && !strings.HasPrefix(addr, "@") {
+		return fmt.Errorf("NOTIFY_SOCKET=%q: want an absolute path or an @abstract name", addr)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return err
+	}
+	return unix.Sendmsg(fd, []byte(state), oob, &unix.SockaddrUnix{Name: addr}, 0)
 }
 
 func notify(ctx context.Context, addr, state string) error {

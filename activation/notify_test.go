@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // notifySocket listens where NOTIFY_SOCKET points, as the service manager
@@ -176,4 +179,95 @@ func TestNotifyIsSafeForConcurrentUse(t *testing.T) {
 		}
 		recvNotify(t, sock)
 	}
+}
+
+// TestNotifyWithFDs: the fds travel as SCM_RIGHTS and still work on the
+// other side; the caller's own fd stays open; abstract names work too.
+func TestNotifyWithFDs(t *testing.T) {
+	for _, abstract := range []bool{false, true} {
+		var sock *net.UnixConn
+		if abstract {
+			name := fmt.Sprintf("@corral-fds-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+			c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			t.Setenv("NOTIFY_SOCKET", name)
+			sock = c
+		} else {
+			sock = notifySocket(t)
+		}
+		a, b, err := socketPair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		defer b.Close()
+		if err := NotifyWithFDs(t.Context(), "FDSTORE=1\nFDNAME=chan", a); err != nil {
+			t.Fatal(err)
+		}
+		buf, oob := make([]byte, 4096), make([]byte, 4096)
+		sock.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, oobn, _, _, err := sock.ReadMsgUnix(buf, oob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(buf[:n]); got != "FDSTORE=1\nFDNAME=chan" {
+			t.Errorf("state %q", got)
+		}
+		fds := parseRights(t, oob[:oobn])
+		if len(fds) != 1 {
+			t.Fatalf("%d fds received, want 1", len(fds))
+		}
+		got := os.NewFile(uintptr(fds[0]), "received")
+		defer got.Close()
+		// What is written on the received copy comes out of b; a is still ours.
+		if _, err := got.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Write([]byte("y")); err != nil {
+			t.Fatalf("the caller's fd: %v", err)
+		}
+		p := make([]byte, 2)
+		b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := io.ReadFull(b, p); n != 2 || string(p) != "xy" {
+			t.Errorf("read %q, %v; want xy", p[:n], err)
+		}
+	}
+	t.Setenv("NOTIFY_SOCKET", "")
+	if err := NotifyWithFDs(t.Context(), "FDSTORE=1"); err != nil {
+		t.Errorf("without NOTIFY_SOCKET: %v", err)
+	}
+}
+
+func socketPair() (*net.UnixConn, *net.UnixConn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "pair")
+		defer f.Close()
+		c, _ := net.FileConn(f)
+		return c.(*net.UnixConn)
+	}
+	return conn(fds[0]), conn(fds[1]), nil
+}
+
+func parseRights(t *testing.T, oob []byte) []int {
+	t.Helper()
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		f, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, f...)
+	}
+	return fds
 }

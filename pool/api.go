@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -71,6 +72,12 @@ type API interface {
 	// reconciles each pool (docs/corrald.md); an invalid file changes
 	// nothing (ErrInvalidConfig).
 	Apply(ctx context.Context) ([]Change, error)
+	// Broadcast delivers text to every running instance of pool, Send to
+	// one, "POOL@I" (docs/messages.md); with wait > 0 they wait up to wait
+	// for the replies. There is one result per instance addressed: replied,
+	// delivered, or not, and why.
+	Broadcast(ctx context.Context, pool, text string, wait time.Duration) ([]MessageResult, error)
+	Send(ctx context.Context, target, text string, wait time.Duration) ([]MessageResult, error)
 }
 
 // Errors callers branch on; over D-Bus they travel as the error names in
@@ -81,4 +88,8 @@ var (
 	ErrBadSpec    = errors.New("bad scale")
 	ErrDenied     = errors.New("permission denied")
 	ErrNotRunning = errors.New("corrald is not running")
+	ErrBadMessage = errors.New("bad message")
+	// ErrOtherPool is a worker messaging another pool's workers; it is
+	// also ErrDenied.
+	ErrOtherPool = fmt.Errorf("%w: a worker may message only its own pool", ErrDenied)
 )

@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"os/user"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+
+	"github.com/corral-pool/corral/message"
+	"github.com/corral-pool/corral/relay"
 )
 
 // D-Bus error names of the API.
@@ -21,6 +26,9 @@ const (
 	errFailed     = "org.corral.Corral1.Error.Failed"
 	errReload     = "org.corral.Corral1.Error.ReloadStopped"
 	errInvalid    = "org.corral.Corral1.Error.InvalidConfig"
+	errBadMessage = "org.corral.Corral1.Error.BadMessage"
+	errNoMessages = "org.corral.Corral1.Error.NoMessages"
+	errOtherPool  = "org.corral.Corral1.Error.OtherPool"
 )
 
 // Group is the group whose members may change pools besides root.
@@ -53,7 +61,22 @@ type server struct {
 	api   API
 	coord *Coordinator
 	group func() (uint32, bool) // the corral group's gid, if it exists
+
+	// senders caches who sent messages: a unique bus name is never reused
+	// and its credentials do not change, so a client that sends many
+	// messages is looked up once.
+	mu      sync.Mutex
+	senders map[godbus.Sender]sender
 }
+
+type sender struct {
+	denied *godbus.Error
+	pid    uint32
+	pool   string // the pool whose worker it is, or ""
+}
+
+// maxSenders bounds the cache of senders; it is emptied when full.
+const maxSenders = 1024
 
 const callTimeout = 5 * time.Minute // a pool restart waits for every instance
 
@@ -139,6 +162,50 @@ func (s *server) Apply(sender godbus.Sender) ([]changeWire, *godbus.Error) {
 	return out, nil
 }
 
+// messageWire is a MessageResult as it travels.
+type messageWire struct {
+	Pool                  string
+	Index                 uint32
+	Status, Reply, Detail string
+}
+
+func (s *server) Broadcast(sender godbus.Sender, pool, text string, waitUSec uint64) ([]messageWire, *godbus.Error) {
+	return s.message(sender, pool, func(ctx context.Context, wait time.Duration) ([]MessageResult, error) {
+		return s.coord.Broadcast(ctx, pool, text, wait)
+	}, waitUSec)
+}
+
+func (s *server) Send(sender godbus.Sender, target, text string, waitUSec uint64) ([]messageWire, *godbus.Error) {
+	pool, _, _ := strings.Cut(target, "@")
+	return s.message(sender, pool, func(ctx context.Context, wait time.Duration) ([]MessageResult, error) {
+		return s.coord.Send(ctx, target, text, wait)
+	}, waitUSec)
+}
+
+// message checks the caller as for changes, and that a worker messages
+// only its own pool, then delivers.
+func (s *server) message(from godbus.Sender, pool string, deliver func(context.Context, time.Duration) ([]MessageResult, error), waitUSec uint64) ([]messageWire, *godbus.Error) {
+	wait := time.Duration(min(waitUSec, uint64(relay.MaxWait/time.Microsecond))) * time.Microsecond
+	ctx, cancel := context.WithTimeout(context.Background(), wait+30*time.Second)
+	defer cancel()
+	who := s.sender(ctx, from)
+	if who.denied != nil {
+		return nil, who.denied
+	}
+	if who.pool != "" && who.pool != pool {
+		return nil, godbus.NewError(errOtherPool, []any{fmt.Sprintf("process %d is a worker of pool %s: a worker may message only its own pool, not %s", who.pid, who.pool, pool)})
+	}
+	rs, err := deliver(ctx, wait)
+	if err != nil {
+		return nil, busError(err)
+	}
+	out := make([]messageWire, len(rs))
+	for i, r := range rs {
+		out[i] = messageWire{r.Pool, uint32(r.Index), string(r.Status), r.Reply, r.Detail}
+	}
+	return out, nil
+}
+
 func (s *server) act(sender godbus.Sender, target string, f func(context.Context, string) error) *godbus.Error {
 	if e := s.authorize(sender); e != nil {
 		return e
@@ -148,14 +215,53 @@ func (s *server) act(sender godbus.Sender, target string, f func(context.Context
 	return busError(f(ctx, target))
 }
 
+// sender identifies a caller of Broadcast or Send: may it change pools,
+// and is it a worker of a pool?
+func (s *server) sender(ctx context.Context, from godbus.Sender) sender {
+	s.mu.Lock()
+	who, ok := s.senders[from]
+	s.mu.Unlock()
+	if ok {
+		return who
+	}
+	creds, e := s.credentials(from)
+	if e != nil {
+		return sender{denied: e} // not cached: the bus may answer next time
+	}
+	who.denied = s.allowed(creds)
+	if pid, ok := creds["ProcessID"].Value().(uint32); ok && who.denied == nil {
+		who.pid, who.pool = pid, s.coord.callerPool(ctx, pid)
+	}
+	s.mu.Lock()
+	if s.senders == nil || len(s.senders) >= maxSenders {
+		s.senders = map[godbus.Sender]sender{}
+	}
+	s.senders[from] = who
+	s.mu.Unlock()
+	return who
+}
+
 // authorize lets root and members of the corral group change pools. The
 // bus policy says the same; corrald acts as root, so it checks too.
 func (s *server) authorize(sender godbus.Sender) *godbus.Error {
+	creds, e := s.credentials(sender)
+	if e != nil {
+		return e
+	}
+	return s.allowed(creds)
+}
+
+// credentials asks the bus who sender is.
+func (s *server) credentials(sender godbus.Sender) (map[string]godbus.Variant, *godbus.Error) {
 	var creds map[string]godbus.Variant
 	err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, string(sender)).Store(&creds)
 	if err != nil {
-		return godbus.NewError(errDenied, []any{"cannot identify the caller: " + err.Error()})
+		return nil, godbus.NewError(errDenied, []any{"cannot identify the caller: " + err.Error()})
 	}
+	return creds, nil
+}
+
+func (s *server) allowed(creds map[string]godbus.Variant) *godbus.Error {
 	uid, ok := creds["UnixUserID"].Value().(uint32)
 	if ok && uid == 0 {
 		return nil
@@ -199,6 +305,10 @@ func busError(err error) *godbus.Error {
 		name = errReload
 	case errors.Is(err, ErrInvalidConfig):
 		name = errInvalid
+	case errors.Is(err, message.ErrTooLarge), errors.Is(err, message.ErrNotText), errors.Is(err, message.ErrEmpty):
+		name = errBadMessage
+	case errors.Is(err, ErrNoMessages):
+		name = errNoMessages
 	}
 	return godbus.NewError(name, []any{err.Error()})
 }
@@ -212,6 +322,8 @@ const introspectIface = `<interface name="` + Interface + `">
   <method name="Restart"><arg name="target" type="s" direction="in"/></method>
   <method name="Reload"><arg name="pool" type="s" direction="in"/></method>
   <method name="Apply"><arg name="changes" type="a(sss)" direction="out"/></method>
+  <method name="Broadcast"><arg name="pool" type="s" direction="in"/><arg name="message" type="s" direction="in"/><arg name="wait_usec" type="t" direction="in"/><arg name="results" type="a(susss)" direction="out"/></method>
+  <method name="Send"><arg name="instance" type="s" direction="in"/><arg name="message" type="s" direction="in"/><arg name="wait_usec" type="t" direction="in"/><arg name="results" type="a(susss)" direction="out"/></method>
   <signal name="InstanceChanged"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/></signal>
   <signal name="CrashLoop"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="reason" type="s"/></signal>
   <signal name="ReloadProgress"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/><arg name="took_usec" type="t"/><arg name="error" type="s"/><arg name="done" type="u"/><arg name="total" type="u"/></signal>
@@ -307,6 +419,12 @@ func clientError(err error) error {
 		sentinel = ErrReload
 	case errInvalid:
 		sentinel = ErrInvalidConfig
+	case errBadMessage:
+		sentinel = ErrBadMessage
+	case errNoMessages:
+		sentinel = ErrNoMessages
+	case errOtherPool:
+		sentinel = ErrOtherPool
 	case errDenied, "org.freedesktop.DBus.Error.AccessDenied":
 		sentinel = ErrDenied
 	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
@@ -372,6 +490,28 @@ func (c *Client) Stop(ctx context.Context, target string) error {
 // Restart implements API.
 func (c *Client) Restart(ctx context.Context, target string) error {
 	return c.call(ctx, "Restart", nil, target)
+}
+
+// Broadcast implements API.
+func (c *Client) Broadcast(ctx context.Context, pool, text string, wait time.Duration) ([]MessageResult, error) {
+	return c.message(ctx, "Broadcast", pool, text, wait)
+}
+
+// Send implements API.
+func (c *Client) Send(ctx context.Context, target, text string, wait time.Duration) ([]MessageResult, error) {
+	return c.message(ctx, "Send", target, text, wait)
+}
+
+func (c *Client) message(ctx context.Context, method, to, text string, wait time.Duration) ([]MessageResult, error) {
+	var ws []messageWire
+	if err := c.call(ctx, method, &ws, to, text, uint64(max(wait, 0)/time.Microsecond)); err != nil {
+		return nil, err
+	}
+	out := make([]MessageResult, len(ws))
+	for i, w := range ws {
+		out[i] = MessageResult{Pool: w.Pool, Index: int(w.Index), Status: relay.Status(w.Status), Reply: w.Reply, Detail: w.Detail}
+	}
+	return out, nil
 }
 
 // Reload asks corrald for a rolling reload of pool and calls progress for

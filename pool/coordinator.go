@@ -49,6 +49,9 @@ type Coordinator struct {
 	dirty  chan string // pool name; "" means every pool and a re-read of the pool files
 	jobs   chan jobDone
 	events chan Event
+	// msgs carries messages; unitOf finds a process's unit. Set before Run.
+	msgs   Messenger
+	unitOf func(ctx context.Context, pid uint32) (string, error)
 
 	// Owned by Run.
 	pools map[string]*poolState

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/corral-pool/corral/message"
 )
 
 // File is one file the generator writes into systemd's generator directory.
@@ -140,7 +142,8 @@ func renderService(p *Pool) []byte {
 		args[i] = quote(a)
 	}
 	w.set("ExecStart", strings.Join(args, " "))
-	w.set("Environment", quoteEnv("CORRAL_POOL="+p.Name)+" CORRAL_INSTANCE=%i "+quoteEnv("CORRAL_STOP_TIMEOUT="+p.StopTimeout.String()))
+	w.set("Environment", quoteEnv("CORRAL_POOL="+p.Name)+" CORRAL_INSTANCE=%i "+quoteEnv("CORRAL_STOP_TIMEOUT="+p.StopTimeout.String())+
+		" "+quoteEnv(message.EnvSocket+"="+message.SocketPath))
 	keys := make([]string, 0, len(p.Environment))
 	for k := range p.Environment {
 		keys = append(keys, k)

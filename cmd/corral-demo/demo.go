@@ -40,7 +40,9 @@ func configErrorf(format string, args ...any) error {
 }
 
 // run serves until SIGTERM or SIGINT, or the end of ctx, and drains. It logs
-// a line to stderr when it starts serving and when it has drained.
+// a line to stderr when it starts serving and when it has drained. Meanwhile
+// it answers corrald's messages, and logs the state of that connection (see
+// serveMessages).
 func run(ctx context.Context, cfg config, stderr io.Writer) error {
 	instance, err := activation.Instance()
 	if err != nil && !errors.Is(err, activation.ErrNoInstance) {
@@ -76,11 +78,82 @@ func run(ctx context.Context, cfg config, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "serving on %s as instance %d, pid %d, GOMAXPROCS %d\n",
 		strings.Join(addrs, ", "), instance, pid, runtime.GOMAXPROCS(0))
-	if err := activation.Serve(ctx, srv, ls...); err != nil {
+
+	// Messages for as long as it serves, drain included.
+	msgCtx, stopMessages := context.WithCancel(ctx)
+	defer stopMessages()
+	messagesDone := make(chan struct{})
+	go func() {
+		defer close(messagesDone)
+		serveMessages(msgCtx, instance, stderr)
+	}()
+	err = activation.Serve(ctx, srv, ls...)
+	stopMessages()
+	<-messagesDone // before anything else goes to stderr
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stderr, "stopped: drained cleanly")
 	return nil
+}
+
+// serveMessages answers corrald's messages (`corral send app@3 ping`) with
+// messageHandler until ctx is done, and logs a line to stderr when it first
+// connects to corrald, or cannot, and each time it loses or regains the
+// connection (connLogger). Without CORRAL_MESSAGES, run by hand, it returns
+// at once and says nothing.
+func serveMessages(ctx context.Context, instance int, stderr io.Writer) {
+	opts := activation.MessageOptions{OnConnect: connLogger(stderr)}
+	if err := opts.ServeMessages(ctx, messageHandler(instance)); err != nil && !errors.Is(err, activation.ErrNoMessages) {
+		fmt.Fprintf(stderr, "messages: %v\n", err)
+	}
+}
+
+// messageHandler answers every message with the instance's number and the
+// text it got: instance 3 got "ping".
+func messageHandler(instance int) activation.MessageHandler {
+	return activation.MessageHandlerFunc(func(ctx context.Context, m activation.Message) (string, error) {
+		return fmt.Sprintf("instance %d got %q", instance, m.Text), nil
+	})
+}
+
+// connState is the state of the connection to corrald, as connLogger last
+// logged it.
+type connState int
+
+const (
+	connNone   connState = iota // no attempt yet
+	connNotYet                  // attempts failed, none succeeded yet
+	connUp
+	connDown // connected before, not now
+)
+
+// connLogger returns an activation.MessageOptions.OnConnect that logs a line
+// to w on the first connection or failure to connect, and then each time
+// the connection is lost or made again. Failed attempts while it is down
+// are not logged: ServeMessages retries every few seconds.
+func connLogger(w io.Writer) func(error) {
+	state := connNone
+	return func(err error) {
+		switch {
+		case err == nil && (state == connNone || state == connNotYet):
+			fmt.Fprintln(w, "messages: connected to corrald")
+		case err == nil && state == connDown:
+			fmt.Fprintln(w, "messages: reconnected to corrald")
+		case err != nil && state == connNone:
+			fmt.Fprintf(w, "messages: cannot connect, retrying: %v\n", err)
+		case err != nil && state == connUp:
+			fmt.Fprintf(w, "messages: connection lost, reconnecting: %v\n", err)
+		}
+		switch {
+		case err == nil:
+			state = connUp
+		case state == connNone || state == connNotYet:
+			state = connNotYet
+		default:
+			state = connDown
+		}
+	}
 }
 
 func closeAll(ls []net.Listener) {

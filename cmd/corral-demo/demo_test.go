@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-pool/corral/activation"
+	"github.com/corral-pool/corral/message"
 )
 
 // With CORRAL_DEMO_TEST_MAIN=1 the test binary is corral-demo itself: the
@@ -350,5 +353,122 @@ func (w *worker) stopCleanly(t *testing.T, sig os.Signal) {
 	}
 	if code := w.wait(t); code != exitOK {
 		t.Errorf("exit status %d, want %d", code, exitOK)
+	}
+}
+
+func TestMessageHandler(t *testing.T) {
+	tests := []struct {
+		instance int
+		text     string
+		want     string
+	}{
+		{3, "ping", `instance 3 got "ping"`},
+		{1, "", `instance 1 got ""`},
+		{0, "flush-cache", `instance 0 got "flush-cache"`},
+		{12, "two\nlines \"quoted\"", `instance 12 got "two\nlines \"quoted\""`},
+		{2, "héllo", `instance 2 got "héllo"`},
+	}
+	for _, tt := range tests {
+		h := messageHandler(tt.instance)
+		got, err := h.ServeMessage(t.Context(), activation.Message{ID: "5f3c-17", Text: tt.text})
+		if got != tt.want || err != nil {
+			t.Errorf("instance %d, message %q\n got: %q, %v\nwant: %q, <nil>", tt.instance, tt.text, got, err, tt.want)
+		}
+	}
+}
+
+func TestConnLogger(t *testing.T) {
+	down := errors.New("activation: messages: corrald closed the connection")
+	nosock := errors.New("activation: messages: dial unix /run/corral/messages.sock: connect: no such file or directory")
+	tests := []struct {
+		name    string
+		reports []error // what OnConnect gets, nil for connected
+		want    string
+	}{
+		{"connected", []error{nil}, "messages: connected to corrald\n"},
+		{"lost and back", []error{nil, down, nosock, nosock, nil, down, nil},
+			"messages: connected to corrald\n" +
+				"messages: connection lost, reconnecting: " + down.Error() + "\n" +
+				"messages: reconnected to corrald\n" +
+				"messages: connection lost, reconnecting: " + down.Error() + "\n" +
+				"messages: reconnected to corrald\n"},
+		{"corrald down at start", []error{nosock, nosock, nosock, nil, down, nosock, nil},
+			"messages: cannot connect, retrying: " + nosock.Error() + "\n" +
+				"messages: connected to corrald\n" +
+				"messages: connection lost, reconnecting: " + down.Error() + "\n" +
+				"messages: reconnected to corrald\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			report := connLogger(&b)
+			for _, err := range tt.reports {
+				report(err)
+			}
+			if b.String() != tt.want {
+				t.Errorf("log\n got: %q\nwant: %q", b.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestMessages runs the worker with a stand-in for corrald's message
+// socket: it answers messages, logs the state of the connection and
+// reconnects when corrald closes it.
+func TestMessages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "messages.sock")
+	corrald, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer corrald.Close()
+	accept := func() (net.Conn, *message.Reader) {
+		t.Helper()
+		corrald.SetDeadline(time.Now().Add(10 * time.Second))
+		c, err := corrald.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, message.NewReader(c)
+	}
+	ask := func(c net.Conn, r *message.Reader, id, text, want string) {
+		t.Helper()
+		b, _ := message.Encode(message.Frame{ID: id, Message: text})
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		f, err := r.Read()
+		if got := (message.Frame{ID: id, Reply: want}); f != got || err != nil {
+			t.Errorf("answer to %q\n got: %+v, %v\nwant: %+v", text, f, err, got)
+		}
+	}
+
+	w := startWorker(t, nil, []string{"CORRAL_INSTANCE=3", "CORRAL_MESSAGES=" + path}, "-listen", "127.0.0.1:0")
+	if first := w.line(t); !strings.HasPrefix(first, "serving on tcp 127.0.0.1:") {
+		t.Errorf("first line %q, want serving on tcp 127.0.0.1:…", first)
+	}
+	c, r := accept()
+	if got, want := w.line(t), "messages: connected to corrald"; got != want {
+		t.Errorf("line %q, want %q", got, want)
+	}
+	ask(c, r, "5f3c-17", "ping", `instance 3 got "ping"`)
+	ask(c, r, "5f3c-18", "flush \"all\"", `instance 3 got "flush \"all\""`)
+
+	c.Close()
+	if got, want := w.line(t), "messages: connection lost, reconnecting: activation: messages: corrald closed the connection"; got != want {
+		t.Errorf("line %q, want %q", got, want)
+	}
+	c, r = accept()
+	if got, want := w.line(t), "messages: reconnected to corrald"; got != want {
+		t.Errorf("line %q, want %q", got, want)
+	}
+	ask(c, r, "5f3c-19", "pong", `instance 3 got "pong"`)
+
+	w.stopCleanly(t, syscall.SIGTERM)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if f, err := r.Read(); err != io.EOF {
+		t.Errorf("after the stop, corrald read %+v, %v; want EOF", f, err)
 	}
 }

@@ -12,7 +12,14 @@
 //
 //	corral-demo -listen 127.0.0.1:8080
 //
-// It logs one line to stderr when it starts serving and one when it stops.
+// Under corral it also answers corral's messages (corral send POOL@I TEXT,
+// corral broadcast POOL TEXT) with its instance number and the text it got:
+//
+//	instance 3 got "ping"
+//
+// It logs one line to stderr when it starts serving and one when it stops,
+// and one when it connects to corrald for messages, or cannot, and each time
+// it loses that connection or makes it again.
 //
 // Exit status: 0 after a clean drain, 1 on an error, 2 on a usage or
 // configuration error, which restarting does not fix.

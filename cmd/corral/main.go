@@ -19,7 +19,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, PoolDir: units.Dir, CPUs: runtime.NumCPU(), Version: version,
+	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, PoolDir: units.Dir, CPUs: runtime.NumCPU(), Version: version,
 		IsTerminal: cli.IsTerminal(os.Stdout.Fd()),
 		Connect: func(ctx context.Context) (pool.API, error) {
 			c, err := pool.Dial(ctx)

@@ -18,7 +18,9 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/corral-pool/corral/activation"
+	"github.com/corral-pool/corral/message"
 	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/relay"
 	"github.com/corral-pool/corral/units"
 )
 
@@ -83,8 +85,36 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Log:     log,
 	}, pool.NewSystemdBus(sd))
 
-	runErr := make(chan error, 1)
+	// Messages: the socket and the workers' channels come back from the
+	// fd store when corrald restarts (docs/messages.md). Without them the
+	// pools run as ever; only messages fail.
+	fds, err := activation.FDs()
+	if err != nil {
+		log.Warn("inherited fds", "err", err)
+	}
+	unitOf := func(ctx context.Context, pid uint32) (string, error) { return sd.GetUnitNameByPID(ctx, pid) }
+	msgs, err := relay.New(relay.Config{
+		Inherited: fds,
+		Identify:  c.Worker,
+		Store:     relay.NotifyStore{},
+		Log:       log,
+	})
+	if err != nil {
+		log.Error("no messages: cannot open the message socket", "path", message.SocketPath, "err", err)
+		c.UseMessenger(nil, unitOf)
+	} else {
+		c.UseMessenger(msgs, unitOf)
+	}
+
+	runErr := make(chan error, 2)
 	go func() { runErr <- c.Run(ctx) }()
+	if msgs != nil {
+		go func() {
+			if err := msgs.Run(ctx); err != nil {
+				runErr <- err
+			}
+		}()
+	}
 	if err := pool.Watch(ctx, bus, c); err != nil {
 		return err
 	}

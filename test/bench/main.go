@@ -30,7 +30,7 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each wrk run")
 	conns := flag.Int("c", 100, "wrk connections")
 	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
-	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "reload", or "all"`)
+	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "reload", "messages", or "all"`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -47,8 +47,8 @@ type result struct {
 }
 
 func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns, ms int) error {
-	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "reload" {
-		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "reload" or "all"`, suite)
+	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "reload" && suite != "messages" {
+		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "reload", "messages" or "all"`, suite)
 	}
 	if deb == "" {
 		return errors.New("-deb is required: run 'make bench'")
@@ -91,6 +91,9 @@ func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns,
 	}
 	if suite == "reload" {
 		return benchReload(ctx, box, shOut, conns, dur, next)
+	}
+	if suite == "messages" {
+		return benchMessages(ctx, box, shOut)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:8080/cpu?ms=%d", ms)
 	cores := runtime.NumCPU()
@@ -146,6 +149,9 @@ func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns,
 	fmt.Printf("\nratio %d instances / 1 instance: %.2fx\n\n", cores, many.rps/one.rps)
 	if suite == "all" {
 		if err := benchReload(ctx, box, shOut, conns, dur, next); err != nil {
+			return err
+		}
+		if err := benchMessages(ctx, box, shOut); err != nil {
 			return err
 		}
 		return benchCorrald(ctx, box, shOut)

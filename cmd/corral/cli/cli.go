@@ -45,6 +45,8 @@ func failed(format string, args ...any) error {
 // Env is what commands need from outside: tests replace its parts.
 type Env struct {
 	Stdout, Stderr io.Writer
+	// Stdin is where 'corral broadcast POOL -' reads its message.
+	Stdin io.Reader
 	// PoolDir is where pool files live (units.Dir on a host).
 	PoolDir string
 	// CPUs is the number of usable CPUs, for instances = "auto".
@@ -104,6 +106,8 @@ func init() {
 		{"restart", "", "POOL[@I]", "restart every instance of a pool, or one instance", runRestart},
 		{"apply", "", "", "make the pool files in effect: validate, reload units, roll changed pools", runApply},
 		{"reload", "", "POOL", "rolling restart onto new binaries and units, each instance ready before the next", runReload},
+		{"broadcast", "", "POOL MESSAGE|- [--wait] [--timeout D] [--json]", "deliver a message to every running instance of a pool; --wait prints each reply", runBroadcast},
+		{"send", "", "POOL@I MESSAGE|- [--wait] [--timeout D] [--json]", "deliver a message to one instance; --wait prints its reply", runSend},
 		{"logs", "", "POOL [-f] [-n N] [--instance I]", "show the instances' journal, each line prefixed with its instance", runLogs},
 		{"monit", "", "[POOL] [--interval D] [--count N]", "live view of instances (cpu %, memory, restarts) and latest log lines", runMonit},
 		{"validate", "", "[FILE...]", "check pool files as the generator does (default: every file in the pool directory)", runValidate},
@@ -142,8 +146,9 @@ func usage(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "list, status, scale, start, stop, restart and monit ask corrald (corral.service);")
-	fmt.Fprintln(w, "scale, start, stop and restart need root or the corral group. logs reads the journal.")
+	fmt.Fprintln(w, "list, status, scale, start, stop, restart, broadcast, send and monit ask corrald")
+	fmt.Fprintln(w, "(corral.service); scale, start, stop, restart, broadcast and send need root or the")
+	fmt.Fprintln(w, "corral group. logs reads the journal.")
 	fmt.Fprintln(w, "Exit codes: 0 success, 1 failed operation or invalid pool file, 2 bad command line,")
 	fmt.Fprintln(w, "3 permission denied, 4 corrald not running. See corral(1).")
 }

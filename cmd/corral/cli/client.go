@@ -44,6 +44,8 @@ func explain(err error, args []string) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, pool.ErrOtherPool):
+		return &ExitError{Code: ExitDenied, Err: err} // corrald's words say it all
 	case errors.Is(err, pool.ErrDenied):
 		return &ExitError{Code: ExitDenied, Err: fmt.Errorf(
 			"permission denied: run 'sudo corral %s' or join the corral group (sudo usermod -aG corral $USER, then log in again)",

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/relay"
 )
 
 // t0 is the tests' now.
@@ -169,6 +170,49 @@ func (f *fakeAPI) Apply(ctx context.Context) ([]pool.Change, error) {
 		return nil, err
 	}
 	return []pool.Change{{Pool: "app", Action: "unchanged"}}, nil
+}
+
+// Broadcast answers as the demo does from running instances; the others
+// are not delivered.
+func (f *fakeAPI) Broadcast(ctx context.Context, name, text string, wait time.Duration) ([]pool.MessageResult, error) {
+	if err := f.call("Broadcast", name, text, wait.String()); err != nil {
+		return nil, err
+	}
+	if err := f.target(name); err != nil {
+		return nil, err
+	}
+	return f.results(name, 0, text, wait), nil
+}
+
+func (f *fakeAPI) Send(ctx context.Context, target, text string, wait time.Duration) ([]pool.MessageResult, error) {
+	if err := f.call("Send", target, text, wait.String()); err != nil {
+		return nil, err
+	}
+	if err := f.target(target); err != nil {
+		return nil, err
+	}
+	name, i, _ := pool.ParseInstance(target)
+	return f.results(name, i, text, wait), nil
+}
+
+func (f *fakeAPI) results(name string, only int, text string, wait time.Duration) []pool.MessageResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []pool.MessageResult
+	for _, in := range f.instances[name] {
+		if only != 0 && int(in.Index) != only {
+			continue
+		}
+		r := pool.MessageResult{Pool: name, Index: int(in.Index), Status: relay.Delivered}
+		switch {
+		case in.Phase != "running":
+			r.Status, r.Detail = relay.NotDelivered, "it is not running ("+in.Phase+": "+in.Reason+")"
+		case wait > 0:
+			r.Status, r.Reply = relay.Replied, fmt.Sprintf("instance %d got %q", in.Index, text)
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func (f *fakeAPI) Close() error {

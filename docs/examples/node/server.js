@@ -16,6 +16,8 @@
 //
 //   GET /           hello from node instance N, pid P
 //   GET /slow?ms=N  the same after N milliseconds (at most 60000)
+//   GET /cpu?ms=N   the same after N ms of CPU time (at most 10000), spent in
+//                   pbkdf2Sync with the event loop blocked: a CPU-bound handler
 'use strict';
 
 const http = require('http');
@@ -40,6 +42,20 @@ function handle(req, res) {
       const timer = setTimeout(() => send(res, 200, hello), ms);
       res.on('close', () => clearTimeout(timer)); // the client went away
       return;
+    }
+    case '/cpu': {
+      // Small pbkdf2 steps (~0.1 ms each) until this process has used N ms
+      // of CPU time (process.cpuUsage: user + system), not wall time: a
+      // preempted worker still does N ms of work per request.
+      const ms = Math.min(Math.max(Number(url.searchParams.get('ms')) || 0, 0), 10000);
+      const crypto = require('crypto');
+      const start = process.cpuUsage();
+      for (let used = 0; used < ms * 1000; ) {
+        crypto.pbkdf2Sync('corral', 'salt', 100, 32, 'sha256');
+        const d = process.cpuUsage(start);
+        used = d.user + d.system;
+      }
+      return send(res, 200, hello);
     }
     default:
       return send(res, 404, 'not found\n');
@@ -178,3 +194,53 @@ function drain(signal) {
 
 process.on('SIGTERM', () => drain('SIGTERM'));
 process.on('SIGINT', () => drain('SIGINT'));
+
+// ---- corral: messages ---------------------------------------------------------
+
+// `corral send POOL@N TEXT` and `corral broadcast POOL TEXT` reach the worker
+// over the unix socket named by CORRAL_MESSAGES, as JSON lines
+// (docs/messages.md): {"id":…,"message":…} in, one {"id":…,"reply":…} (or
+// "error") out per message, in order; texts up to 64 KiB. corrald keeps the
+// connection across its own restarts; if it closes, connect again.
+
+function onMessage(text) {
+  return `node instance ${instance} got ${JSON.stringify(text)}`;
+}
+
+function serveMessages(path, delay = 100) {
+  const sock = net.createConnection(path);
+  let buf = '';
+  let since = 0; // when connected
+  let refused = false;
+  sock.setEncoding('utf8');
+  sock.on('connect', () => { since = Date.now(); log('messages: connected to corrald'); });
+  sock.on('data', (chunk) => {
+    const lines = (buf + chunk).split('\n');
+    buf = lines.pop(); // unfinished: the rest comes next, or never (then dropped)
+    for (const line of lines) {
+      let m;
+      try { m = JSON.parse(line); } catch { continue; } // not JSON: ignored
+      if (m === null || typeof m !== 'object') continue;
+      if (!m.id) { // corrald refuses the connection, then closes it
+        if (m.error) { refused = true; log(`messages: refused by corrald: ${m.error}`); }
+        continue;
+      }
+      if (m.reply || m.error) continue; // an answer, not a message
+      const answer = { id: m.id };
+      // (an empty message comes without "message")
+      try { answer.reply = onMessage(m.message ?? ''); } catch (err) { answer.error = String(err); }
+      sock.write(JSON.stringify(answer) + '\n');
+    }
+  });
+  sock.on('error', () => {}); // corrald is down or went away: 'close' follows
+  sock.on('close', () => {
+    if (since) log('messages: connection lost, reconnecting');
+    // Wait 100 ms doubling up to 5 s; 100 ms again after a connection that
+    // lived; 5 s after a refusal.
+    const lived = since ? Date.now() - since : 0;
+    const wait = refused ? 5000 : lived > 10000 ? 100 : delay;
+    setTimeout(serveMessages, wait, path, Math.min(wait * 2, 5000));
+  });
+}
+
+if (process.env.CORRAL_MESSAGES) serveMessages(process.env.CORRAL_MESSAGES);

@@ -13,6 +13,7 @@ CORRAL_STOP_TIMEOUT, after which systemd would SIGKILL it.
 """
 
 import http.server
+import json
 import os
 import re
 import signal
@@ -196,6 +197,71 @@ class Server(http.server.ThreadingHTTPServer):
             return sum(1 for st in self.conns.values() if st in states)
 
 
+# ---- corral: messages -------------------------------------------------------
+
+# `corral send POOL@N TEXT` and `corral broadcast POOL TEXT` reach the worker
+# over the unix socket named by CORRAL_MESSAGES, as JSON lines
+# (docs/messages.md): {"id": ..., "message": ...} in, one {"id": ..., "reply":
+# ...} (or "error") out per message, in order; texts up to 64 KiB. corrald
+# keeps the connection across its own restarts; if it closes, connect again.
+
+
+def on_message(text):
+    return "python instance %s got %s" % (INSTANCE, json.dumps(text, ensure_ascii=False))
+
+
+def serve_messages(path):
+    """Answers corrald's messages one at a time, in order; reconnects for ever."""
+    delay = 0.1
+    while True:
+        since, refused = None, False
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, s.makefile("rb") as lines:
+                s.connect(path)
+                since = time.monotonic()
+                log("messages: connected to corrald")
+                for line in lines:
+                    if not line.endswith(b"\n"):
+                        break  # corrald stopped in the middle of it: dropped
+                    try:
+                        m = json.loads(line)
+                    except ValueError:
+                        continue  # not JSON: ignored
+                    if not isinstance(m, dict):
+                        continue
+                    if not m.get("id"):  # corrald refuses the connection, then closes it
+                        if m.get("error"):
+                            refused = True
+                            log("messages: refused by corrald: %s" % m["error"])
+                        continue
+                    if m.get("reply") or m.get("error"):
+                        continue  # an answer, not a message
+                    try:
+                        # (an empty message comes without "message")
+                        answer = {"id": m["id"], "reply": on_message(m.get("message", ""))}
+                    except Exception as e:
+                        answer = {"id": m["id"], "error": str(e)}
+                    s.sendall(json.dumps(answer).encode() + b"\n")
+        except OSError:
+            pass  # corrald is down, or went away
+        if since is not None:
+            log("messages: connection lost, reconnecting")
+        # Wait 100 ms doubling up to 5 s; 100 ms again after a connection that
+        # lived; 5 s after a refusal.
+        lived = time.monotonic() - since if since is not None else 0
+        wait = 5.0 if refused else 0.1 if lived > 10 else delay
+        time.sleep(wait)
+        delay = min(wait * 2, 5.0)
+
+
+def start_messages():
+    """Serves messages in a daemon thread, if corral set CORRAL_MESSAGES.
+    Call it once the stop signals are blocked: the thread inherits the mask."""
+    path = os.environ.get("CORRAL_MESSAGES")
+    if path:
+        threading.Thread(target=serve_messages, args=(path,), daemon=True, name="messages").start()
+
+
 def main():
     stop_timeout = parse_duration(os.environ.get("CORRAL_STOP_TIMEOUT", "30s")) or 30.0
     # Drain until the stop timeout less 10% of it or 1s, whichever is
@@ -218,6 +284,7 @@ def main():
 
     serving = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, name="accept")
     serving.start()
+    start_messages()  # corral: messages, above
     where = "fd 3 from systemd" if sock is not None else "port %d" % port
     log("python instance %s (pid %d) serving on %s" % (INSTANCE, os.getpid(), where))
     sd_notify("READY=1\nSTATUS=serving on " + where)

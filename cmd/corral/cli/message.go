@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/corral-pool/corral/message"
+	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/relay"
+)
+
+// defaultWait is how long --wait waits for replies without --timeout.
+const defaultWait = 5 * time.Second
+
+var messageOptions = []option{
+	{long: "wait", short: "w"},
+	{long: "timeout", short: "t", takesValue: true},
+	{long: "json"},
+}
+
+// messageJSON is one element of the --json array of broadcast and send
+// (corral(1) documents it).
+type messageJSON struct {
+	Instance string `json:"instance"` // "app@3"
+	Pool     string `json:"pool"`
+	Index    int    `json:"index"`
+	Status   string `json:"status"`           // replied, error, delivered, no-reply, not-delivered
+	Reply    string `json:"reply,omitempty"`  // the reply, or the worker's error
+	Detail   string `json:"detail,omitempty"` // why not delivered or not answered
+}
+
+// runBroadcast is `corral broadcast POOL MESSAGE`.
+func runBroadcast(ctx context.Context, env *Env, args []string) error {
+	return sendMessage(ctx, env, "broadcast", args)
+}
+
+// runSend is `corral send POOL@I MESSAGE`.
+func runSend(ctx context.Context, env *Env, args []string) error {
+	return sendMessage(ctx, env, "send", args)
+}
+
+func sendMessage(ctx context.Context, env *Env, cmd string, args []string) error {
+	opts, operands, err := parseOptions(cmd, args, messageOptions...)
+	if err != nil {
+		return err
+	}
+	what := "a pool"
+	if cmd == "send" {
+		what = "an instance, POOL@I,"
+	}
+	if len(operands) < 2 {
+		return badUsage(cmd, "give %s and a message ('-' reads it from standard input)", what)
+	}
+	to := operands[0]
+	name, err := parseTarget(cmd, to)
+	if err != nil {
+		return err
+	}
+	switch {
+	case cmd == "send" && !strings.Contains(to, "@"):
+		return badUsage(cmd, "%q is a pool: send goes to one instance, e.g. %s@1; 'corral broadcast %s' goes to every instance", to, to, to)
+	case cmd == "broadcast" && strings.Contains(to, "@"):
+		return badUsage(cmd, "%q is an instance: broadcast goes to a pool; 'corral send %s' goes to one instance", to, to)
+	}
+	text := strings.Join(operands[1:], " ")
+	if len(operands) == 2 && operands[1] == "-" {
+		if text, err = readMessage(env); err != nil {
+			return err
+		}
+	}
+	if err := message.CheckMessage(text); err != nil {
+		return badUsage(cmd, "the message is %v", err)
+	}
+	var wait time.Duration
+	if opts["wait"] != "" {
+		wait = defaultWait
+	}
+	if v, ok := opts["timeout"]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > relay.MaxWait {
+			return badUsage(cmd, "bad --timeout %q: give a duration from 1ms to %v, such as 500ms or 10s", v, relay.MaxWait)
+		}
+		wait = d
+	}
+
+	api, closeAPI, err := connect(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
+	cctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
+	defer cancel()
+	var rs []pool.MessageResult
+	if cmd == "send" {
+		rs, err = api.Send(cctx, to, text, wait)
+	} else {
+		rs, err = api.Broadcast(cctx, to, text, wait)
+	}
+	if err != nil {
+		if errors.Is(err, pool.ErrOtherPool) {
+			return err
+		}
+		if errors.Is(err, pool.ErrBadMessage) {
+			return failed("%s: %w", cmd, err)
+		}
+		return apiError(env, cmd+" "+to, name, err)
+	}
+
+	if opts["json"] != "" {
+		out := make([]messageJSON, len(rs))
+		for i, r := range rs {
+			out[i] = messageJSON{r.Instance(), r.Pool, r.Index, string(r.Status), r.Reply, r.Detail}
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		writeResults(env.Stdout, rs)
+	}
+	return messageOutcome(to, rs, wait > 0)
+}
+
+// readMessage reads the message from standard input, for secrets that do
+// not belong on a command line.
+func readMessage(env *Env) (string, error) {
+	if env.Stdin == nil {
+		return "", usageError("cannot read the message: no standard input")
+	}
+	b, err := io.ReadAll(io.LimitReader(env.Stdin, message.MaxText+1))
+	if err != nil {
+		return "", failed("read the message from standard input: %w", err)
+	}
+	return strings.TrimSuffix(string(b), "\n"), nil
+}
+
+// writeResults prints one line per instance; a reply of several lines
+// goes on, indented, under its instance.
+func writeResults(w io.Writer, rs []pool.MessageResult) {
+	width := len("INSTANCE")
+	for _, r := range rs {
+		width = max(width, len(r.Instance()))
+	}
+	const statusWidth = len("not delivered")
+	fmt.Fprintf(w, "%-*s  %-*s  %s\n", width, "INSTANCE", statusWidth, "RESULT", "REPLY")
+	for _, r := range rs {
+		status := strings.ReplaceAll(string(r.Status), "-", " ")
+		text := r.Reply
+		if r.Detail != "" {
+			text = r.Detail
+		}
+		lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+		fmt.Fprintf(w, "%-*s  %-*s  %s\n", width, r.Instance(), statusWidth, status, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(w, "%*s  %s\n", width+2+statusWidth, "", l)
+		}
+	}
+}
+
+// messageOutcome is the exit status: success when every instance replied
+// (with --wait) or got the message.
+func messageOutcome(to string, rs []pool.MessageResult, waited bool) error {
+	if len(rs) == 0 {
+		return failed("no instance of %s runs: the message went nowhere ('corral status %s')", to, to)
+	}
+	bad := 0
+	for _, r := range rs {
+		if !r.Status.OK() {
+			bad++
+		}
+	}
+	if bad == 0 {
+		return nil
+	}
+	what := "did not get the message"
+	if waited {
+		what = "did not reply"
+	}
+	return failed("%d of %d instance(s) of %s %s", bad, len(rs), strings.SplitN(to, "@", 2)[0], what)
+}

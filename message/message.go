@@ -1,0 +1,164 @@
+// Package message is the wire format of corral's messages between corrald
+// and the workers of its pools (docs/messages.md): JSON Lines over a unix
+// stream socket.
+//
+// A worker connects to the socket named by the environment variable
+// CORRAL_MESSAGES (SocketPath under corral). corrald tells who connected
+// from the peer's credentials, so a worker says nothing to register. Each
+// frame is one JSON object on one line, UTF-8, ended by "\n":
+//
+//	corrald → worker   {"id":"5f3c9a1e-17","message":"flush-cache"}
+//	worker → corrald   {"id":"5f3c9a1e-17","reply":"flushed 312 entries"}
+//	worker → corrald   {"id":"5f3c9a1e-18","error":"unknown command \"flush\""}
+//	corrald → worker   {"error":"… is not an instance of a corral pool"}   (then it closes)
+//
+// Every frame from corrald with an id is a message; the worker answers it
+// with at most one frame carrying the same id and a reply, or an error.
+// Unknown fields are ignored on both sides, and so is a line that is not a
+// JSON object. Texts are at most MaxText bytes, lines at most MaxLine.
+//
+// The package has no state: Encode makes a line, a Reader reads them.
+package message
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+)
+
+const (
+	// EnvSocket is the environment variable that names corrald's message
+	// socket in every instance of a pool.
+	EnvSocket = "CORRAL_MESSAGES"
+	// SocketPath is where corrald listens.
+	SocketPath = "/run/corral/messages.sock"
+
+	// MaxText is the largest message or reply text, in bytes of UTF-8.
+	MaxText = 64 << 10
+	// MaxLine is the largest frame, in bytes with its "\n". A text of
+	// MaxText bytes fits unless it is mostly control characters, which
+	// JSON escapes into six bytes each.
+	MaxLine = 256 << 10
+)
+
+// A Frame is one line of the protocol. ID is set on messages and their
+// answers; Message on messages; Reply or Error on answers. A frame with
+// Error and no ID is corrald refusing the connection.
+type Frame struct {
+	ID      string `json:"id,omitempty"`
+	Message string `json:"message,omitempty"`
+	Reply   string `json:"reply,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// IsMessage reports whether f is a message to answer.
+func (f Frame) IsMessage() bool { return f.ID != "" && f.Reply == "" && f.Error == "" }
+
+// Errors of Encode and CheckText that callers branch on.
+var (
+	ErrTooLarge = errors.New("too large")
+	ErrNotText  = errors.New("not UTF-8 text")
+	ErrEmpty    = errors.New("empty")
+)
+
+// CheckMessage is CheckText for a message, which must not be empty either:
+// a frame with an empty message would have no "message" field.
+func CheckMessage(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: give some text", ErrEmpty)
+	}
+	return CheckText(s)
+}
+
+// CheckText returns an error that says what is wrong when s cannot travel
+// as a message or reply text: more than MaxText bytes, or not valid UTF-8.
+// The empty string is a valid text.
+func CheckText(s string) error {
+	if len(s) > MaxText {
+		return fmt.Errorf("%w: %d bytes; the limit is %d (64 KiB): send a file's path instead", ErrTooLarge, len(s), MaxText)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: the text has bytes that are not UTF-8; encode binary data, e.g. in base64", ErrNotText)
+	}
+	return nil
+}
+
+// Encode returns f as one line ending in "\n". It fails, wrapping
+// ErrTooLarge or ErrNotText, when a text fails CheckText or the line would
+// be longer than MaxLine.
+func Encode(f Frame) ([]byte, error) {
+	for _, s := range []string{f.Message, f.Reply, f.Error} {
+		if err := CheckText(s); err != nil {
+			return nil, err
+		}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(f); err != nil { // Encode adds the "\n"
+		return nil, fmt.Errorf("message: encode: %w", err)
+	}
+	if b.Len() > MaxLine {
+		return nil, fmt.Errorf("%w: %d bytes once encoded as JSON (control characters take six bytes each); the limit is %d", ErrTooLarge, b.Len(), MaxLine)
+	}
+	return b.Bytes(), nil
+}
+
+// ErrBadLine is wrapped by the errors a Reader returns for a line it
+// skipped; reading may go on after it.
+var ErrBadLine = errors.New("bad line")
+
+// A Reader reads frames from a stream, one per line.
+type Reader struct {
+	r    *bufio.Reader
+	long bool // discarding the rest of a line longer than MaxLine
+}
+
+// NewReader returns a Reader of r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// Read returns the next frame. A line that is longer than MaxLine or is not
+// a JSON object is consumed and reported as an error wrapping ErrBadLine;
+// the next Read goes on with the line after it. At the end of the stream,
+// Read returns io.EOF; an unfinished last line (no "\n") is dropped, since
+// the writer stopped in the middle of it. Other errors are the stream's.
+func (r *Reader) Read() (Frame, error) {
+	var line []byte
+	for {
+		chunk, err := r.r.ReadSlice('\n')
+		if err == nil || errors.Is(err, bufio.ErrBufferFull) {
+			if !r.long {
+				line = append(line, chunk...)
+			}
+			if len(line) > MaxLine {
+				r.long, line = true, nil
+			}
+			if err == nil { // the line is complete
+				if r.long {
+					r.long = false
+					return Frame{}, fmt.Errorf("message: %w: longer than %d bytes", ErrBadLine, MaxLine)
+				}
+				return decode(line)
+			}
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return Frame{}, io.EOF
+		}
+		return Frame{}, err
+	}
+}
+
+func decode(line []byte) (Frame, error) {
+	var f Frame
+	if err := json.Unmarshal(line, &f); err != nil {
+		return Frame{}, fmt.Errorf("message: %w: %v", ErrBadLine, err)
+	}
+	return f, nil
+}

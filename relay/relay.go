@@ -1,0 +1,471 @@
+// Package relay is corrald's side of corral's messages (docs/messages.md):
+// it accepts the workers' connections on the message socket, delivers
+// operators' messages to them and collects their replies.
+//
+// A worker connects to the socket; the relay asks Config.Identify which
+// instance of which pool the connecting process belongs to, from the
+// peer's pid, and keeps one channel per instance: a newer connection of the
+// same instance replaces the older. Each channel and the listening socket
+// go to the service manager's file descriptor store (Config.Store), so that
+// a restarted corrald gets them back (Config.Inherited) and no worker sees
+// its connection break.
+//
+// Delivery never blocks: a message is written whole to the channel's socket
+// buffer, or not at all when the buffer has no room for it (the worker is
+// not reading), in which case it is reported as not delivered. So the
+// relay holds no message in memory: what it accepted is in the kernel,
+// with the socket, and survives a restart of corrald. Messages to one
+// instance are written in the order Send was called.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-pool/corral/activation"
+	"github.com/corral-pool/corral/message"
+)
+
+// ListenerName is the fd store name of the listening socket; channels are
+// stored as "m/POOL@I/N".
+const ListenerName = "messages"
+
+// MaxWait is the longest Send waits for replies.
+const MaxWait = 5 * time.Minute
+
+// A Store keeps fds in the service manager's file descriptor store
+// (sd_pid_notify_with_fds(3) with FDSTORE=1 and FDSTOREREMOVE=1).
+type Store interface {
+	Keep(ctx context.Context, name string, c syscall.Conn) error
+	Forget(ctx context.Context, name string) error
+}
+
+// NotifyStore is the Store of a service under systemd: it sends FDSTORE=1
+// and FDSTOREREMOVE=1 to NOTIFY_SOCKET, and does nothing without it. The
+// unit needs FileDescriptorStoreMax= large enough for every channel.
+type NotifyStore struct{}
+
+// Keep stores c's fd under name.
+func (NotifyStore) Keep(ctx context.Context, name string, c syscall.Conn) error {
+	return activation.NotifyWithFDs(ctx, "FDSTORE=1\nFDNAME="+name, c)
+}
+
+// Forget removes the fds stored under name.
+func (NotifyStore) Forget(ctx context.Context, name string) error {
+	return activation.Notify(ctx, "FDSTOREREMOVE=1\nFDNAME="+name)
+}
+
+// Config configures a Relay.
+type Config struct {
+	// Path is the socket to listen on when none is inherited; default
+	// message.SocketPath. Its directory must exist.
+	Path string
+	// Inherited are the fds the service manager passed (activation.FDs):
+	// the relay takes the listener named ListenerName and the channels,
+	// and leaves the others alone.
+	Inherited []activation.FD
+	// Identify returns the pool and instance of the process pid, or an
+	// error saying why it is not a worker of a pool; the error is sent to
+	// the process before its connection is closed. Required.
+	Identify func(ctx context.Context, pid int32) (pool string, index int, err error)
+	// Store keeps the fds across restarts; nil keeps nothing.
+	Store Store
+	// Log gets a line for each worker that connects, is replaced, is
+	// refused or breaks the protocol; nil discards them.
+	Log *slog.Logger
+}
+
+// A Relay carries messages. Run must be running for Send to work.
+type Relay struct {
+	cfg     Config
+	ln      *net.UnixListener
+	inherit []*channel
+	reqs    chan func()
+	events  chan func()
+	prefix  string // of message ids, new at every start of corrald
+	seq     uint64
+	chanSeq uint64
+	chans   map[string]*channel  // by "POOL@I"
+	left    map[string]time.Time // when an instance's channel last closed, by "POOL@I"
+	// wmu guards waiting and the waiters in it: the channels' readers
+	// record answers there directly, without a trip through Run.
+	wmu      sync.Mutex
+	waiting  map[string]*waiter // by message id
+	identify time.Duration
+}
+
+type channel struct {
+	pool   string
+	index  int
+	pid    int32
+	name   string // in the fd store
+	conn   *net.UnixConn
+	sndbuf int
+	closed bool
+}
+
+func (ch *channel) key() string { return key(ch.pool, ch.index) }
+
+func key(pool string, i int) string { return pool + "@" + strconv.Itoa(i) }
+
+// New returns a relay listening on the inherited listener, or on a new
+// socket at cfg.Path (a stale socket file there is replaced), readable and
+// writable by everyone: the relay tells workers apart by their credentials.
+func New(cfg Config) (*Relay, error) {
+	if cfg.Identify == nil {
+		return nil, errors.New("relay: Config.Identify is required")
+	}
+	if cfg.Path == "" {
+		cfg.Path = message.SocketPath
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &Relay{
+		cfg:      cfg,
+		reqs:     make(chan func()),
+		events:   make(chan func(), 64),
+		prefix:   strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36),
+		chans:    map[string]*channel{},
+		left:     map[string]time.Time{},
+		waiting:  map[string]*waiter{},
+		identify: 5 * time.Second,
+	}
+	for _, fd := range cfg.Inherited {
+		switch {
+		case fd.Name == ListenerName && fd.Listener != nil:
+			if ul, ok := fd.Listener.(*net.UnixListener); ok && r.ln == nil {
+				ul.SetUnlinkOnClose(false)
+				r.ln = ul
+			}
+		case strings.HasPrefix(fd.Name, "m/") && fd.File != nil:
+			ch, err := adopt(fd)
+			if err != nil {
+				cfg.Log.Warn("dropping an inherited message channel", "name", fd.Name, "err", err)
+				if cfg.Store != nil {
+					cfg.Store.Forget(context.Background(), fd.Name)
+				}
+				continue
+			}
+			r.inherit = append(r.inherit, ch)
+		}
+	}
+	if r.ln == nil {
+		if err := os.Remove(cfg.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("relay: remove stale socket: %w", err)
+		}
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Path, Net: "unix"})
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		ln.SetUnlinkOnClose(false) // a restarted corrald inherits it
+		if err := os.Chmod(cfg.Path, 0o666); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		r.ln = ln
+		if cfg.Store != nil {
+			if err := cfg.Store.Keep(context.Background(), ListenerName, ln); err != nil {
+				cfg.Log.Warn("cannot store the message socket: workers reconnect after a restart of corrald", "err", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// adopt turns an inherited channel "m/POOL@I/N" back into a channel.
+func adopt(fd activation.FD) (*channel, error) {
+	parts := strings.Split(fd.Name, "/")
+	if len(parts) != 3 {
+		fd.File.Close()
+		return nil, errors.New("malformed name")
+	}
+	at := strings.LastIndexByte(parts[1], '@')
+	i, err := strconv.Atoi(parts[1][at+1:])
+	if at <= 0 || err != nil || i < 1 {
+		fd.File.Close()
+		return nil, errors.New("malformed name")
+	}
+	c, err := net.FileConn(fd.File)
+	fd.File.Close()
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, errors.New("not a unix socket")
+	}
+	ch := &channel{pool: parts[1][:at], index: i, name: fd.Name, conn: uc}
+	if pid, err := peerPID(uc); err == nil {
+		ch.pid = pid
+	}
+	ch.sndbuf = sendBuffer(uc)
+	return ch, nil
+}
+
+// Addr is the socket the relay listens on.
+func (r *Relay) Addr() string { return r.ln.Addr().String() }
+
+// Run accepts workers and carries messages until ctx is done, then closes
+// its copies of the sockets (the fd store keeps its own). Call it once.
+func (r *Relay) Run(ctx context.Context) error {
+	accepted := make(chan *net.UnixConn)
+	acceptErr := make(chan error, 1)
+	go func() {
+		pause := 5 * time.Millisecond
+		for {
+			c, err := r.ln.AcceptUnix()
+			if err != nil {
+				if ctx.Err() == nil && (errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)) {
+					// Out of fds or memory: the workers wait in the backlog.
+					time.Sleep(pause)
+					pause = min(2*pause, time.Second)
+					continue
+				}
+				acceptErr <- err
+				return
+			}
+			pause = 5 * time.Millisecond
+			select {
+			case accepted <- c:
+			case <-ctx.Done():
+				c.Close()
+				return
+			}
+		}
+	}()
+	for _, ch := range r.inherit {
+		r.attach(ctx, ch)
+	}
+	r.inherit = nil
+	defer func() {
+		r.ln.Close()
+		for _, ch := range r.chans {
+			ch.conn.Close()
+		}
+		r.wmu.Lock()
+		for _, w := range r.waiting {
+			w.finish()
+		}
+		r.wmu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-acceptErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("relay: accept: %w", err)
+		case c := <-accepted:
+			go r.admit(ctx, c)
+		case f := <-r.events:
+			f()
+		case f := <-r.reqs:
+			f()
+		}
+	}
+}
+
+// post runs f in the Run goroutine, unless ctx is done first.
+func (r *Relay) post(ctx context.Context, f func()) bool {
+	select {
+	case r.events <- f:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// do runs f in the Run goroutine and waits for it.
+func (r *Relay) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case r.reqs <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// admit identifies a new connection, off the Run goroutine, then attaches it.
+func (r *Relay) admit(ctx context.Context, c *net.UnixConn) {
+	refuse := func(why string) {
+		if b, err := message.Encode(message.Frame{Error: why}); err == nil {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write(b)
+		}
+		c.Close()
+	}
+	pid, err := peerPID(c)
+	if err != nil {
+		r.cfg.Log.Warn("refused a connection to the message socket", "err", err)
+		refuse("corrald cannot tell who you are: " + err.Error())
+		return
+	}
+	ictx, cancel := context.WithTimeout(ctx, r.identify)
+	pool, index, err := r.cfg.Identify(ictx, pid)
+	cancel()
+	if err != nil {
+		r.cfg.Log.Warn("refused a connection to the message socket", "pid", pid, "err", err)
+		refuse(err.Error())
+		return
+	}
+	ch := &channel{pool: pool, index: index, pid: pid, conn: c, sndbuf: setSendBuffer(c)}
+	if !r.post(ctx, func() {
+		r.chanSeq++
+		ch.name = fmt.Sprintf("m/%s/%d", ch.key(), r.chanSeq)
+		if r.cfg.Store != nil {
+			if err := r.cfg.Store.Keep(ctx, ch.name, c); err != nil {
+				r.cfg.Log.Warn("cannot store a message channel: its worker reconnects after a restart of corrald", "instance", ch.key(), "err", err)
+			}
+		}
+		r.attach(ctx, ch)
+		r.cfg.Log.Info("worker connected for messages", "instance", ch.key(), "pid", pid)
+	}) {
+		c.Close()
+	}
+}
+
+// attach makes ch its instance's channel and starts reading it. In Run.
+func (r *Relay) attach(ctx context.Context, ch *channel) {
+	if old := r.chans[ch.key()]; old != nil {
+		r.cfg.Log.Info("a newer connection replaces the message channel", "instance", ch.key(), "old_pid", old.pid, "pid", ch.pid)
+		r.drop(ctx, old)
+	}
+	r.chans[ch.key()] = ch
+	delete(r.left, ch.key())
+	if ch.seqOf() >= r.chanSeq {
+		r.chanSeq = ch.seqOf()
+	}
+	go r.read(ctx, ch)
+}
+
+func (ch *channel) seqOf() uint64 {
+	n, _ := strconv.ParseUint(ch.name[strings.LastIndexByte(ch.name, '/')+1:], 10, 64)
+	return n
+}
+
+// drop closes ch and forgets it. In Run.
+func (r *Relay) drop(ctx context.Context, ch *channel) {
+	if ch.closed {
+		return
+	}
+	ch.closed = true
+	if r.chans[ch.key()] == ch {
+		delete(r.chans, ch.key())
+		r.left[ch.key()] = time.Now()
+	}
+	// The store's copy would keep the connection open.
+	if r.cfg.Store != nil {
+		r.cfg.Store.Forget(ctx, ch.name)
+	}
+	ch.conn.Close()
+	r.wmu.Lock()
+	for _, w := range r.waiting {
+		w.lost(ch)
+	}
+	r.wmu.Unlock()
+}
+
+// read passes ch's frames to the Run goroutine until the worker goes.
+func (r *Relay) read(ctx context.Context, ch *channel) {
+	fr := message.NewReader(ch.conn)
+	bad := 0
+	for {
+		f, err := fr.Read()
+		if errors.Is(err, message.ErrBadLine) {
+			bad++
+			if bad <= 3 {
+				r.post(ctx, func() {
+					r.cfg.Log.Warn("a worker sent a line that is not a message frame; ignored", "instance", ch.key(), "err", err)
+				})
+			}
+			continue
+		}
+		if err != nil {
+			r.post(ctx, func() {
+				if !ch.closed {
+					r.cfg.Log.Info("worker disconnected from messages", "instance", ch.key(), "pid", ch.pid)
+				}
+				r.drop(ctx, ch)
+			})
+			return
+		}
+		if f.ID == "" {
+			continue
+		}
+		r.answer(ch, f)
+	}
+}
+
+// answer records a worker's reply.
+func (r *Relay) answer(ch *channel, f message.Frame) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	w := r.waiting[f.ID]
+	if w == nil {
+		return // no one waits: not asked for, too late, or sent before a restart
+	}
+	w.answer(ch, f)
+}
+
+// peerPID returns the pid of the process that connected c.
+func peerPID(c *net.UnixConn) (int32, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, fmt.Errorf("SO_PEERCRED: %w", cerr)
+	}
+	return cred.Pid, nil
+}
+
+// wantSendBuffer is what the relay asks of each channel's send buffer: the
+// kernel doubles it, to 1 MiB, capped at twice net.core.wmem_max (416 KiB
+// with Debian's default). That is what a worker that does not read can
+// have queued: a few thousand short messages, or 6 to 15 of 64 KiB.
+const wantSendBuffer = 512 << 10
+
+func setSendBuffer(c *net.UnixConn) int {
+	c.SetWriteBuffer(wantSendBuffer)
+	return sendBuffer(c)
+}
+
+func sendBuffer(c *net.UnixConn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	raw.Control(func(fd uintptr) {
+		n, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+	})
+	return n
+}
