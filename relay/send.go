@@ -143,6 +143,7 @@ func (r *Relay) send(ctx context.Context, targets []Target, pool, text string, w
 				res.Status, res.Detail = NoReply, fmt.Sprintf("no reply within %s", wait)
 				w.ids[id] = i
 				w.via[i] = ch
+				w.pending++
 				r.waiting[id] = w
 			}
 		}
@@ -242,10 +243,13 @@ func write(ch *channel, line []byte) error {
 	n, full := 0, false
 	var werr error
 	err = raw.Write(func(fd uintptr) bool {
-		queued, qerr := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
-		if qerr == nil && ch.sndbuf > 0 && queued+cost(len(line)) > ch.sndbuf {
-			full = true
-			return true
+		// A line of one chunk goes whole or not at all: no need to look.
+		if len(line) > oneChunk {
+			queued, qerr := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+			if qerr == nil && ch.sndbuf > 0 && queued+cost(len(line)) > ch.sndbuf {
+				full = true
+				return true
+			}
 		}
 		n, werr = unix.Write(int(fd), line)
 		if errors.Is(werr, unix.EAGAIN) {
@@ -273,6 +277,10 @@ func write(ch *channel, line []byte) error {
 	return nil
 }
 
+// oneChunk is the longest line a unix stream socket surely takes as one
+// sk_buff (at least 32 KiB of pages plus the head on Linux 4.x and later).
+const oneChunk = 16 << 10
+
 // cost is how much of a send buffer a write of n bytes takes: the bytes,
 // and the kernel's per-chunk overhead (an sk_buff per 32 KiB or less).
 func cost(n int) int { return n + n/8 + 64<<10 }
@@ -282,19 +290,14 @@ type waiter struct {
 	results []Result
 	ids     map[string]int   // message id → index in results
 	via     map[int]*channel // index in results → the channel written to
+	pending int              // answers still awaited
 	done    chan struct{}
 	closed  bool
 }
 
 // check counts what is still awaited and closes done when nothing is.
 func (w *waiter) check() {
-	n := 0
-	for _, i := range w.ids {
-		if w.results[i].Status == NoReply && w.results[i].Detail != gone {
-			n++
-		}
-	}
-	if n == 0 {
+	if w.pending == 0 {
 		w.finish()
 	}
 }
@@ -317,6 +320,9 @@ func (w *waiter) answer(ch *channel, f message.Frame) {
 	if w.via[i] != ch || res.Status != NoReply {
 		return // another instance's id, or a second answer
 	}
+	if res.Detail != gone {
+		w.pending--
+	}
 	if f.Error != "" {
 		res.Status, res.Reply, res.Detail = Failed, f.Error, ""
 	} else {
@@ -328,8 +334,9 @@ func (w *waiter) answer(ch *channel, f message.Frame) {
 // lost marks the messages awaited from ch as unanswered for good.
 func (w *waiter) lost(ch *channel) {
 	for i, c := range w.via {
-		if c == ch && w.results[i].Status == NoReply {
+		if c == ch && w.results[i].Status == NoReply && w.results[i].Detail != gone {
 			w.results[i].Detail = gone
+			w.pending--
 		}
 	}
 	w.check()
