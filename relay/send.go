@@ -226,7 +226,7 @@ func (r *Relay) notConnected(t Target) string {
 var errQueueFull = errors.New("its worker is not reading its messages: its queue is full")
 
 // errBroken is wrapped by write's errors when the channel must be dropped.
-var errBroken = errors.New("its channel")
+var errBroken = errors.New("its worker's connection")
 
 // write puts line whole into ch's socket buffer, or nothing. In Run.
 //
@@ -269,6 +269,9 @@ func write(ch *channel, line []byte) error {
 	if werr != nil || n < len(line) {
 		// The worker went away, or part of the line went out: the stream
 		// is cut; the worker reconnects and gets a clean one.
+		if errors.Is(werr, unix.EPIPE) || errors.Is(werr, unix.ECONNRESET) {
+			return fmt.Errorf("%w closed as the message was written: the instance is stopping or restarting", errBroken)
+		}
 		if werr != nil {
 			return fmt.Errorf("%w broke: %v", errBroken, werr)
 		}
