@@ -162,3 +162,48 @@ func decode(line []byte) (Frame, error) {
 	}
 	return f, nil
 }
+
+// A Template makes the lines of one message to many workers: the text is
+// encoded once, and each line differs only in its id. Line(id) is what
+// Encode(Frame{ID: id, Message: text}) returns.
+type Template struct {
+	text []byte // the text as a JSON string
+}
+
+// NewTemplate checks text as a message (CheckMessage) and encodes it.
+func NewTemplate(text string) (Template, error) {
+	if err := CheckMessage(text); err != nil {
+		return Template{}, err
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(text); err != nil {
+		return Template{}, fmt.Errorf("message: encode: %w", err)
+	}
+	return Template{text: bytes.TrimSuffix(b.Bytes(), []byte("\n"))}, nil
+}
+
+// Line returns the message's line for id, which must be non-empty
+// printable ASCII without '"' or '\'. It fails, wrapping ErrTooLarge, when the line would
+// be longer than MaxLine.
+func (t Template) Line(id string) ([]byte, error) {
+	if id == "" {
+		return nil, errors.New("message: a message needs an id")
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return nil, fmt.Errorf("message: id %q: want printable ASCII without quotes or backslashes", id)
+		}
+	}
+	n := len(`{"id":"","message":}`) + len(id) + len(t.text) + 1
+	if n > MaxLine {
+		return nil, fmt.Errorf("%w: %d bytes once encoded as JSON (control characters take six bytes each); the limit is %d", ErrTooLarge, n, MaxLine)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","message":`...)
+	b = append(b, t.text...)
+	return append(b, "}\n"...), nil
+}

@@ -139,3 +139,27 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTemplate: a template's line is the line Encode makes.
+func FuzzTemplate(f *testing.F) {
+	f.Add("flush <cache> & more\n", "ab12-7")
+	f.Add("é\u2028\x01", "x")
+	f.Add("é\u2028\"", "")
+	f.Fuzz(func(t *testing.T, text, id string) {
+		tpl, err := NewTemplate(text)
+		if err != nil {
+			if CheckMessage(text) == nil {
+				t.Fatalf("NewTemplate(%q): %v", text, err)
+			}
+			return
+		}
+		got, err := tpl.Line(id)
+		want, werr := Encode(Frame{ID: id, Message: text})
+		if err != nil {
+			return // an id Line refuses, or too long
+		}
+		if werr != nil || string(got) != string(want) {
+			t.Fatalf("Line(%q) = %q, Encode = %q, %v", id, got, want, werr)
+		}
+	})
+}

@@ -91,17 +91,18 @@ func (r *Relay) Broadcast(ctx context.Context, pool string, targets []Target, te
 }
 
 func (r *Relay) send(ctx context.Context, targets []Target, pool, text string, wait time.Duration) ([]Result, error) {
-	if err := message.CheckMessage(text); err != nil {
+	tpl, err := message.NewTemplate(text)
+	if err != nil {
 		return nil, fmt.Errorf("message %w", err)
 	}
 	// The longest id there can be: if this line fits, every one does.
-	if _, err := message.Encode(message.Frame{ID: r.prefix + "-18446744073709551615", Message: text}); err != nil {
+	if _, err := tpl.Line(r.prefix + "-18446744073709551615"); err != nil {
 		return nil, fmt.Errorf("message %w", err)
 	}
 	wait = min(wait, MaxWait)
 	var w *waiter
 	var encErr error
-	err := r.do(ctx, func() {
+	err = r.do(ctx, func() {
 		if pool != "" {
 			targets = r.withConnected(pool, targets)
 		}
@@ -126,7 +127,7 @@ func (r *Relay) send(ctx context.Context, targets []Target, pool, text string, w
 			}
 			r.seq++
 			id := r.prefix + "-" + strconv.FormatUint(r.seq, 10)
-			line, err := message.Encode(message.Frame{ID: id, Message: text})
+			line, err := tpl.Line(id)
 			if err != nil {
 				encErr = err
 				return
