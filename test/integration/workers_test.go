@@ -15,24 +15,32 @@ import (
 
 // wkExample is one example worker of docs/examples and its pool file.
 type wkExample struct {
-	pool   string // the pool's name: its pool file is docs/examples/DIR/POOL.toml
+	pool   string // the pool's name
 	dir    string // under docs/examples
+	file   string // the example's pool file in dir
 	server string // the server's file name in dir
 	port   int    // the test's port, instead of the example's
+	extra  string // lines the test adds to the pool file ("" for the file as it is)
 	typ    string // the service Type= its readiness makes
 	hello  string // what / answers
 }
 
 var wkExamples = []wkExample{
-	{pool: "node", dir: "node", server: "server.js", port: 18094, typ: "exec", hello: "hello from node instance "},
-	{pool: "python", dir: "python", server: "server.py", port: 18095, typ: "notify", hello: "hello from python instance "},
+	// The examples' pool files name nothing but exec, listen and instances:
+	// the default readiness, "simple".
+	{pool: "node", dir: "node", file: "node.toml", server: "server.js", port: 18094, typ: "exec", hello: "hello from node instance "},
+	{pool: "python", dir: "python", file: "python.toml", server: "server.py", port: 18095, typ: "exec", hello: "hello from python instance "},
+	// The Python example with readiness = "notify", as its pool file
+	// suggests: its READY=1 reaches systemd through the sandbox.
+	{pool: "pynotify", dir: "python", file: "python.toml", server: "server.py", port: 18098, extra: `readiness = "notify"`, typ: "notify", hello: "hello from python instance "},
 }
 
 func (e wkExample) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", e.port) }
 
 // TestWorkers: the example Node and Python workers of docs/examples, with
 // their pool files, run under the default sandbox; every instance answers;
-// Python's READY=1 reaches systemd; and a rolling restart of the instances
+// with readiness = "notify", Python's READY=1 reaches systemd; each answers
+// corral broadcast; and a rolling restart of the instances
 // under load (new connections, and keep-alive ones) fails no request: each
 // worker drains on SIGTERM and the kernel queues what comes meanwhile.
 func TestWorkers(t *testing.T) {
@@ -43,19 +51,24 @@ func TestWorkers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		toml, err := os.ReadFile(filepath.Join(src, e.pool+".toml"))
+		toml, err := os.ReadFile(filepath.Join(src, e.file))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := b.WriteFile("/srv/examples/"+e.dir+"/"+e.server, server, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		b.writePool(e.pool, wkPoolFile(t, string(toml), e.port))
+		b.writePool(e.pool, wkPoolFile(t, string(toml), e.port, e.extra))
 	}
-	if out := b.must("corral", "validate"); !strings.Contains(out, "node: ok") || !strings.Contains(out, "python: ok") {
-		t.Errorf("corral validate:\n%s", out)
+	out := b.must("corral", "validate")
+	start := []string{"systemctl", "start"}
+	for _, e := range wkExamples {
+		if !strings.Contains(out, e.pool+": ok") {
+			t.Errorf("corral validate: no %q:\n%s", e.pool+": ok", out)
+		}
+		start = append(start, e.pool+".target")
 	}
-	b.must("systemctl", "start", "node.target", "python.target")
+	b.must(start...)
 
 	for _, e := range wkExamples {
 		waitFor(t, e.pool+" answers", 30*time.Second, func() error {
@@ -76,8 +89,24 @@ func TestWorkers(t *testing.T) {
 		}
 	}
 	// Python's READY=1 and STATUS= got through the sandbox to systemd.
-	if st := b.show("python@1.service", "StatusText"); !strings.Contains(st, "serving on fd 3") {
-		t.Errorf("python@1 StatusText=%q, want the worker's STATUS=", st)
+	if st := b.show("pynotify@1.service", "StatusText"); !strings.Contains(st, "serving on fd 3") {
+		t.Errorf("pynotify@1 StatusText=%q, want the worker's STATUS=", st)
+	}
+
+	// Messages: each example answers corral broadcast (docs/messages.md).
+	for _, lang := range []string{"node", "python"} {
+		waitFor(t, lang+" answers messages", 30*time.Second, func() error {
+			out, err := b.run("corral", "broadcast", lang, "ping", "--wait")
+			for i := 1; i <= 2 && err == nil; i++ {
+				if want := fmt.Sprintf(`%s instance %d got "ping"`, lang, i); !strings.Contains(out, want) {
+					err = fmt.Errorf("no %q", want)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("%v\n%s", err, out)
+			}
+			return nil
+		})
 	}
 
 	for _, e := range wkExamples {
@@ -85,14 +114,18 @@ func TestWorkers(t *testing.T) {
 	}
 }
 
-// wkPoolFile is an example pool file with its listen address set to port
-// and 2 instances; it fails the test if the example does not have the lines
-// it changes.
-func wkPoolFile(t *testing.T, toml string, port int) string {
+// wkPoolFile is an example pool file with its listen address set to port,
+// 2 instances, and extra lines after the instances line (before any table);
+// it fails the test if the example does not have the lines it changes.
+func wkPoolFile(t *testing.T, toml string, port int, extra string) string {
 	t.Helper()
+	instances := `instances = 2`
+	if extra != "" {
+		instances += "\n" + extra
+	}
 	for _, r := range []struct{ re, to string }{
 		{`(?m)^listen\s*=.*$`, fmt.Sprintf(`listen    = ["127.0.0.1:%d"]`, port)},
-		{`(?m)^instances\s*=.*$`, `instances = 2`},
+		{`(?m)^instances\s*=.*$`, instances},
 	} {
 		re := regexp.MustCompile(r.re)
 		if !re.MatchString(toml) {
