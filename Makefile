@@ -4,6 +4,7 @@
 #   make test    every test: static checks, unit tests (-race), short fuzzing,
 #                lintian, and the integration suite in a real systemd
 #   make bench   the benchmarks (docs/benchmarks.md)
+#   make bench-peers  corral against Node's cluster module and pm2 (docs/benchmarks.md)
 #
 # Everything runs as root on Debian 12; `make deps` installs what is missing.
 
@@ -17,7 +18,7 @@ include packaging/deb.mk
 FUZZTIME ?= 5s
 INTEGRATION_TIMEOUT ?= 30m
 
-.PHONY: all deps build check unit fuzz integration test run bench clean
+.PHONY: all deps build check unit fuzz integration test run bench bench-peers clean
 
 all: build
 
@@ -66,5 +67,11 @@ bench: deps
 	$(MAKE) deb VERSION=$(NEXT_VERSION)
 	$(MAKE) deb
 	$(GO) run ./test/bench -deb $(DEB) -deb-next $(NEXT_DEB)
+
+# Writes docs/bench-peers.md, docs/bench-peers.png and the results section of
+# docs/benchmarks.md. Flags: BENCH_PEERS_FLAGS="-rounds 5 -d 20s".
+bench-peers: deps
+	$(MAKE) deb
+	$(GO) run ./test/bench/peers -deb $(DEB) -out docs -doc docs/benchmarks.md $(BENCH_PEERS_FLAGS)
 
 clean: deb-clean

@@ -21,6 +21,9 @@ command -v curl >/dev/null || missing="$missing curl"
 # The integration suite runs Node and Python workers from these paths.
 [ -x /usr/bin/node ] || missing="$missing nodejs"
 [ -x /usr/bin/python3 ] || missing="$missing python3"
+# make bench-peers: pm2 comes from npm (npm ci), the chart from gnuplot.
+command -v npm >/dev/null || missing="$missing npm"
+command -v gnuplot >/dev/null || missing="$missing gnuplot-nox"
 if [ -n "$missing" ]; then
 	echo "install-deps: apt-get install$missing"
 	apt-get update -qq
