@@ -294,9 +294,13 @@ func (c *Coordinator) Start(ctx context.Context, target string) error {
 	})
 }
 
-// Stop implements API: a pool is marked stopped and its target, instances
-// and sockets stopped (or traffic would start them again); an instance is
-// held and stopped with, in reuseport mode, its socket.
+// Stop implements API: a pool is marked stopped and its sockets, target and
+// instances stopped; an instance is held and stopped with, in reuseport
+// mode, its socket. Sockets go first: a connection queued on a socket
+// whose instance is stopping would start the instance again and cancel the
+// stop job (seen under load). The instances still drain what they
+// accepted; with tcp_migrate_req, what is queued on one reuseport socket
+// moves to its siblings.
 func (c *Coordinator) Stop(ctx context.Context, target string) error {
 	return c.act(ctx, target, c.sd.Stop, func(p *poolState, name string, i int) []string {
 		if i > 0 {
@@ -305,22 +309,22 @@ func (c *Coordinator) Stop(ctx context.Context, target string) error {
 				slices.Sort(p.desired.Held)
 			}
 			delete(p.managed, i)
-			stop := []string{InstanceName(name, i)}
 			if p.cfg.Balance == units.BalanceReusePort {
-				stop = append(stop, SocketName(name, i))
+				return []string{SocketName(name, i), InstanceName(name, i)}
 			}
-			return stop
+			return []string{InstanceName(name, i)}
 		}
 		p.desired.Stopped, p.desired.StoppedAt = true, c.cfg.Now()
 		p.managed = map[int]bool{}
-		stop := []string{name + ".target"}
+		var stop []string
+		for _, n := range sortedKeys(p.observed.Sockets) {
+			stop = append(stop, SocketName(name, n))
+		}
+		stop = append(stop, name+".target")
 		for _, n := range sortedKeys(p.observed.Instances) {
 			if u := p.observed.Instances[n]; u.Active() || u.Failed() {
 				stop = append(stop, InstanceName(name, n))
 			}
-		}
-		for _, n := range sortedKeys(p.observed.Sockets) {
-			stop = append(stop, SocketName(name, n))
 		}
 		return stop
 	})

@@ -292,7 +292,7 @@ func (c *corralSystem) Start(ctx context.Context) error {
 func (c *corralSystem) Stop(ctx context.Context) error {
 	if _, err := c.b.boxSh(ctx, "corral", "stop", c.pool); err != nil {
 		c.b.note(fmt.Sprintf("`corral stop %s` failed after the load: %s; stopped with systemctl instead", c.pool, oneLine(err.Error())))
-		_, err = c.b.boxSh(ctx, "systemctl", "stop", c.pool+".target", c.pool+".socket", c.pool+"@*.socket", c.pool+"@*.service")
+		_, err = c.b.boxSh(ctx, "systemctl", "stop", c.pool+".target", c.pool+"*.socket", c.pool+"@*.service") // patterns: no error for units not loaded
 		if err != nil {
 			return errors.Join(err, waitPortFree(ctx, c.port))
 		}
