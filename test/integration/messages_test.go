@@ -26,11 +26,19 @@ type msgResult struct {
 func (b *box) message(args ...string) ([]msgResult, string, error) {
 	b.t.Helper()
 	out, err := b.run(append(append([]string{"corral"}, args...), "--json")...)
-	var rs []msgResult
-	if jerr := json.Unmarshal([]byte(out[:strings.LastIndexByte(out, ']')+1]), &rs); jerr != nil && err == nil {
+	rs, jerr := parseResults(out)
+	if jerr != nil && err == nil {
 		b.t.Fatalf("corral %s --json: %v\n%s", strings.Join(args, " "), jerr, out)
 	}
 	return rs, out, err
+}
+
+// parseResults reads the --json array of broadcast or send from out, which
+// may end with corral's error line.
+func parseResults(out string) ([]msgResult, error) {
+	var rs []msgResult
+	err := json.Unmarshal([]byte(out[:strings.LastIndexByte(out, ']')+1]), &rs)
+	return rs, err
 }
 
 func summarize(rs []msgResult) string {
@@ -172,8 +180,7 @@ instances = 2
 	}
 	t0 := time.Now()
 	out, _ = b.run("sh", "-c", "corral broadcast rec - --wait --json < /srv/big.txt")
-	var rs []msgResult
-	json.Unmarshal([]byte(out[:strings.LastIndexByte(out, ']')+1]), &rs)
+	rs, _ := parseResults(out)
 	took := time.Since(t0)
 	t.Logf("broadcast beside a stuck worker took %v:\n%s", took, summarize(rs))
 	if len(rs) != 2 || rs[0].Status != "replied" || rs[1].Status != "not-delivered" || took > 4*time.Second {
@@ -276,8 +283,7 @@ func TestMessageDuringReload(t *testing.T) {
 			t0 := time.Now()
 			out, _ := b.run("corral", "broadcast", "app", "during-reload", "--timeout", "2s", "--json")
 			took := time.Since(t0)
-			var rs []msgResult
-			json.Unmarshal([]byte(out[:strings.LastIndexByte(out, ']')+1]), &rs)
+			rs, _ := parseResults(out)
 			mu.Lock()
 			slowest = max(slowest, took)
 			for _, r := range rs {
