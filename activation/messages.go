@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"syscall"
 	"time"
@@ -192,8 +191,10 @@ func (o MessageOptions) ServeMessages(ctx context.Context, h MessageHandler) err
 // (0 if connecting failed) and why it ended; the error is meaningless once
 // ctx is done.
 func (o MessageOptions) serveConn(ctx context.Context, path string, h MessageHandler, t messageTiming) (lived time.Duration, err error) {
-	d := net.Dialer{Timeout: t.writeTimeout}
-	c, err := d.DialContext(ctx, "unix", path)
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	c, err := dialPoll(path, t.writeTimeout)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return 0, fmt.Errorf("activation: messages: %w (is corrald running? systemctl status corral)", err)
@@ -203,8 +204,8 @@ func (o MessageOptions) serveConn(ctx context.Context, path string, h MessageHan
 	defer c.Close()
 	start := time.Now()
 	defer func() { lived = time.Since(start) }()
-	// Closing the connection unblocks the read, or the write, in progress.
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	// Interrupting the connection ends the read, or the write, in progress.
+	stop := context.AfterFunc(ctx, c.Interrupt)
 	defer stop()
 	if o.OnConnect != nil {
 		o.OnConnect(nil)
@@ -232,8 +233,7 @@ func (o MessageOptions) serveConn(ctx context.Context, path string, h MessageHan
 		if line == nil {
 			continue
 		}
-		c.SetWriteDeadline(time.Now().Add(t.writeTimeout))
-		if _, err := c.Write(line); err != nil {
+		if err := c.WriteAll(line, time.Now().Add(t.writeTimeout)); err != nil {
 			return 0, fmt.Errorf("activation: messages: answer message %s: %w", f.ID, err)
 		}
 	}

@@ -63,7 +63,7 @@ func benchMessages(ctx context.Context, box *sdbox.Box, sh func(...string) (stri
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		out, err := sh("/opt/corral-bench/msgload", "-mode", "latency", "-pool", "msg", "-n", "300")
+		out, err := sh("/opt/corral-bench/msgload", "-mode", "latency", "-pool", "msg", "-n", "1000")
 		if err != nil {
 			return err
 		}
