@@ -21,7 +21,6 @@
 package message
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -114,13 +113,15 @@ var ErrBadLine = errors.New("bad line")
 
 // A Reader reads frames from a stream, one per line.
 type Reader struct {
-	r    *bufio.Reader
-	long bool // discarding the rest of a line longer than MaxLine
+	r   io.Reader
+	buf []byte
+	s   Splitter
+	err error // of r, returned once the frames before it are
 }
 
 // NewReader returns a Reader of r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10)}
+	return &Reader{r: r, buf: make([]byte, 16<<10)}
 }
 
 // Read returns the next frame. A line that is longer than MaxLine or is not
@@ -129,30 +130,99 @@ func NewReader(r io.Reader) *Reader {
 // Read returns io.EOF; an unfinished last line (no "\n") is dropped, since
 // the writer stopped in the middle of it. Other errors are the stream's.
 func (r *Reader) Read() (Frame, error) {
-	var line []byte
 	for {
-		chunk, err := r.r.ReadSlice('\n')
-		if err == nil || errors.Is(err, bufio.ErrBufferFull) {
-			if !r.long {
-				line = append(line, chunk...)
+		if f, ok, err := r.s.Next(); ok {
+			return f, err
+		}
+		if r.err != nil {
+			return Frame{}, r.err
+		}
+		n, err := r.r.Read(r.buf)
+		r.s.Write(r.buf[:n])
+		r.err = err
+	}
+}
+
+// A Splitter cuts a stream that arrives in pieces into frames: Write the
+// pieces as they come, and call Next until it has no complete line left.
+// It is a Reader for those who do the reading themselves, such as from a
+// nonblocking socket, and it applies the same rules: a line longer than
+// MaxLine is reported as a bad line without being kept in memory, and so
+// is a line that is not a JSON object. The zero value is ready to use.
+type Splitter struct {
+	buf   []byte
+	start int   // where the next line begins; buf[:start] is consumed
+	tail  int   // where the unfinished line begins; buf[start:tail] holds whole lines
+	longs []int // offsets in buf at which a line longer than MaxLine was dropped
+	long  bool  // dropping the rest of a line longer than MaxLine
+}
+
+// Write adds p to the stream. It never fails.
+func (s *Splitter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if s.long {
+			if i < 0 {
+				return n, nil
 			}
-			if len(line) > MaxLine {
-				r.long, line = true, nil
-			}
-			if err == nil { // the line is complete
-				if r.long {
-					r.long = false
-					return Frame{}, fmt.Errorf("message: %w: longer than %d bytes", ErrBadLine, MaxLine)
-				}
-				return decode(line)
-			}
+			s.long = false
+			s.longs = append(s.longs, len(s.buf))
+			p = p[i+1:]
 			continue
 		}
-		if errors.Is(err, io.EOF) {
-			return Frame{}, io.EOF
+		part := p
+		if i >= 0 {
+			part = p[:i+1]
 		}
-		return Frame{}, err
+		if len(s.buf)-s.tail+len(part) > MaxLine {
+			s.buf = s.buf[:s.tail]
+			if i < 0 {
+				s.long = true
+				return n, nil
+			}
+			s.longs = append(s.longs, len(s.buf))
+		} else {
+			s.buf = append(s.buf, part...)
+			if i >= 0 {
+				s.tail = len(s.buf)
+			}
+		}
+		p = p[len(part):]
 	}
+	return n, nil
+}
+
+// Next returns the frame of the next complete line, with ok true; ok is
+// false when no complete line is left. A bad line is consumed and reported
+// with ok true and an error wrapping ErrBadLine.
+func (s *Splitter) Next() (f Frame, ok bool, err error) {
+	if len(s.longs) > 0 && s.longs[0] == s.start {
+		s.longs = s.longs[1:]
+		return Frame{}, true, fmt.Errorf("message: %w: longer than %d bytes", ErrBadLine, MaxLine)
+	}
+	if s.start == s.tail {
+		s.compact()
+		return Frame{}, false, nil
+	}
+	i := bytes.IndexByte(s.buf[s.start:s.tail], '\n')
+	line := s.buf[s.start : s.start+i+1]
+	s.start += i + 1
+	f, err = decode(line)
+	return f, true, err
+}
+
+// compact moves the unfinished line to the front of buf, and lets go of a
+// large buffer once it holds little.
+func (s *Splitter) compact() {
+	rest := s.buf[s.tail:]
+	if cap(s.buf) > 64<<10 && len(rest) <= 16<<10 {
+		s.buf = append([]byte(nil), rest...)
+	} else {
+		s.buf = s.buf[:copy(s.buf, rest)]
+	}
+	s.start, s.tail = 0, 0
+	s.longs = s.longs[:0]
 }
 
 func decode(line []byte) (Frame, error) {

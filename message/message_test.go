@@ -163,3 +163,53 @@ func FuzzTemplate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSplitter: the frames a Splitter finds do not depend on how the
+// stream is cut into pieces, and are those a Reader finds.
+func FuzzSplitter(f *testing.F) {
+	f.Add([]byte(`{"id":"1","message":"ping"}`+"\n"+`{"id":"2","reply":"x"}`+"\n"), uint16(5))
+	f.Add([]byte("{\"id\":\"1\"}\n\n\nnull\n{\"id\""), uint16(1))
+	f.Add(append(bytes.Repeat([]byte("x"), MaxLine+3), "\n{\"id\":\"z\"}\n"...), uint16(4000))
+	f.Fuzz(func(t *testing.T, in []byte, cut uint16) {
+		type item struct {
+			f   Frame
+			bad bool
+		}
+		var want []item
+		r := NewReader(bytes.NewReader(in))
+		for {
+			fr, err := r.Read()
+			if err == io.EOF {
+				break
+			}
+			want = append(want, item{fr, err != nil})
+		}
+		var got []item
+		var s Splitter
+		step := int(cut)%97 + 1
+		for p := in; len(p) > 0; {
+			n := min(step, len(p))
+			s.Write(p[:n])
+			p = p[n:]
+			step = step*7%97 + 1
+			for {
+				fr, ok, err := s.Next()
+				if !ok {
+					break
+				}
+				if err != nil && !errors.Is(err, ErrBadLine) {
+					t.Fatalf("Next: %v", err)
+				}
+				got = append(got, item{fr, err != nil})
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Splitter found %d frames, Reader %d", len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("frame %d: Splitter %+v, Reader %+v", i, got[i], want[i])
+			}
+		}
+	})
+}

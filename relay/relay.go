@@ -103,16 +103,30 @@ type Relay struct {
 	wmu      sync.Mutex
 	waiting  map[string]*waiter // by message id
 	identify time.Duration
+
+	// The reader (reader.go): an epoll set of the channels' sockets, and
+	// the channels by their id in it, under rmu.
+	ep       *os.File
+	rmu      sync.Mutex
+	byID     map[uint64]*channel
+	lastID   uint64 // in Run
+	readDone chan struct{}
+	quit     chan struct{} // closed when Run ends, so that post gives up
 }
 
 type channel struct {
 	pool   string
 	index  int
 	pid    int32
-	name   string // in the fd store
-	conn   *net.UnixConn
+	name   string   // in the fd store
+	file   *os.File // the socket, out of the runtime's poller (reader.go)
+	id     uint64   // in the reader's epoll set
 	sndbuf int
-	closed bool
+	closed bool // in Run
+
+	// The reader's alone.
+	lines message.Splitter
+	bad   int // lines that were not frames
 }
 
 func (ch *channel) key() string { return key(ch.pool, ch.index) }
@@ -141,7 +155,15 @@ func New(cfg Config) (*Relay, error) {
 		left:     map[string]time.Time{},
 		waiting:  map[string]*waiter{},
 		identify: 5 * time.Second,
+		byID:     map[uint64]*channel{},
+		readDone: make(chan struct{}),
+		quit:     make(chan struct{}),
 	}
+	ep, err := newEpoll()
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r.ep = ep
 	for _, fd := range cfg.Inherited {
 		switch {
 		case fd.Name == ListenerName && fd.Listener != nil:
@@ -197,21 +219,28 @@ func adopt(fd activation.FD) (*channel, error) {
 		fd.File.Close()
 		return nil, errors.New("malformed name")
 	}
-	c, err := net.FileConn(fd.File)
-	fd.File.Close()
+	var domain, typ int
+	var derr, terr error
+	raw, err := fd.File.SyscallConn()
+	if err == nil {
+		err = raw.Control(func(fd uintptr) {
+			domain, derr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+			typ, terr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+		})
+	}
+	if err != nil || derr != nil || terr != nil || domain != unix.AF_UNIX || typ != unix.SOCK_STREAM {
+		fd.File.Close()
+		return nil, errors.New("not a unix stream socket")
+	}
+	f, err := channelFile(fd.File, fd.Name)
 	if err != nil {
 		return nil, err
 	}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		c.Close()
-		return nil, errors.New("not a unix socket")
-	}
-	ch := &channel{pool: parts[1][:at], index: i, name: fd.Name, conn: uc}
-	if pid, err := peerPID(uc); err == nil {
+	ch := &channel{pool: parts[1][:at], index: i, name: fd.Name, file: f}
+	if pid, err := peerPID(f); err == nil {
 		ch.pid = pid
 	}
-	ch.sndbuf = sendBuffer(uc)
+	ch.sndbuf = sendBuffer(f)
 	return ch, nil
 }
 
@@ -246,14 +275,18 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	go r.read(ctx)
 	for _, ch := range r.inherit {
 		r.attach(ctx, ch)
 	}
 	r.inherit = nil
 	defer func() {
+		close(r.quit)
 		r.ln.Close()
+		r.ep.Close() // ends the reader
+		<-r.readDone
 		for _, ch := range r.chans {
-			ch.conn.Close()
+			ch.file.Close()
 		}
 		r.wmu.Lock()
 		for _, w := range r.waiting {
@@ -280,12 +313,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// post runs f in the Run goroutine, unless ctx is done first.
+// post runs f in the Run goroutine, unless ctx is done or Run ends first.
 func (r *Relay) post(ctx context.Context, f func()) bool {
 	select {
 	case r.events <- f:
 		return true
 	case <-ctx.Done():
+		return false
+	case <-r.quit:
 		return false
 	}
 }
@@ -329,19 +364,24 @@ func (r *Relay) admit(ctx context.Context, c *net.UnixConn) {
 		refuse(err.Error())
 		return
 	}
-	ch := &channel{pool: pool, index: index, pid: pid, conn: c, sndbuf: setSendBuffer(c)}
+	f, err := channelFile(c, key(pool, index))
+	if err != nil {
+		r.cfg.Log.Warn("refused a connection to the message socket", "pid", pid, "err", err)
+		return
+	}
+	ch := &channel{pool: pool, index: index, pid: pid, file: f, sndbuf: setSendBuffer(f)}
 	if !r.post(ctx, func() {
 		r.chanSeq++
 		ch.name = fmt.Sprintf("m/%s/%d", ch.key(), r.chanSeq)
 		if r.cfg.Store != nil {
-			if err := r.cfg.Store.Keep(ctx, ch.name, c); err != nil {
+			if err := r.cfg.Store.Keep(ctx, ch.name, ch.file); err != nil {
 				r.cfg.Log.Warn("cannot store a message channel: its worker reconnects after a restart of corrald", "instance", ch.key(), "err", err)
 			}
 		}
 		r.attach(ctx, ch)
 		r.cfg.Log.Info("worker connected for messages", "instance", ch.key(), "pid", pid)
 	}) {
-		c.Close()
+		f.Close()
 	}
 }
 
@@ -356,7 +396,12 @@ func (r *Relay) attach(ctx context.Context, ch *channel) {
 	if ch.seqOf() >= r.chanSeq {
 		r.chanSeq = ch.seqOf()
 	}
-	go r.read(ctx, ch)
+	r.lastID++
+	ch.id = r.lastID
+	if err := r.watch(ch); err != nil {
+		r.cfg.Log.Warn("cannot watch a message channel: its worker reconnects", "instance", ch.key(), "err", err)
+		r.drop(ctx, ch)
+	}
 }
 
 func (ch *channel) seqOf() uint64 {
@@ -378,7 +423,8 @@ func (r *Relay) drop(ctx context.Context, ch *channel) {
 	if r.cfg.Store != nil {
 		r.cfg.Store.Forget(ctx, ch.name)
 	}
-	ch.conn.Close()
+	r.unwatch(ch)
+	ch.file.Close()
 	r.wmu.Lock()
 	for _, w := range r.waiting {
 		w.lost(ch)
@@ -386,50 +432,8 @@ func (r *Relay) drop(ctx context.Context, ch *channel) {
 	r.wmu.Unlock()
 }
 
-// read passes ch's frames to the Run goroutine until the worker goes.
-func (r *Relay) read(ctx context.Context, ch *channel) {
-	fr := message.NewReader(ch.conn)
-	bad := 0
-	for {
-		f, err := fr.Read()
-		if errors.Is(err, message.ErrBadLine) {
-			bad++
-			if bad <= 3 {
-				r.post(ctx, func() {
-					r.cfg.Log.Warn("a worker sent a line that is not a message frame; ignored", "instance", ch.key(), "err", err)
-				})
-			}
-			continue
-		}
-		if err != nil {
-			r.post(ctx, func() {
-				if !ch.closed {
-					r.cfg.Log.Info("worker disconnected from messages", "instance", ch.key(), "pid", ch.pid)
-				}
-				r.drop(ctx, ch)
-			})
-			return
-		}
-		if f.ID == "" {
-			continue
-		}
-		r.answer(ch, f)
-	}
-}
-
-// answer records a worker's reply.
-func (r *Relay) answer(ch *channel, f message.Frame) {
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	w := r.waiting[f.ID]
-	if w == nil {
-		return // no one waits: not asked for, too late, or sent before a restart
-	}
-	w.answer(ch, f)
-}
-
 // peerPID returns the pid of the process that connected c.
-func peerPID(c *net.UnixConn) (int32, error) {
+func peerPID(c syscall.Conn) (int32, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -453,12 +457,16 @@ func peerPID(c *net.UnixConn) (int32, error) {
 // have queued: a few thousand short messages, or 6 to 15 of 64 KiB.
 const wantSendBuffer = 512 << 10
 
-func setSendBuffer(c *net.UnixConn) int {
-	c.SetWriteBuffer(wantSendBuffer)
+func setSendBuffer(c syscall.Conn) int {
+	if raw, err := c.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, wantSendBuffer)
+		})
+	}
 	return sendBuffer(c)
 }
 
-func sendBuffer(c *net.UnixConn) int {
+func sendBuffer(c syscall.Conn) int {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return 0

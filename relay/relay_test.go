@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -474,3 +475,51 @@ func TestRestartKeepsChannels(t *testing.T) {
 		t.Errorf("new worker after restart: %s", summary(rs))
 	}
 }
+
+// A worker that writes without end, lines that are frames or not, does not
+// keep the relay from reading the others' answers.
+func TestFloodingWorker(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	h := start(t, Config{Log: slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))})
+	flood := h.connect("app@1")
+	h.connect("app@2").echo("2")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		junk := []byte(strings.Repeat(`{"id":"nobody-1","reply":"x"}`+"\n", 100) + "not json\n")
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := flood.conn.Write(junk); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	for range 20 {
+		rs, err := h.r.Send(context.Background(), []Target{{Pool: "app", Index: 2}}, "ping", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[0].Status != Replied {
+			t.Fatalf("app@2 beside a flooding app@1: %s", summary(rs))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "not a message frame"); n < 1 || n > 3 {
+		t.Errorf("%d warnings about the flooding worker's bad lines; want 1 to 3:\n%s", n, logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -237,30 +237,30 @@ var errBroken = errors.New("its worker's connection")
 // room for the whole line with the kernel's overhead, so that a frame is
 // never cut (the worker would read the rest of the stream as garbage).
 func write(ch *channel, line []byte) error {
-	raw, err := ch.conn.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("%w is closed: %v", errBroken, err)
-	}
 	n, full := 0, false
 	var werr error
-	err = raw.Write(func(fd uintptr) bool {
+	err := ch.control(func(fd int) {
 		// A line of one chunk goes whole or not at all: no need to look.
 		if len(line) > oneChunk {
-			queued, qerr := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+			queued, qerr := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
 			if qerr == nil && ch.sndbuf > 0 && queued+cost(len(line)) > ch.sndbuf {
 				full = true
-				return true
+				return
 			}
 		}
-		n, werr = unix.Write(int(fd), line)
-		if errors.Is(werr, unix.EAGAIN) {
-			full, werr = true, nil
+		for {
+			n, werr = unix.SendmsgN(fd, line, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+			if werr != unix.EINTR {
+				break
+			}
 		}
-		return true // never wait for room
+		if errors.Is(werr, unix.EAGAIN) {
+			full, werr = true, nil // never wait for room
+		}
 	})
 	switch {
 	case err != nil:
-		werr = err
+		return fmt.Errorf("%w is closed: %v", errBroken, err)
 	case full:
 		if ch.sndbuf < cost(len(line)) {
 			return fmt.Errorf("the message (%d bytes) does not fit its socket buffer (%d bytes): raise net.core.wmem_max", len(line), ch.sndbuf)
