@@ -199,6 +199,11 @@ func (b *bench) bootBox(ctx context.Context, pools []spec) error {
 		if err := b.box.WriteFile("/etc/corral/pools.d/"+pool+".toml", []byte(poolFile(s, b.portOf(s), boxApp)), 0o644); err != nil {
 			return err
 		}
+		if s.noSandbox {
+			if err := b.box.WriteFile("/etc/systemd/system/"+pool+"@.service.d/bench-no-sandbox.conf", []byte(noSandboxDropIn), 0o644); err != nil {
+				return err
+			}
+		}
 	}
 	for _, c := range [][]string{{"corral", "validate"}, {"systemctl", "daemon-reload"}, {"systemctl", "restart", "corral.service"}} {
 		if out, err := b.boxSh(ctx, c...); err != nil {

@@ -124,7 +124,13 @@ func specIDs() []string {
 func selected(list string, n int) ([]spec, error) {
 	all := specs(n)
 	if list == "all" {
-		return all, nil
+		var out []spec
+		for _, s := range all {
+			if !s.extra {
+				out = append(out, s)
+			}
+		}
+		return out, nil
 	}
 	want := map[string]bool{}
 	for _, id := range strings.Split(list, ",") {

@@ -249,8 +249,11 @@ func TestSelected(t *testing.T) {
 		t.Errorf("selected with an unknown system: %v", err)
 	}
 	all, _ := selected("all", 2)
-	if len(all) != len(specIDs()) {
-		t.Errorf("all: %d systems", len(all))
+	if len(all) != len(specIDs())-1 || slices.ContainsFunc(all, func(s spec) bool { return s.extra }) {
+		t.Errorf("all: %d systems; want every one but the extra", len(all))
+	}
+	if sel, err := selected("corral-node-nosandbox", 2); err != nil || len(sel) != 1 || !sel[0].noSandbox {
+		t.Errorf("selected the extra system: %v, %v", sel, err)
 	}
 }
 

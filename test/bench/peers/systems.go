@@ -45,6 +45,8 @@ type spec struct {
 	corral    bool
 	balance   string // corral's balance mode
 	reference bool   // a single process: what the goals compare against
+	noSandbox bool   // a corral pool with the sandbox taken off (see noSandboxDropIn)
+	extra     bool   // run only when -systems names it, not in "all"
 	newSystem func(b *bench, port int) system
 }
 
@@ -84,6 +86,10 @@ func specs(n int) []spec {
 			}},
 		{id: "corral-go-shared", label: "corral go, shared", app: "go", instances: n, corral: true, balance: "shared",
 			newSystem: func(b *bench, port int) system { return &corralSystem{b: b, port: port, pool: "peers-go-shared", n: n} }},
+		{id: "corral-node-nosandbox", label: "corral node, reuseport, no sandbox", app: "node", instances: n, corral: true, balance: "reuseport", noSandbox: true, extra: true,
+			newSystem: func(b *bench, port int) system {
+				return &corralSystem{b: b, port: port, pool: "peers-node-nosandbox", n: n}
+			}},
 	}
 }
 
@@ -103,6 +109,39 @@ func poolFile(s spec, port int, boxApp string) string {
 	}
 	return f.String()
 }
+
+// noSandboxDropIn takes corral's sandbox off a pool's instances, to
+// measure what it costs: no seccomp filters, namespaces, BPF address
+// filters or dynamic user (the instances run as root).
+const noSandboxDropIn = `[Service]
+DynamicUser=no
+NoNewPrivileges=no
+ProtectSystem=no
+ProtectHome=no
+PrivateTmp=no
+PrivateDevices=no
+PrivateUsers=no
+PrivateIPC=no
+PrivateMounts=no
+ProtectHostname=no
+ProtectClock=no
+ProtectKernelTunables=no
+ProtectKernelModules=no
+ProtectKernelLogs=no
+ProtectControlGroups=no
+ProtectProc=default
+LockPersonality=no
+RestrictRealtime=no
+RestrictSUIDSGID=no
+RestrictNamespaces=no
+RemoveIPC=no
+MemoryDenyWriteExecute=no
+RestrictAddressFamilies=
+IPAddressDeny=
+PrivateNetwork=no
+SystemCallArchitectures=
+SystemCallFilter=
+`
 
 // hostSystem is a process on the host, in a process group of its own: the
 // Node app, the cluster wrapper, or the Go demo.
