@@ -6,8 +6,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/corral-pool/corral/units"
 )
@@ -126,6 +131,35 @@ func TestHint(t *testing.T) {
 		got := Hint(tt.pool, tt.result, tt.code, tt.status)
 		if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
 			t.Errorf("Hint(%v %s %s %s) = %q, want %q", tt.pool != nil, tt.result, tt.code, tt.status, got, tt.want)
+		}
+	}
+}
+
+// TestHintCases: the unit runs `corral hint` (units.HintCases) after every
+// result for which Hint has something to say.
+func TestHintCases(t *testing.T) {
+	var signals []string
+	for s := syscall.Signal(1); s < 32; s++ {
+		if name := unix.SignalName(s); name != "" {
+			signals = append(signals, strings.TrimPrefix(name, "SIG"))
+		}
+	}
+	for _, pool := range []*units.Pool{
+		{Path: "/etc/corral/pools.d/app.toml", Sandbox: units.Sandbox{WriteExecuteMemory: false}},
+		{Path: "/etc/corral/pools.d/app.toml", Sandbox: units.Sandbox{WriteExecuteMemory: true}},
+	} {
+		cases := units.HintCases(pool)
+		check := func(result, code, status string) {
+			if Hint(pool, result, code, status) != "" && !slices.Contains(cases, code+":"+status) {
+				t.Errorf("write_execute_memory = %v: Hint has a line for %s:%s, which units.HintCases leaves out", pool.Sandbox.WriteExecuteMemory, code, status)
+			}
+		}
+		for st := range 256 {
+			check("exit-code", "exited", strconv.Itoa(st))
+		}
+		for _, sig := range signals {
+			check("signal", "killed", sig)
+			check("core-dump", "dumped", sig)
 		}
 	}
 }
