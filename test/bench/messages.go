@@ -35,7 +35,7 @@ func benchMessages(ctx context.Context, box *sdbox.Box, sh func(...string) (stri
 	if err := box.WriteFile("/opt/corral-bench/msgload", data, 0o755); err != nil {
 		return err
 	}
-	if err := box.WriteFile("/etc/corral/pools.d/msg.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18193\"]\ninstances = 2\nreadiness = \"notify\"\n"), 0o644); err != nil {
+	if err := box.WriteFile("/etc/corral/pools.d/msg.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18196\"]\ninstances = 2\nreadiness = \"notify\"\n"), 0o644); err != nil {
 		return err
 	}
 	if _, err := sh("corral", "apply"); err != nil {
@@ -99,7 +99,12 @@ func benchMessages(ctx context.Context, box *sdbox.Box, sh func(...string) (stri
 		fmt.Printf("| %d | %s | %s | %s |\n", w, kv["per_second"], kv["not_delivered"], rss())
 	}
 	fmt.Println()
-	_, err = sh("corral", "stop", "msg")
+	// Leave no pool behind for the next suite, whose pool files would
+	// otherwise come after msg's.
+	if _, err := sh("corral", "stop", "msg"); err != nil {
+		return err
+	}
+	_, err = sh("rm", "/etc/corral/pools.d/msg.toml")
 	return err
 }
 
