@@ -28,14 +28,10 @@ func channelFile(c interface {
 	syscall.Conn
 	Close() error
 }, name string) (*os.File, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
 	dup := -1
 	var derr error
-	if err := raw.Control(func(fd uintptr) {
-		dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	if err := withFD(c, func(fd int) {
+		dup, derr = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	}); err != nil {
 		return nil, err
 	}
@@ -52,14 +48,18 @@ func channelFile(c interface {
 	return os.NewFile(uintptr(dup), name), nil
 }
 
-// control runs f with ch's fd; it fails once the channel is closed.
-func (ch *channel) control(f func(fd int)) error {
-	raw, err := ch.file.SyscallConn()
+// withFD runs f with c's fd, which stays open meanwhile; it fails once c
+// is closed.
+func withFD(c syscall.Conn, f func(fd int)) error {
+	raw, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
 	return raw.Control(func(fd uintptr) { f(int(fd)) })
 }
+
+// control runs f with ch's fd; it fails once the channel is closed.
+func (ch *channel) control(f func(fd int)) error { return withFD(ch.file, f) }
 
 // newEpoll returns an epoll set, nonblocking so that the runtime's poller
 // watches it: it reads as ready when one of its sockets is.
@@ -93,13 +93,9 @@ func (r *Relay) unwatch(ch *channel) {
 }
 
 func (r *Relay) epollCtl(op int, ch *channel, ev *unix.EpollEvent) error {
-	raw, err := r.ep.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var cerr error
-	if err := raw.Control(func(epfd uintptr) {
-		if err := ch.control(func(fd int) { cerr = unix.EpollCtl(int(epfd), op, fd, ev) }); err != nil {
+	if err := withFD(r.ep, func(epfd int) {
+		if err := ch.control(func(fd int) { cerr = unix.EpollCtl(epfd, op, fd, ev) }); err != nil {
 			cerr = err // the channel is closed
 		}
 	}); err != nil {

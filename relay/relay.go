@@ -221,13 +221,10 @@ func adopt(fd activation.FD) (*channel, error) {
 	}
 	var domain, typ int
 	var derr, terr error
-	raw, err := fd.File.SyscallConn()
-	if err == nil {
-		err = raw.Control(func(fd uintptr) {
-			domain, derr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
-			typ, terr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
-		})
-	}
+	err = withFD(fd.File, func(fd int) {
+		domain, derr = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		typ, terr = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	})
 	if err != nil || derr != nil || terr != nil || domain != unix.AF_UNIX || typ != unix.SOCK_STREAM {
 		fd.File.Close()
 		return nil, errors.New("not a unix stream socket")
@@ -434,14 +431,10 @@ func (r *Relay) drop(ctx context.Context, ch *channel) {
 
 // peerPID returns the pid of the process that connected c.
 func peerPID(c syscall.Conn) (int32, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
 	var cred *unix.Ucred
 	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err := withFD(c, func(fd int) {
+		cred, cerr = unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
 		return 0, err
 	}
@@ -458,22 +451,12 @@ func peerPID(c syscall.Conn) (int32, error) {
 const wantSendBuffer = 512 << 10
 
 func setSendBuffer(c syscall.Conn) int {
-	if raw, err := c.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) {
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, wantSendBuffer)
-		})
-	}
+	withFD(c, func(fd int) { unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, wantSendBuffer) })
 	return sendBuffer(c)
 }
 
 func sendBuffer(c syscall.Conn) int {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0
-	}
 	n := 0
-	raw.Control(func(fd uintptr) {
-		n, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
-	})
+	withFD(c, func(fd int) { n, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF) })
 	return n
 }
