@@ -41,12 +41,7 @@ unit:
 
 # A short run of every fuzz target; `make fuzz FUZZTIME=10m` for a long one.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
-		done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) test/fuzz.sh
 
 # The upgrade test installs a second build with a higher version over the first.
 NEXT_VERSION := $(VERSION).1
