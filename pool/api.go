@@ -39,6 +39,7 @@ type InstanceInfo struct {
 	MemoryBytes uint64 // Unknown when not accounted
 	CPUNSec     uint64 // Unknown when not accounted
 	Reason      string // why it is in this phase, e.g. "exit-code 1; next try in 4s"
+	Messages    bool   // its worker is connected to corrald for messages (see relay)
 }
 
 // Since returns SinceUSec as a time (zero if never active).

@@ -52,6 +52,7 @@ type instanceWire struct {
 	Restarts                      uint32
 	MemoryBytes, CPUNSec          uint64
 	Reason                        string
+	Messages                      bool
 }
 
 // server is the exported object: it checks the caller, then asks the
@@ -104,7 +105,7 @@ func (s *server) ListInstances(pool string) ([]instanceWire, *godbus.Error) {
 	out := make([]instanceWire, len(is))
 	for i, x := range is {
 		out[i] = instanceWire{x.Pool, x.Index, x.Unit, x.Phase, x.ActiveState, x.SubState, x.PID, x.SinceUSec,
-			x.Restarts, x.MemoryBytes, x.CPUNSec, x.Reason}
+			x.Restarts, x.MemoryBytes, x.CPUNSec, x.Reason, x.Messages}
 	}
 	return out, nil
 }
@@ -315,7 +316,7 @@ func busError(err error) *godbus.Error {
 
 const introspectIface = `<interface name="` + Interface + `">
   <method name="ListPools"><arg name="pools" type="a(ssuussas)" direction="out"/></method>
-  <method name="ListInstances"><arg name="pool" type="s" direction="in"/><arg name="instances" type="a(sussssututts)" direction="out"/></method>
+  <method name="ListInstances"><arg name="pool" type="s" direction="in"/><arg name="instances" type="a(sussssututtsb)" direction="out"/></method>
   <method name="Scale"><arg name="pool" type="s" direction="in"/><arg name="spec" type="s" direction="in"/><arg name="count" type="u" direction="out"/></method>
   <method name="Start"><arg name="target" type="s" direction="in"/></method>
   <method name="Stop"><arg name="target" type="s" direction="in"/></method>
@@ -465,7 +466,7 @@ func (c *Client) ListInstances(ctx context.Context, pool string) ([]InstanceInfo
 	out := make([]InstanceInfo, len(ws))
 	for i, w := range ws {
 		out[i] = InstanceInfo{w.Pool, w.Index, w.Unit, w.Phase, w.ActiveState, w.Sub, w.PID, w.SinceUSec,
-			w.Restarts, w.MemoryBytes, w.CPUNSec, w.Reason}
+			w.Restarts, w.MemoryBytes, w.CPUNSec, w.Reason, w.Messages}
 	}
 	return out, nil
 }

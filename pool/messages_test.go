@@ -47,7 +47,19 @@ func (m *fakeMessenger) Broadcast(_ context.Context, _ string, ts []relay.Target
 }
 
 func (m *fakeMessenger) Connected(context.Context, string) (map[int]bool, error) {
-	return m.connected, nil
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[int]bool{}
+	for i, on := range m.connected {
+		out[i] = on
+	}
+	return out, nil
+}
+
+func (m *fakeMessenger) connect(i int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.connected[i] = true
 }
 
 func (m *fakeMessenger) take() string {
@@ -99,6 +111,27 @@ func TestMessageTargets(t *testing.T) {
 		t.Fatalf("broadcast targets:\n%s\nwant:\n%s", got, want)
 	}
 	waitFor("app@1\napp@2 starting")
+
+	// ListInstances says which workers are connected for messages.
+	messages := func() string {
+		t.Helper()
+		is, err := c.ListInstances(ctx, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, in := range is {
+			s = append(s, fmt.Sprintf("%d:%v", in.Index, in.Messages))
+		}
+		return strings.Join(s, " ")
+	}
+	if got := messages(); got != "1:false 2:false" {
+		t.Errorf("ListInstances: messages %s, want 1:false 2:false", got)
+	}
+	m.connect(1)
+	if got := messages(); got != "1:true 2:false" {
+		t.Errorf("ListInstances after app@1 connected: messages %s, want 1:true 2:false", got)
+	}
 
 	if _, err := c.Broadcast(ctx, "nope", "x", 0); !errors.Is(err, ErrNoPool) {
 		t.Errorf("Broadcast(nope) = %v, want ErrNoPool", err)

@@ -70,7 +70,8 @@ func (c *Coordinator) poolInfo(name string, p *poolState) PoolInfo {
 }
 
 // ListInstances implements API. Its counters (pid, memory, CPU) are read
-// from systemd afresh; phases come from the last reconcile.
+// from systemd afresh, and whether each worker is connected for messages
+// from the messenger; phases come from the last reconcile.
 func (c *Coordinator) ListInstances(ctx context.Context, pool string) ([]InstanceInfo, error) {
 	var (
 		phases   map[int]Phase
@@ -100,6 +101,12 @@ func (c *Coordinator) ListInstances(ctx context.Context, pool string) ([]Instanc
 	if err != nil {
 		return nil, err
 	}
+	var connected map[int]bool
+	if c.msgs != nil {
+		if connected, err = c.msgs.Connected(ctx, pool); err != nil {
+			return nil, err
+		}
+	}
 	idx := map[int]bool{}
 	for i := range o.Instances {
 		idx[i] = true
@@ -125,7 +132,7 @@ func (c *Coordinator) ListInstances(ctx context.Context, pool string) ([]Instanc
 		}
 		info := InstanceInfo{Pool: pool, Index: uint32(i), Unit: InstanceName(pool, i), Phase: string(ph),
 			ActiveState: u.ActiveState, SubState: u.SubState, Restarts: u.NRestarts + uint32(restarts[i]),
-			MemoryBytes: Unknown, CPUNSec: Unknown, Reason: reasons[i]}
+			MemoryBytes: Unknown, CPUNSec: Unknown, Reason: reasons[i], Messages: connected[i]}
 		if info.ActiveState == "" {
 			info.ActiveState, info.SubState = "inactive", "dead"
 		}

@@ -112,6 +112,25 @@ func TestMessages(t *testing.T) {
 	if out := b.must("corral", "broadcast", "app", "no", "reply", "asked"); strings.Count(out, "delivered") != 4 {
 		t.Errorf("corral broadcast without --wait:\n%s", out)
 	}
+	// corral status says which workers are connected for messages.
+	var st struct {
+		Instances []struct {
+			Name     string `json:"name"`
+			Messages bool   `json:"messages"`
+		} `json:"instances"`
+	}
+	if err := json.Unmarshal([]byte(b.must("corral", "status", "app", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Instances) != 4 {
+		t.Errorf("corral status app --json: %d instances, want 4", len(st.Instances))
+	}
+	for _, in := range st.Instances {
+		if !in.Messages {
+			t.Errorf("corral status app --json: %s not connected for messages", in.Name)
+		}
+	}
+	t.Logf("corral status app:\n%s", b.must("corral", "status", "app"))
 
 	// Clear errors, with the exit codes of corral(1).
 	for _, c := range []struct {
@@ -238,6 +257,10 @@ user = "bob"
 	b.must("systemctl", "start", "rogue.target")
 	b.waitJournal("rogue@1.service", "a worker may message only its own pool")
 	b.waitJournal("rogue@1.service", "INSTANCE  RESULT") // its own pool: allowed
+	// Its worker (sleep) never connects for messages: corral status says so.
+	if out := b.must("corral", "status", "rogue"); !regexp.MustCompile(`(?m)^rogue@1\.service .* no *$`).MatchString(out) {
+		t.Errorf("corral status rogue: want MSG no for rogue@1:\n%s", out)
+	}
 
 	// A process that is not a worker cannot connect for messages.
 	out, _ = b.run("python3", "-c", `import socket; s = socket.socket(socket.AF_UNIX); s.connect("/run/corral/messages.sock"); print(s.recv(1000).decode())`)

@@ -44,13 +44,15 @@ func newFake() *fakeAPI {
 		instances: map[string][]pool.InstanceInfo{
 			"app": {
 				{Pool: "app", Index: 1, Unit: "app@1.service", Phase: "running", ActiveState: "active", SubState: "running",
-					PID: 1201, SinceUSec: usecAt(t0.Add(-3*time.Hour - 5*time.Minute)), MemoryBytes: 12<<20 + 512<<10, CPUNSec: 1_250_000_000},
+					PID: 1201, SinceUSec: usecAt(t0.Add(-3*time.Hour - 5*time.Minute)), MemoryBytes: 12<<20 + 512<<10, CPUNSec: 1_250_000_000,
+					Messages: true},
 				{Pool: "app", Index: 2, Unit: "app@2.service", Phase: "running", ActiveState: "active", SubState: "running",
 					PID: 1202, SinceUSec: usecAt(t0.Add(-45 * time.Second)), Restarts: 1, MemoryBytes: pool.Unknown, CPUNSec: pool.Unknown},
 			},
 			"web": {
 				{Pool: "web", Index: 1, Unit: "web@1.service", Phase: "running", ActiveState: "active", SubState: "running",
-					PID: 1301, SinceUSec: usecAt(t0.Add(-50 * time.Hour)), MemoryBytes: 2 << 30, CPUNSec: 3723_000_000_000},
+					PID: 1301, SinceUSec: usecAt(t0.Add(-50 * time.Hour)), MemoryBytes: 2 << 30, CPUNSec: 3723_000_000_000,
+					Messages: true},
 				{Pool: "web", Index: 2, Unit: "web@2.service", Phase: "crash-loop", ActiveState: "failed", SubState: "failed",
 					SinceUSec: usecAt(t0.Add(-time.Minute)), Restarts: 7, MemoryBytes: pool.Unknown, CPUNSec: 300_000_000,
 					Reason: "exit-code 1; next try in 5m"},

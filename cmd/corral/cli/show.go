@@ -42,6 +42,7 @@ type instanceJSON struct {
 	MemoryBytes *uint64 `json:"memory_bytes"` // null: unknown
 	CPUNSec     *uint64 `json:"cpu_nsec"`     // null: unknown
 	Reason      string  `json:"reason"`
+	Messages    bool    `json:"messages"` // its worker is connected for messages
 }
 
 func toJSON(p pool.PoolInfo, ins []pool.InstanceInfo, now time.Time) poolJSON {
@@ -52,7 +53,8 @@ func toJSON(p pool.PoolInfo, ins []pool.InstanceInfo, now time.Time) poolJSON {
 	}
 	for _, in := range ins {
 		ij := instanceJSON{Name: instanceName(in), Unit: in.Unit, Index: in.Index, Phase: in.Phase,
-			ActiveState: in.ActiveState, SubState: in.SubState, Restarts: in.Restarts, Reason: in.Reason}
+			ActiveState: in.ActiveState, SubState: in.SubState, Restarts: in.Restarts, Reason: in.Reason,
+			Messages: in.Messages}
 		if in.PID != 0 {
 			pid := in.PID
 			ij.PID = &pid
@@ -225,12 +227,12 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		}
 		rows = append(rows, row{cells: []string{in.Unit, in.Phase, in.ActiveState + "/" + in.SubState,
 			pidCell(in.PID), since, uptimeCell(in, s.at), fmt.Sprint(in.Restarts),
-			memory(in.MemoryBytes), cpuTime(in.CPUNSec), in.Reason}, alert: crashLoop(in.Phase)})
+			memory(in.MemoryBytes), cpuTime(in.CPUNSec), messagesCell(in), in.Reason}, alert: crashLoop(in.Phase)})
 		if crashLoop(in.Phase) {
 			looping = append(looping, instanceName(in))
 		}
 	}
-	header := []string{"UNIT", "PHASE", "ACTIVE/SUB", "PID", "SINCE", "UPTIME", "RESTARTS", "MEMORY", "CPU", "REASON"}
+	header := []string{"UNIT", "PHASE", "ACTIVE/SUB", "PID", "SINCE", "UPTIME", "RESTARTS", "MEMORY", "CPU", "MSG", "REASON"}
 	if err := writeTable(w, header, rows, env.IsTerminal); err != nil {
 		return err
 	}
@@ -243,4 +245,16 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "hint: %s are in crash-loop: see why with 'corral logs %s'\n", strings.Join(looping, ", "), name)
 	}
 	return nil
+}
+
+// messagesCell says whether an instance's worker is connected for
+// messages: yes, no (it runs and is not), or - (no process).
+func messagesCell(in pool.InstanceInfo) string {
+	switch {
+	case in.Messages:
+		return "yes"
+	case in.PID != 0:
+		return "no"
+	}
+	return "-"
 }
