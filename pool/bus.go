@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/user"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -395,7 +396,18 @@ func (c *Client) call(ctx context.Context, method string, out any, args ...any) 
 	if out == nil {
 		return nil
 	}
-	return call.Store(out)
+	return storeReply(method, call.Body, out)
+}
+
+// storeReply stores the body of method's reply in out, a pointer. A body of
+// another shape comes from a corrald of another version: after an upgrade
+// that could not restart it, for one.
+func storeReply(method string, body []any, out any) error {
+	if err := godbus.Store(body, out); err != nil {
+		return fmt.Errorf("corrald's answer to %s is not the %s this corral expects: corrald runs another version of corral; restart it with 'sudo systemctl restart corral'",
+			method, godbus.SignatureOfType(reflect.TypeOf(out).Elem()))
+	}
+	return nil
 }
 
 func clientError(err error) error {
