@@ -19,8 +19,15 @@ run() {
 }
 
 failed=0
-for pkg in $("$GO" list ./...); do
-	for f in $("$GO" test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+pkgs=$("$GO" list ./...) || { echo "FAIL: '$GO list ./...' failed: run it to see why" >&2; exit 1; }
+for pkg in $pkgs; do
+	if ! list=$("$GO" test -list '^Fuzz' "$pkg" 2>&1); then
+		echo "$list"
+		echo "FAIL: cannot list the fuzz targets of $pkg: 'go test -list Fuzz $pkg' shows why" >&2
+		failed=1
+		continue
+	fi
+	for f in $(grep '^Fuzz' <<<"$list"); do
 		echo "fuzz $pkg $f"
 		run "$pkg" "$f" && continue
 		cat "$out"
