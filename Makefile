@@ -10,8 +10,11 @@
 
 SHELL := /bin/bash
 GO ?= go
-GOBIN := $(shell $(GO) env GOPATH)/bin
-export PATH := $(PATH):$(GOBIN)
+# Where `make deps` installs the Go tools it pins (test/install-deps.sh): $GOBIN,
+# else the first GOPATH entry's bin/. They run from there by full path, so another
+# version elsewhere on PATH is never used.
+GOBIN := $(or $(shell $(GO) env GOBIN),$(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin)
+STATICCHECK ?= $(GOBIN)/staticcheck
 
 include packaging/deb.mk
 
@@ -23,7 +26,7 @@ INTEGRATION_TIMEOUT ?= 30m
 all: build
 
 deps:
-	@sh test/install-deps.sh
+	@bash test/install-deps.sh
 
 build:
 	$(GO) build ./...
@@ -33,8 +36,8 @@ check: deps
 		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/...
-	staticcheck ./...
-	staticcheck -tags integration ./test/...
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags integration ./test/...
 
 unit:
 	$(GO) test -race -count=1 ./...

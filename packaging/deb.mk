@@ -14,8 +14,8 @@
 
 VERSION ?= $(shell cat packaging/VERSION)
 GO ?= go
-# nfpm v2.45.2: on PATH, else where `go install` puts it.
-NFPM ?= $(or $(shell command -v nfpm 2>/dev/null),$(shell $(GO) env GOPATH)/bin/nfpm)
+# nfpm, as pinned and installed by `make deps` into $(GOBIN) (set by the Makefile).
+NFPM ?= $(GOBIN)/nfpm
 LINTIAN ?= lintian
 
 DEB := dist/corral_$(VERSION)_amd64.deb
@@ -35,6 +35,7 @@ deb: $(DEB)
 # twice gives the same bytes.
 $(DEB): $(DEB_BINARIES) $(DEB_MANPAGES) build/changelog.gz $(DEB_PACKAGING)
 	@mkdir -p $(@D)
+	@[ -x '$(NFPM)' ] || { echo "no nfpm at $(NFPM): run 'make deps' (as root), which installs the pinned one" >&2; exit 1; }
 	VERSION=$(VERSION) \
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(date -d "$$(sed -n 's/^ -- .*>  //p' build/changelog | head -n 1)" +%s)} \
 		$(NFPM) package --config nfpm.yaml --packager deb --target $@
