@@ -109,7 +109,7 @@ for t in "${GO_TOOLS[@]}"; do
 	installed "$bin" "$mod" "$version" && continue
 	say "go install $pkg@$version into $gobin ($reason)"
 	if ! GOBIN=$gobin go install "$pkg@$version"; then
-		fail "GOBIN=$gobin go install $pkg@$version" "check that 'go env GOPROXY' names a Go module proxy this machine reaches (go mod download -x $mod@$version shows where it fails), then make deps again"
+		fail "GOBIN=$gobin go install $pkg@$version" "'go list -m -versions $mod' lists the versions the proxy serves: pin one of those in test/install-deps.sh; if that fails too, 'go env GOPROXY' must name a Go module proxy this machine reaches"
 	fi
 	installed "$bin" "$mod" "$version" ||
 		fail "go version -m $bin does not show $mod $version built by $gover" "rm $bin, then make deps again"
