@@ -46,7 +46,7 @@ type Coordinator struct {
 	cfg    Config
 	sd     Systemd
 	reqs   chan func()
-	dirty  chan string // pool name; "" means every pool and a re-read of the pool files
+	hints  *hints // what changed: a pool, or everything and the pool files
 	jobs   chan jobDone
 	events chan Event
 	// msgs carries messages; unitOf finds a process's unit. Set before Run.
@@ -109,7 +109,7 @@ func New(cfg Config, sd Systemd) *Coordinator {
 		cfg:    cfg,
 		sd:     sd,
 		reqs:   make(chan func()),
-		dirty:  make(chan string, 256),
+		hints:  newHints(),
 		jobs:   make(chan jobDone, 64),
 		events: make(chan Event, 256),
 		pools:  map[string]*poolState{},
@@ -122,14 +122,9 @@ func (c *Coordinator) Events() <-chan Event { return c.events }
 
 // Dirty tells the coordinator that something about pool changed (a systemd
 // signal); "" means anything may have changed, including the pool files.
-// It never blocks: when the queue is full the hint is dropped, and the
-// next signal or the resync timer catches up.
-func (c *Coordinator) Dirty(pool string) {
-	select {
-	case c.dirty <- pool:
-	default:
-	}
-}
+// It never blocks, and no hint is lost: hints that come while the
+// coordinator is busy are merged and taken together.
+func (c *Coordinator) Dirty(pool string) { c.hints.add(pool) }
 
 // Changed tells the coordinator that a unit's properties changed (a
 // systemd signal): what is cached of it is dropped and its pool marked.
@@ -184,14 +179,18 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return nil
 		case f := <-c.reqs:
 			f()
-		case name := <-c.dirty:
-			if name == "" {
+		case <-c.hints.wake:
+			all, names := c.hints.take()
+			if all {
 				c.loadPools()
 				for n := range c.pools {
 					dirty[n] = true
 				}
-			} else if _, ok := c.pools[name]; ok {
-				dirty[name] = true
+			}
+			for _, n := range names {
+				if _, ok := c.pools[n]; ok {
+					dirty[n] = true
+				}
 			}
 			debounce.Reset(c.cfg.Debounce)
 		case j := <-c.jobs:

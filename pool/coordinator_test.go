@@ -193,3 +193,67 @@ func TestAdoptInstancesStartedByHand(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadHintNotLostInABurst: a daemon-reload's hint ("" : re-read the pool
+// files) that comes amid thousands of unit signals while the coordinator is
+// busy is not dropped: the new pool is known as soon as the coordinator is
+// free again, not at the next resync minutes later.
+func TestReloadHintNotLostInABurst(t *testing.T) {
+	sd := &fakeSystemd{}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	if _, err := c.ListPools(ctx); err != nil { // Run has loaded the pool files
+		t.Fatal(err)
+	}
+
+	release := make(chan struct{})
+	busy := make(chan struct{})
+	go c.do(ctx, func() { close(busy); <-release })
+	<-busy
+	for range 5000 {
+		c.Changed("app@1.service")
+	}
+	if err := os.WriteFile(filepath.Join(c.cfg.PoolDir, "shop.toml"),
+		[]byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:2\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Changed("") // the daemon-reload
+	for range 5000 {
+		c.Changed("app@2.service")
+	}
+	close(release)
+
+	deadline := time.Now().Add(5 * time.Second)
+	var ps []PoolInfo
+	for time.Now().Before(deadline) {
+		var err error
+		if ps, err = c.ListPools(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) == 2 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("pools %+v, want app and shop", ps)
+}
+
+func TestHintsMergeAndClear(t *testing.T) {
+	h := newHints()
+	h.add("a")
+	h.add("b")
+	h.add("a")
+	h.add("")
+	if len(h.wake) != 1 {
+		t.Fatalf("%d wake-ups pending, want 1", len(h.wake))
+	}
+	all, pools := h.take()
+	slices.Sort(pools)
+	if !all || !slices.Equal(pools, []string{"a", "b"}) {
+		t.Errorf("take() = %v, %v; want true, [a b]", all, pools)
+	}
+	if all, pools := h.take(); all || len(pools) != 0 {
+		t.Errorf("second take() = %v, %v; want nothing", all, pools)
+	}
+}

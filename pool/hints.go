@@ -1,0 +1,48 @@
+package pool
+
+import "sync"
+
+// hints collects what changed (systemd signals, finished operations) for
+// the Run goroutine, coalescing without losing any: a burst of thousands of
+// signals, as a daemon-reload sends while Run is busy, becomes one wake-up
+// with the set of pools to look at, and the "everything, pool files
+// included" hint of a reload is never dropped. (A bounded channel that drops
+// when full left a new pool unknown until the next resync, minutes later.)
+type hints struct {
+	wake chan struct{} // one buffered token: something was added since the last take
+
+	mu    sync.Mutex
+	all   bool            // re-read the pool files and mark every pool
+	pools map[string]bool // pools to mark
+}
+
+func newHints() *hints {
+	return &hints{wake: make(chan struct{}, 1), pools: map[string]bool{}}
+}
+
+// add records a hint about pool, "" for everything. It never blocks.
+func (h *hints) add(pool string) {
+	h.mu.Lock()
+	if pool == "" {
+		h.all = true
+	} else {
+		h.pools[pool] = true
+	}
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default: // a wake-up is already pending; it will take this hint too
+	}
+}
+
+// take returns and clears what was added since the last take.
+func (h *hints) take() (all bool, pools []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	all, h.all = h.all, false
+	for p := range h.pools {
+		pools = append(pools, p)
+	}
+	clear(h.pools)
+	return all, pools
+}
