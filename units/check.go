@@ -56,12 +56,18 @@ func DefaultHost() Host {
 	}
 }
 
-// Shadows returns an error if the pool's name is reserved or its units
-// would hide units that exist on the host (ssh.socket, nginx.service…).
-// The generator skips such a pool.
+// Shadows returns an error if the pool's name is reserved, its units
+// would hide units that exist on the host (ssh.socket, nginx.service…), or
+// the name of its dynamic user is an account on the host, which systemd
+// would run its workers as. The generator skips such a pool.
 func (h Host) Shadows(p *Pool) *Error {
 	if reservedNames[p.Name] {
 		return &Error{File: p.Path, Msg: fmt.Sprintf("pool name %q is reserved for systemd or corral: rename the file", p.Name)}
+	}
+	if p.User == "" {
+		if u := DynamicUserName(p.Name); h.LookupUser(u) == nil {
+			return &Error{File: p.Path, Msg: fmt.Sprintf("pool %q would run as a dynamic user named %s, but an account of that name exists, and systemd would run the workers as it: remove that account, rename the file, or set user = %q to run as it on purpose", p.Name, u, u)}
+		}
 	}
 	for _, u := range UnitNames(p.Name) {
 		for _, d := range h.UnitDirs {

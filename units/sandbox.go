@@ -20,6 +20,7 @@ func Hardening(p *Pool) []KV {
 	add := func(k, v string) { kv = append(kv, KV{k, v}) }
 	if p.User == "" {
 		add("DynamicUser", "yes")
+		add("User", DynamicUserName(p.Name))
 	} else {
 		add("User", p.User)
 		if p.Group != "" {

@@ -440,12 +440,19 @@ func TestHostCheck(t *testing.T) {
 }
 
 func TestShadows(t *testing.T) {
-	h := fakeHost(map[string]fakeFile{"/lib/systemd/system/ssh.socket": {0o644, false}})
+	h := fakeHost(map[string]fakeFile{"/lib/systemd/system/ssh.socket": {0o644, false}},
+		"root", "postgres", "nobody", "corral-taken")
 	for name, want := range map[string]string{
 		"ssh":     "would shadow /lib/systemd/system/ssh.socket",
 		"corral":  "reserved",
 		"sockets": "reserved",
 		"shop":    "",
+		// Accounts named like a pool are no matter: its dynamic user is corral-NAME.
+		"root":     "",
+		"postgres": "",
+		"nobody":   "",
+		// An account named like the dynamic user would be used by systemd.
+		"taken": `would run as a dynamic user named corral-taken, but an account of that name exists`,
 	} {
 		e := h.Shadows(&Pool{Name: name, Path: name + ".toml"})
 		if want == "" && e != nil || want != "" && (e == nil || !strings.Contains(e.Error(), want)) {
@@ -517,5 +524,33 @@ func TestLocator(t *testing.T) {
 		if line != want[0] || col != want[1] {
 			t.Errorf("find(%q) = %d:%d, want %d:%d", key, line, col, want[0], want[1])
 		}
+	}
+}
+
+// TestDynamicUserName: the worker's dynamic user is never the bare pool name
+// (a pool named root would run as root), always a valid systemd user name,
+// and distinct for distinct pools.
+func TestDynamicUserName(t *testing.T) {
+	for pool, want := range map[string]string{
+		"app":                 "corral-app",
+		"root":                "corral-root",
+		"www-data":            "corral-www-data",
+		"a_b":                 "corral-a_b",
+		"shop-api-v2-eu-west": "corral-shop-api-v2-eu-west",
+	} {
+		if got := DynamicUserName(pool); got != want {
+			t.Errorf("DynamicUserName(%q) = %q, want %q", pool, got, want)
+		}
+	}
+	seen := map[string]string{}
+	for _, pool := range []string{"App", "app.v2", "app.v3", "0day", "a-very-long-pool-name-of-30-chars", strings.Repeat("x", 64), "app"} {
+		u := DynamicUserName(pool)
+		if !dynUserRE.MatchString(u) || !strings.HasPrefix(u, "corral-") {
+			t.Errorf("DynamicUserName(%q) = %q: not a valid corral-… user name", pool, u)
+		}
+		if o, ok := seen[u]; ok {
+			t.Errorf("pools %q and %q share the user %q", o, pool, u)
+		}
+		seen[u] = pool
 	}
 }

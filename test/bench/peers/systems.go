@@ -115,6 +115,7 @@ func poolFile(s spec, port int, boxApp string) string {
 // filters or dynamic user (the instances run as root).
 const noSandboxDropIn = `[Service]
 DynamicUser=no
+User=
 NoNewPrivileges=no
 ProtectSystem=no
 ProtectHome=no
