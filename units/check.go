@@ -42,6 +42,11 @@ type Host struct {
 	LookupUser func(name string) error
 	// Stat is os.Stat; tests replace it.
 	Stat func(name string) (fs.FileInfo, error)
+	// PoolDir is the directory whose files are installed pools, held to
+	// stricter rules (readPoolFile); "" holds none to them.
+	PoolDir string
+	// PoolFileOwner is the uid that must own the files in PoolDir: root.
+	PoolFileOwner uint32
 }
 
 // DefaultHost looks at the running machine.
@@ -52,7 +57,8 @@ func DefaultHost() Host {
 			_, err := user.Lookup(name)
 			return err
 		},
-		Stat: os.Stat,
+		Stat:    os.Stat,
+		PoolDir: Dir,
 	}
 }
 
@@ -201,7 +207,7 @@ func LoadAll(files []string, h Host) (pools []*Pool, errs Errors) {
 	}
 	var used []owned
 	for _, f := range files {
-		p, err := Load(f)
+		p, data, err := h.load(f)
 		if err != nil {
 			var es Errors
 			if errors.As(err, &es) {
@@ -219,7 +225,7 @@ func LoadAll(files []string, h Host) (pools []*Pool, errs Errors) {
 		for _, l := range p.Listen {
 			for _, o := range used {
 				if l.Overlaps(o.l) {
-					line, col := newLocatorFile(f).find("listen")
+					line, col := newLocator(data).find("listen")
 					errs = append(errs, &Error{File: f, Line: line, Col: col,
 						Msg: fmt.Sprintf("listen address %s overlaps %s of pool %q: give each pool its own port or socket path", l.Address, o.l.Address, o.pool)})
 					conflict = true
@@ -235,9 +241,4 @@ func LoadAll(files []string, h Host) (pools []*Pool, errs Errors) {
 		pools = append(pools, p)
 	}
 	return pools, errs
-}
-
-func newLocatorFile(f string) *locator {
-	data, _ := os.ReadFile(f)
-	return newLocator(data)
 }

@@ -196,18 +196,29 @@ func NameFromPath(path string) (string, error) {
 	return strings.TrimSuffix(base, Ext), nil
 }
 
-// Load reads and parses the pool file at path. The returned error, if any,
-// is an Errors listing every problem found.
-func Load(path string) (*Pool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, Errors{{File: path, Msg: readErrMsg(err)}}
-	}
+// Load reads and parses the pool file at path, as DefaultHost().Load.
+func Load(path string) (*Pool, error) { return DefaultHost().Load(path) }
+
+// Load reads the pool file at path under the rules of readPoolFile and
+// parses it. The returned error, if any, is an Errors listing every problem
+// found.
+func (h Host) Load(path string) (*Pool, error) {
+	p, _, err := h.load(path)
+	return p, err
+}
+
+// load is Load that also returns the file's content.
+func (h Host) load(path string) (*Pool, []byte, error) {
 	name, err := NameFromPath(path)
 	if err != nil {
-		return nil, Errors{{File: path, Msg: "a pool file must be named NAME.toml, where NAME is the pool's name"}}
+		return nil, nil, Errors{{File: path, Msg: "a pool file must be named NAME.toml, where NAME is the pool's name"}}
 	}
-	return Parse(path, name, data)
+	data, err := h.readPoolFile(path)
+	if err != nil {
+		return nil, nil, Errors{{File: path, Msg: err.Error()}}
+	}
+	p, err := Parse(path, name, data)
+	return p, data, err
 }
 
 func readErrMsg(err error) string {

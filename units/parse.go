@@ -38,6 +38,13 @@ var (
 	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	memMaxRE  = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?[KMGT]?|[0-9]{1,3}(\.[0-9]+)?%|infinity)$`)
 	reservedE = []string{"CORRAL_", "LISTEN_", "NOTIFY_SOCKET", "WATCHDOG_"}
+	// loaderE are the variables that make the dynamic loader or libc load
+	// code or data from a path (glibc strips them for setuid programs). A
+	// pool's environment reaches ExecStopPost=, which runs as root outside
+	// the sandbox, so a worker that can write the path named would get code
+	// run as root. Prefixes end in "_".
+	loaderE = []string{"LD_", "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCPATH",
+		"MALLOC_TRACE", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF"}
 )
 
 // schema lists every key a pool file may have, with a short description of
@@ -602,6 +609,10 @@ func (p *parser) environment(v any) map[string]string {
 		if reserved {
 			continue
 		}
+		if loaderVar(k) {
+			p.errorf("environment", "environment variable %s changes how the dynamic loader or libc loads code, and would reach commands that systemd runs as root for the pool: remove it; a worker that needs it can set it itself, e.g. exec = [\"/usr/bin/env\", \"%s=...\", \"/srv/app/server\"]", k, k)
+			continue
+		}
 		var s string
 		switch x := m[k].(type) {
 		case string:
@@ -730,4 +741,14 @@ func (p *parser) balance(pool *Pool) {
 	case pool.Balance == BalanceReusePort && hasUnix:
 		p.errorf("balance", `balance = "reuseport" cannot split a unix socket path over instances: set balance = "shared", or listen on TCP only`)
 	}
+}
+
+// loaderVar reports whether k is one of loaderE.
+func loaderVar(k string) bool {
+	for _, l := range loaderE {
+		if k == l || strings.HasSuffix(l, "_") && strings.HasPrefix(k, l) {
+			return true
+		}
+	}
+	return false
 }

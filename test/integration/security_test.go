@@ -84,3 +84,74 @@ func TestPoolNameIsNotAnAccount(t *testing.T) {
 		}
 	}
 }
+
+// TestHostilePoolFiles: pool files that would reach root, or block the
+// generator and corrald, get no units and leave a working pool serving:
+// a loader variable in environment (it would reach ExecStopPost=, which runs
+// as root), a FIFO named x.toml, a file writable by others and owned by
+// nobody, and a link to a file outside the pool directory.
+func TestHostilePoolFiles(t *testing.T) {
+	b := installed(t)
+	b.writePool("good", "exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18114\"]\nreadiness = \"notify\"\n")
+	b.must("systemctl", "start", "good.target")
+	waitFor(t, "good answers", 30*time.Second, func() error {
+		_, err := get("http://127.0.0.1:18114/")
+		return err
+	})
+
+	const dir = "/etc/corral/pools.d/"
+	if err := b.WriteFile(dir+"preload.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18115\"]\nenvironment = { LD_PRELOAD = \"/srv/evil.so\" }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile(dir+"ww.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18116\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.must("chown", "nobody:nogroup", dir+"ww.toml")
+	b.must("chmod", "0666", dir+"ww.toml")
+	if err := b.WriteFile("/srv/elsewhere/out.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18117\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.must("ln", "-s", "/srv/elsewhere/out.toml", dir+"out.toml")
+	b.must("mkfifo", dir+"fifo.toml")
+
+	// The generator runs in daemon-reload: a FIFO must not block it (b.run
+	// gives up after 2 minutes, far past a blocked generator's limit).
+	start := time.Now()
+	b.must("systemctl", "daemon-reload")
+	t.Logf("daemon-reload with the hostile files took %s", time.Since(start).Round(time.Millisecond))
+
+	out, err := b.run("corral", "validate")
+	if err == nil {
+		t.Errorf("corral validate passed:\n%s", out)
+	}
+	for _, want := range []string{
+		dir + "preload.toml:3:15: environment variable LD_PRELOAD changes how the dynamic loader or libc loads code",
+		dir + "ww.toml: is owned by uid 65534, not root",
+		dir + "out.toml: is a link to /srv/elsewhere/out.toml, outside " + strings.TrimSuffix(dir, "/"),
+		dir + "fifo.toml: is not a regular file (a FIFO)",
+		"good: ok",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("corral validate: no %q:\n%s", want, out)
+		}
+	}
+	for _, p := range []string{"preload", "ww", "out", "fifo"} {
+		if ls := b.show(p+".target", "LoadState"); ls != "not-found" {
+			t.Errorf("%s.target LoadState=%s, want not-found: a refused pool gets no units", p, ls)
+		}
+	}
+
+	// corrald read the same files on the reload and still answers; the good
+	// pool still serves.
+	list := b.must("corral", "list")
+	if !strings.Contains(list, "good") || strings.Contains(list, "preload") || strings.Contains(list, "fifo") {
+		t.Errorf("corral list after the hostile files:\n%s", list)
+	}
+	if _, err := get("http://127.0.0.1:18114/"); err != nil {
+		t.Errorf("good stopped serving: %v", err)
+	}
+	logs := b.must("journalctl", "-u", "corral.service", "--no-pager")
+	if !strings.Contains(logs, "fifo.toml: is not a regular file") {
+		t.Errorf("corrald's journal does not name the FIFO it skipped:\n%s", logs)
+	}
+}
