@@ -337,7 +337,7 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 			continue
 		}
 		delete(p.managed, i)
-		if i > p.desired.Count && !p.shrinking[i] && !p.desired.Stopped {
+		if i > p.desired.Count && i <= units.MaxInstances && !p.shrinking[i] && !p.desired.Stopped {
 			adopt = max(adopt, i)
 		}
 	}

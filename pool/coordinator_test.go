@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -255,5 +256,28 @@ func TestHintsMergeAndClear(t *testing.T) {
 	}
 	if all, pools := h.take(); all || len(pools) != 0 {
 		t.Errorf("second take() = %v, %v; want nothing", all, pools)
+	}
+}
+
+// TestAdoptionIsBounded: an instance started by hand above units.MaxInstances
+// (app@99999) does not become the pool's count.
+func TestAdoptionIsBounded(t *testing.T) {
+	running := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
+	}
+	sd := &fakeSystemd{obs: Observed{
+		Target:    running("app.target"),
+		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket")},
+		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service"), 99999: running("app@99999.service")},
+	}}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	time.Sleep(50 * time.Millisecond) // a few reconciles
+	if ps, err := c.ListPools(ctx); err != nil || len(ps) != 1 || ps[0].Desired != 2 {
+		t.Fatalf("pools %+v %v, want app at 2", ps, err)
+	}
+	if err := c.Start(ctx, "app@99999"); err == nil || !strings.Contains(err.Error(), "a number from 1 to 1024") {
+		t.Errorf("Start(app@99999) = %v, want the limit", err)
 	}
 }

@@ -184,7 +184,7 @@ func parseTarget(t string) (pool string, i int, err error) {
 	if at := strings.LastIndexByte(t, '@'); at >= 0 {
 		p, n, ok := ParseInstance(t)
 		if !ok {
-			return "", 0, fmt.Errorf("%w %q: want POOL or POOL@I with I a number from 1", ErrNoInstance, t)
+			return "", 0, fmt.Errorf("%w %q: want POOL or POOL@I with I a number from 1 to %d", ErrNoInstance, t, units.MaxInstances)
 		}
 		return p, n, nil
 	}

@@ -7,7 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
+
+	"github.com/corral-pool/corral/units"
 )
 
 // StateVersion is the version of the state file's format that this
@@ -97,6 +100,11 @@ func parseState(b []byte) (State, error) {
 				return State{}, fmt.Errorf("pool %s: held instance %d", name, h)
 			}
 		}
+		// No pool runs more than units.MaxInstances, whatever the file
+		// says: a count read from it sizes every reconcile.
+		d.Count = min(d.Count, units.MaxInstances)
+		d.Held = slices.DeleteFunc(d.Held, func(h int) bool { return h > units.MaxInstances })
+		st.Pools[name] = d
 	}
 	return st, nil
 }

@@ -6,9 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral-pool/corral/units"
 )
 
 func TestStoreRoundTrip(t *testing.T) {
@@ -287,4 +290,41 @@ func normTimes(st State) State {
 		st.Pools[n] = d
 	}
 	return st
+}
+
+// TestStoreClampsCounts: a state file cannot make a pool's count, or a held
+// instance, larger than units.MaxInstances (every reconcile is sized by the
+// count: 2³¹−1 made corrald fail on every start).
+func TestStoreClampsCounts(t *testing.T) {
+	s := Store{Path: filepath.Join(t.TempDir(), "state.json")}
+	if err := os.WriteFile(s.Path, []byte(`{"version":1,"pools":{"app":{"count":2147483647,"held":[3,99999]},"api":{"count":4}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Pools["app"]; d.Count != units.MaxInstances || !slices.Equal(d.Held, []int{3}) {
+		t.Errorf("app: %+v, want count %d and held [3]", d, units.MaxInstances)
+	}
+	if d := st.Pools["api"]; d.Count != 4 {
+		t.Errorf("api: %+v, want count 4", d)
+	}
+}
+
+func TestParseInstanceLimits(t *testing.T) {
+	for unit, want := range map[string]int{
+		"app@1.service":    1,
+		"app@1024.service": 1024,
+		"app@1025.service": 0,
+		"app@99999":        0,
+		"app@0":            0,
+		"app@01":           0,
+		"app@-1":           0,
+	} {
+		_, i, ok := ParseInstance(unit)
+		if ok != (want > 0) || i != want {
+			t.Errorf("ParseInstance(%q) = %d, %v; want %d", unit, i, ok, want)
+		}
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/corral-pool/corral/units"
 )
 
 // Unknown marks a counter systemd could not give (MemoryCurrent,
@@ -136,7 +138,10 @@ func SocketName(pool string, i int) string {
 	return pool + "@" + strconv.Itoa(i) + ".socket"
 }
 
-// ParseInstance splits "app@3.service" or "app@3" into ("app", 3).
+// ParseInstance splits "app@3.service" or "app@3" into ("app", 3). An
+// instance number above units.MaxInstances is no instance of a pool: corrald
+// neither counts, adopts nor messages app@99999, so no unit name can make a
+// pool's count unbounded.
 func ParseInstance(unit string) (pool string, i int, ok bool) {
 	s := strings.TrimSuffix(strings.TrimSuffix(unit, ".service"), ".socket")
 	at := strings.LastIndexByte(s, '@')
@@ -144,7 +149,7 @@ func ParseInstance(unit string) (pool string, i int, ok bool) {
 		return "", 0, false
 	}
 	n, err := strconv.Atoi(s[at+1:])
-	if err != nil || n < 1 || strconv.Itoa(n) != s[at+1:] {
+	if err != nil || n < 1 || n > units.MaxInstances || strconv.Itoa(n) != s[at+1:] {
 		return "", 0, false
 	}
 	return s[:at], n, true
