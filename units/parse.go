@@ -261,6 +261,8 @@ func (p *parser) absPath(key, s string) bool {
 		p.errorf(key, "%s = %q is not a clean path: write %q", key, s, path.Clean(s))
 	case strings.ContainsAny(s, "\x00\n\r\t"):
 		p.errorf(key, "%s = %q contains a control character", key, s)
+	case strings.Contains(s, `\`):
+		p.errorf(key, "%s = %q contains a backslash, which unit files read as an escape or, at the end, as a line continuation: use a path without one", key, s)
 	default:
 		return true
 	}
@@ -549,8 +551,8 @@ func parseListen(a string) (Listen, string) {
 			return Listen{}, fmt.Sprintf("a unix socket path can be at most %d bytes", maxUnixPath)
 		case path.Clean(a) != a:
 			return Listen{}, fmt.Sprintf("not a clean path: write %q", path.Clean(a))
-		case strings.ContainsAny(a, "\x00\n\r\t %"):
-			return Listen{}, "a unix socket path may not contain spaces, control characters or %"
+		case strings.ContainsAny(a, "\x00\n\r\t %\\"):
+			return Listen{}, "a unix socket path may not contain spaces, control characters, % or \\"
 		case strings.HasSuffix(a, "/"):
 			return Listen{}, "a unix socket path must name a file"
 		}

@@ -102,14 +102,15 @@ func (w *unitWriter) set(key, value string) {
 // escSpec escapes systemd's specifier character.
 func escSpec(s string) string { return strings.ReplaceAll(s, "%", "%%") }
 
-// quote quotes one word for a unit file line that systemd splits into
-// words with C unescaping (ExecStart=, Environment=, ReadWritePaths=).
+// quote quotes one word for ExecStart=, which systemd splits into words
+// with C unescaping, expanding specifiers (%) and variables ($).
 func quote(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%", "$", "$$")
 	return `"` + r.Replace(s) + `"`
 }
 
-// quoteEnv is quote for Environment=, which expands no $ variables.
+// quoteEnv is quote for the lines that expand no $ variables, where "$$"
+// would stay "$$": Environment=, ReadWritePaths=.
 func quoteEnv(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%")
 	return `"` + r.Replace(s) + `"`

@@ -36,7 +36,7 @@ func Hardening(p *Pool) []KV {
 	if len(s.WritablePaths) > 0 {
 		ps := make([]string, len(s.WritablePaths))
 		for i, w := range s.WritablePaths {
-			ps[i] = quote(w)
+			ps[i] = quoteEnv(w)
 		}
 		add("ReadWritePaths", strings.Join(ps, " "))
 	}

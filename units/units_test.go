@@ -270,6 +270,10 @@ func TestParseErrors(t *testing.T) {
 		{"env GCONV_PATH", "p", base + "environment = { GCONV_PATH = \"/srv\" }", "environment variable GCONV_PATH changes how"},
 		{"env GLIBC_TUNABLES", "p", base + "environment = { GLIBC_TUNABLES = \"x\" }", "environment variable GLIBC_TUNABLES changes how"},
 		{"env name", "p", base + "environment = { \"1X\" = \"1\" }", "may hold only letters"},
+		// A trailing backslash continued the unit line into the next setting.
+		{"wd backslash", "p", base + "working_directory = '/srv/a\\'", `working_directory = "/srv/a\\" contains a backslash`},
+		{"writable backslash", "p", base + "[sandbox]\nwritable_paths = ['/srv/a\\']", `contains a backslash`},
+		{"unix backslash", "p", "exec = [\"/bin/x\"]\nlisten = ['/run/x\\']", `may not contain spaces, control characters, % or \`},
 		{"env type", "p", base + "environment = { X = [1] }", "environment.X must be a string, not an array"},
 		{"env newline", "p", base + "environment = { X = \"a\\nb\" }", "contains a line break"},
 		{"env not table", "p", base + "environment = \"X=1\"", "environment must be a table"},
@@ -557,4 +561,22 @@ func TestDynamicUserName(t *testing.T) {
 		}
 		seen[u] = pool
 	}
+}
+
+// TestWritablePathsDollar: ReadWritePaths= expands no $ variables, so a $ in
+// a path is written as it is (it was doubled, naming another path).
+func TestWritablePathsDollar(t *testing.T) {
+	p, err := Parse("p.toml", "p", []byte("exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1:1\"]\n[sandbox]\nwritable_paths = [\"/srv/a$b\", \"/srv/100%\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range Hardening(p) {
+		if kv.Key == "ReadWritePaths" {
+			if want := `"/srv/a$b" "/srv/100%%"`; kv.Value != want {
+				t.Errorf("ReadWritePaths=%s, want %s", kv.Value, want)
+			}
+			return
+		}
+	}
+	t.Error("no ReadWritePaths=")
 }
