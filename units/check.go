@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -38,8 +39,10 @@ var reservedNames = map[string]bool{
 type Host struct {
 	// UnitDirs are searched for units a pool would shadow.
 	UnitDirs []string
-	// LookupUser reports whether a user exists.
-	LookupUser func(name string) error
+	// LookupUser returns a user's uid, or an error if there is no such user.
+	LookupUser func(name string) (uid int, err error)
+	// LookupGroup returns a group's gid, or an error if there is no such group.
+	LookupGroup func(name string) (gid int, err error)
 	// Stat is os.Stat; tests replace it.
 	Stat func(name string) (fs.FileInfo, error)
 	// PoolDir is the directory whose files are installed pools, held to
@@ -53,9 +56,19 @@ type Host struct {
 func DefaultHost() Host {
 	return Host{
 		UnitDirs: SystemUnitDirs,
-		LookupUser: func(name string) error {
-			_, err := user.Lookup(name)
-			return err
+		LookupUser: func(name string) (int, error) {
+			u, err := user.Lookup(name)
+			if err != nil {
+				return 0, err
+			}
+			return strconv.Atoi(u.Uid)
+		},
+		LookupGroup: func(name string) (int, error) {
+			g, err := user.LookupGroup(name)
+			if err != nil {
+				return 0, err
+			}
+			return strconv.Atoi(g.Gid)
 		},
 		Stat:    os.Stat,
 		PoolDir: Dir,
@@ -63,15 +76,24 @@ func DefaultHost() Host {
 }
 
 // Shadows returns an error if the pool's name is reserved, its units
-// would hide units that exist on the host (ssh.socket, nginx.service…), or
-// the name of its dynamic user is an account on the host, which systemd
-// would run its workers as. The generator skips such a pool.
+// would hide units that exist on the host (ssh.socket, nginx.service…), its
+// user or group is root under another name, or the name of its dynamic user
+// is an account on the host, which systemd would run its workers as. The
+// generator skips such a pool.
 func (h Host) Shadows(p *Pool) *Error {
 	if reservedNames[p.Name] {
 		return &Error{File: p.Path, Msg: fmt.Sprintf("pool name %q is reserved for systemd or corral: rename the file", p.Name)}
 	}
+	// What the file names is refused by the parser; another name for uid or
+	// gid 0 only here, where the accounts are known.
+	if uid, err := h.LookupUser(p.User); p.User != "" && err == nil && uid == 0 {
+		return &Error{File: p.Path, Msg: fmt.Sprintf("user %q is uid 0, root under another name: workers never run as root; remove user to run as a dynamic user, or name an unprivileged one", p.User)}
+	}
+	if gid, err := h.LookupGroup(p.Group); p.Group != "" && err == nil && gid == 0 {
+		return &Error{File: p.Path, Msg: fmt.Sprintf("group %q is gid 0, root's group under another name: remove group, or name an unprivileged one", p.Group)}
+	}
 	if p.User == "" {
-		if u := DynamicUserName(p.Name); h.LookupUser(u) == nil {
+		if u := DynamicUserName(p.Name); h.exists(u) {
 			return &Error{File: p.Path, Msg: fmt.Sprintf("pool %q would run as a dynamic user named %s, but an account of that name exists, and systemd would run the workers as it: remove that account, rename the file, or set user = %q to run as it on purpose", p.Name, u, u)}
 		}
 	}
@@ -98,8 +120,13 @@ func (h Host) Check(p *Pool) Errors {
 	}
 	dynamic := p.User == ""
 	if p.User != "" {
-		if err := h.LookupUser(p.User); err != nil {
+		if !h.exists(p.User) {
 			add("user %q does not exist: create it ('adduser --system %s') or remove user to run as a dynamic user", p.User, p.User)
+		}
+	}
+	if p.Group != "" {
+		if _, err := h.LookupGroup(p.Group); err != nil {
+			add("group %q does not exist: create it ('addgroup --system %s') or remove group", p.Group, p.Group)
 		}
 	}
 	if len(p.Exec) > 0 && path.IsAbs(p.Exec[0]) {
@@ -241,4 +268,10 @@ func LoadAll(files []string, h Host) (pools []*Pool, errs Errors) {
 		pools = append(pools, p)
 	}
 	return pools, errs
+}
+
+// exists reports whether name is a user on the host.
+func (h Host) exists(name string) bool {
+	_, err := h.LookupUser(name)
+	return err == nil
 }

@@ -38,6 +38,18 @@ var (
 	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	memMaxRE  = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?[KMGT]?|[0-9]{1,3}(\.[0-9]+)?%|infinity)$`)
 	reservedE = []string{"CORRAL_", "LISTEN_", "NOTIFY_SOCKET", "WATCHDOG_"}
+	// privilegedGroups are the groups whose members are root in all but name,
+	// or command corral itself, with why.
+	privilegedGroups = map[string]string{
+		"sudo":   "its members may run anything as root",
+		"wheel":  "its members may run anything as root",
+		"admin":  "its members may run anything as root",
+		"disk":   "its members can write the disks under any file system",
+		"docker": "its members can start a root container with the host mounted",
+		"lxd":    "its members can start a privileged container with the host mounted",
+		"shadow": "its members can read every password hash",
+		"corral": "its members command every pool through corrald",
+	}
 	// loaderE are the variables that make the dynamic loader or libc load
 	// code or data from a path (glibc strips them for setuid programs). A
 	// pool's environment reaches ExecStopPost=, which runs as root outside
@@ -362,6 +374,10 @@ func (p *parser) pool(name string, raw map[string]any) *Pool {
 		}
 		if s == "root" {
 			p.errorf(k, `%s = "root" is refused: workers never run as root; remove %s to run as a dynamic user, or name an unprivileged one`, k, k)
+			continue
+		}
+		if k == "group" && privilegedGroups[s] != "" {
+			p.errorf(k, `group = %q is refused: %s; remove group to use the user's own group, or name an unprivileged one`, s, privilegedGroups[s])
 			continue
 		}
 		if s == "nobody" || s == "nogroup" {

@@ -264,6 +264,10 @@ func TestParseErrors(t *testing.T) {
 		{"nobody", "p", base + "user = \"nobody\"", "is refused: files it owns are shared"},
 		{"bad user", "p", base + "user = \"Bob Smith\"", "is not a valid user name"},
 		{"group alone", "p", base + "group = \"www\"", "group is set but user is not"},
+		{"group docker", "p", base + "user = \"bob\"\ngroup = \"docker\"", `group = "docker" is refused: its members can start a root container`},
+		{"group disk", "p", base + "user = \"bob\"\ngroup = \"disk\"", `group = "disk" is refused`},
+		{"group corral", "p", base + "user = \"bob\"\ngroup = \"corral\"", `group = "corral" is refused: its members command every pool`},
+		{"group sudo", "p", base + "user = \"bob\"\ngroup = \"sudo\"", `group = "sudo" is refused`},
 		{"env reserved", "p", base + "environment = { CORRAL_INSTANCE = \"1\" }", "set by corral or systemd itself"},
 		{"env LD_PRELOAD", "p", base + "environment = { LD_PRELOAD = \"/srv/app/x.so\" }", "environment variable LD_PRELOAD changes how the dynamic loader"},
 		{"env LD_LIBRARY_PATH", "p", base + "environment = { LD_LIBRARY_PATH = \"/srv/lib\" }", "environment variable LD_LIBRARY_PATH changes how"},
@@ -381,13 +385,25 @@ func (f fakeFile) Sys() any           { return nil }
 func fakeHost(files map[string]fakeFile, users ...string) Host {
 	return Host{
 		UnitDirs: []string{"/lib/systemd/system"},
-		LookupUser: func(n string) error {
-			for _, u := range users {
+		LookupUser: func(n string) (int, error) {
+			for i, u := range users {
 				if u == n {
-					return nil
+					if u == "root" || u == "toor" {
+						return 0, nil
+					}
+					return 1000 + i, nil
 				}
 			}
-			return errors.New("no such user")
+			return 0, errors.New("no such user")
+		},
+		LookupGroup: func(n string) (int, error) {
+			switch n {
+			case "root", "wheel0":
+				return 0, nil
+			case "www", "users":
+				return 100, nil
+			}
+			return 0, errors.New("no such group")
 		},
 		Stat: func(n string) (fs.FileInfo, error) {
 			if f, ok := files[n]; ok {
@@ -428,6 +444,8 @@ func TestHostCheck(t *testing.T) {
 		{"others", `exec = ["/usr/bin/x"]`, with(map[string]fakeFile{"/usr/bin/x": {0o750, false}}), nil, "not executable by others"},
 		{"others ok with user", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"", with(map[string]fakeFile{"/usr/bin/x": {0o750, false}}), []string{"bob"}, ""},
 		{"no user", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), nil, `user "bob" does not exist`},
+		{"no group", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"\ngroup = \"nope\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), []string{"bob"}, `group "nope" does not exist`},
+		{"group ok", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"\ngroup = \"www\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), []string{"bob"}, ""},
 		{"hidden home", `exec = ["/usr/bin/x", "/home/bob/app/s.js"]`, with(map[string]fakeFile{"/usr/bin/x": {0o755, false}, "/home/bob/app/s.js": {0o644, false}}), nil, "inside /home/bob, which others cannot enter"},
 		{"unreadable script", `exec = ["/usr/bin/x", "/srv/a/s.js"]`, with(map[string]fakeFile{"/usr/bin/x": {0o755, false}, "/srv/a/s.js": {0o600, false}}), nil, "exec[1] /srv/a/s.js is not readable by others"},
 		{"wd missing", "exec = [\"/usr/bin/x\"]\nworking_directory = \"/srv/b\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), nil, "working_directory /srv/b does not exist"},
@@ -449,7 +467,7 @@ func TestHostCheck(t *testing.T) {
 
 func TestShadows(t *testing.T) {
 	h := fakeHost(map[string]fakeFile{"/lib/systemd/system/ssh.socket": {0o644, false}},
-		"root", "postgres", "nobody", "corral-taken")
+		"root", "postgres", "nobody", "corral-taken", "toor", "bob")
 	for name, want := range map[string]string{
 		"ssh":     "would shadow /lib/systemd/system/ssh.socket",
 		"corral":  "reserved",
@@ -459,10 +477,20 @@ func TestShadows(t *testing.T) {
 		"root":     "",
 		"postgres": "",
 		"nobody":   "",
+		// Root under another name.
+		"toorpool":  `user "toor" is uid 0, root under another name`,
+		"wheelpool": `group "wheel0" is gid 0`,
 		// An account named like the dynamic user would be used by systemd.
 		"taken": `would run as a dynamic user named corral-taken, but an account of that name exists`,
 	} {
-		e := h.Shadows(&Pool{Name: name, Path: name + ".toml"})
+		p := &Pool{Name: name, Path: name + ".toml"}
+		switch name {
+		case "toorpool":
+			p.User = "toor"
+		case "wheelpool":
+			p.User, p.Group = "bob", "wheel0"
+		}
+		e := h.Shadows(p)
 		if want == "" && e != nil || want != "" && (e == nil || !strings.Contains(e.Error(), want)) {
 			t.Errorf("Shadows(%s) = %v, want %q", name, e, want)
 		}

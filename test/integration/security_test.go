@@ -89,7 +89,8 @@ func TestPoolNameIsNotAnAccount(t *testing.T) {
 // generator and corrald, get no units and leave a working pool serving:
 // a loader variable in environment (it would reach ExecStopPost=, which runs
 // as root), a FIFO named x.toml, a file writable by others and owned by
-// nobody, and a link to a file outside the pool directory.
+// nobody, a link to a file outside the pool directory, a user that is uid 0
+// under another name and a group whose members are root.
 func TestHostilePoolFiles(t *testing.T) {
 	b := installed(t)
 	b.writePool("good", "exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18114\"]\nreadiness = \"notify\"\n")
@@ -113,6 +114,14 @@ func TestHostilePoolFiles(t *testing.T) {
 	}
 	b.must("ln", "-s", "/srv/elsewhere/out.toml", dir+"out.toml")
 	b.must("mkfifo", dir+"fifo.toml")
+	// Root under another name, and a group whose members are root.
+	b.must("useradd", "--system", "--no-create-home", "--non-unique", "--uid", "0", "toor")
+	if err := b.WriteFile(dir+"toor.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18118\"]\nuser = \"toor\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile(dir+"dock.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18119\"]\nuser = \"nobody\"\ngroup = \"docker\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	// The generator runs in daemon-reload: a FIFO must not block it (b.run
 	// gives up after 2 minutes, far past a blocked generator's limit).
@@ -129,13 +138,15 @@ func TestHostilePoolFiles(t *testing.T) {
 		dir + "ww.toml: is owned by uid 65534, not root",
 		dir + "out.toml: is a link to /srv/elsewhere/out.toml, outside " + strings.TrimSuffix(dir, "/"),
 		dir + "fifo.toml: is not a regular file (a FIFO)",
+		dir + `toor.toml: user "toor" is uid 0, root under another name`,
+		dir + `dock.toml:4:9: group = "docker" is refused`,
 		"good: ok",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("corral validate: no %q:\n%s", want, out)
 		}
 	}
-	for _, p := range []string{"preload", "ww", "out", "fifo"} {
+	for _, p := range []string{"preload", "ww", "out", "fifo", "toor", "dock"} {
 		if ls := b.show(p+".target", "LoadState"); ls != "not-found" {
 			t.Errorf("%s.target LoadState=%s, want not-found: a refused pool gets no units", p, ls)
 		}
