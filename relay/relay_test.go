@@ -523,3 +523,41 @@ func TestFloodingWorker(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestRepliesAreBounded: a reply is kept up to the documented 64 KiB, a NUL
+// in it (which no D-Bus string holds, voiding the whole result) is
+// replaced, and the replies to one message are kept up to MaxReplies in all,
+// each cut noted in Detail.
+func TestRepliesAreBounded(t *testing.T) {
+	h := start(t, Config{})
+	big, nul := h.connect("app@1"), h.connect("app@2")
+	go func() {
+		f := big.read()
+		// Written by hand: message.Encode refuses what a worker should not send.
+		fmt.Fprintf(big.conn, "{\"id\":%q,\"reply\":\"%s\"}\n", f.ID, strings.Repeat("a", 200<<10))
+	}()
+	go func() {
+		f := nul.read()
+		fmt.Fprintf(nul.conn, "{\"id\":%q,\"error\":\"a\\u0000b\"}\n", f.ID)
+	}()
+	rs, err := h.r.Broadcast(context.Background(), "app", targets("app", 2), "ping", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rs[0]; r.Status != Replied || len(r.Reply) != message.MaxText ||
+		r.Detail != "cut to the first 65536 of its 204800 bytes: replies are at most 64 KiB" {
+		t.Errorf("app@1: %s, %d bytes, %q", r.Status, len(r.Reply), r.Detail)
+	}
+	if r := rs[1]; r.Status != Failed || r.Reply != "a\uFFFDb" || r.Detail != "NUL bytes replaced by U+FFFD" {
+		t.Errorf("app@2: %s %q %q", r.Status, r.Reply, r.Detail)
+	}
+
+	w := &waiter{kept: MaxReplies - 10}
+	kept, note := w.keep(strings.Repeat("é", 20)) // 2 bytes each
+	if kept != strings.Repeat("é", 5) || !strings.Contains(note, "kept up to 16 MiB in all") {
+		t.Errorf("past MaxReplies: %q, %q", kept, note)
+	}
+	if kept, note := w.keep("more"); kept != "" || note == "" {
+		t.Errorf("after MaxReplies: %q, %q", kept, note)
+	}
+}

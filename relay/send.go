@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -291,6 +293,7 @@ func cost(n int) int { return n + n/8 + 64<<10 }
 
 // waiter collects the answers to one Send, under Relay.wmu.
 type waiter struct {
+	kept    int // bytes of replies kept so far, at most MaxReplies
 	results []Result
 	ids     map[string]int   // message id → index in results
 	via     map[int]*channel // index in results → the channel written to
@@ -327,12 +330,52 @@ func (w *waiter) answer(ch *channel, f message.Frame) {
 	if res.Detail != gone {
 		w.pending--
 	}
+	res.Status, res.Reply = Replied, f.Reply
 	if f.Error != "" {
-		res.Status, res.Reply, res.Detail = Failed, f.Error, ""
-	} else {
-		res.Status, res.Reply, res.Detail = Replied, f.Reply, ""
+		res.Status, res.Reply = Failed, f.Error
 	}
+	res.Reply, res.Detail = w.keep(res.Reply)
 	w.check()
+}
+
+// MaxReplies bounds the replies kept for one call, all instances together:
+// corrald returns them in one D-Bus reply, and the system bus disconnects a
+// peer that sends a message over 32 MiB (1024 instances replying 64 KiB
+// each would be 64 MiB).
+const MaxReplies = 16 << 20
+
+// keep returns what is kept of a worker's reply, and a note when that is
+// not all of it: no NUL, which a D-Bus string cannot hold (one voided the
+// whole result); at most message.MaxText bytes, as documented; and within
+// what is left of MaxReplies.
+func (w *waiter) keep(text string) (kept, note string) {
+	var notes []string
+	if strings.IndexByte(text, 0) >= 0 {
+		text = strings.ReplaceAll(text, "\x00", "\uFFFD")
+		notes = append(notes, "NUL bytes replaced by U+FFFD")
+	}
+	if n := len(text); n > message.MaxText {
+		text = cutUTF8(text, message.MaxText)
+		notes = append(notes, fmt.Sprintf("cut to the first %d of its %d bytes: replies are at most 64 KiB", len(text), n))
+	}
+	if n := len(text); n > MaxReplies-w.kept {
+		text = cutUTF8(text, MaxReplies-w.kept)
+		notes = append(notes, fmt.Sprintf("cut to the first %d of its %d bytes: the replies to one message are kept up to 16 MiB in all; send to fewer instances at a time", len(text), n))
+	}
+	w.kept += len(text)
+	return text, strings.Join(notes, "; ")
+}
+
+// cutUTF8 returns the longest prefix of s of at most n bytes that ends on a
+// character boundary.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // lost marks the messages awaited from ch as unanswered for good.

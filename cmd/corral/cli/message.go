@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/corral-pool/corral/message"
 	"github.com/corral-pool/corral/pool"
@@ -140,6 +141,26 @@ func readMessage(env *Env) (string, error) {
 	return strings.TrimSuffix(string(b), "\n"), nil
 }
 
+// printable shows the control characters of a worker's text as escapes
+// (ESC as \x1b), all but newline and tab: written raw, a reply could move
+// the cursor, retitle the window or rewrite what the operator sees. Bidi
+// controls, which reorder what is shown, are escaped too. --json has the
+// text as it is.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\t' || !unicode.IsControl(r) && !unicode.Is(unicode.Bidi_Control, r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
+
 // writeResults prints one line per instance; a reply of several lines
 // goes on, indented, under its instance.
 func writeResults(w io.Writer, rs []pool.MessageResult) {
@@ -152,10 +173,13 @@ func writeResults(w io.Writer, rs []pool.MessageResult) {
 	for _, r := range rs {
 		status := strings.ReplaceAll(string(r.Status), "-", " ")
 		text := r.Reply
-		if r.Detail != "" {
+		switch {
+		case r.Detail != "" && r.Reply != "":
+			text = r.Reply + "\n(" + r.Detail + ")"
+		case r.Detail != "":
 			text = r.Detail
 		}
-		lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+		lines := strings.Split(strings.TrimRight(printable(text), "\n"), "\n")
 		fmt.Fprintf(w, "%-*s  %-*s  %s\n", width, r.Instance(), statusWidth, status, lines[0])
 		for _, l := range lines[1:] {
 			fmt.Fprintf(w, "%*s  %s\n", width+2+statusWidth, "", l)

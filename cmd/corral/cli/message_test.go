@@ -89,3 +89,21 @@ func TestWriteResultsMultiline(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// TestWriteResultsEscapes: a worker's reply cannot drive the operator's
+// terminal: control characters (an OSC that retitles the window, ESC, BEL)
+// and bidi controls are shown as escapes; a note on a cut reply follows it.
+func TestWriteResultsEscapes(t *testing.T) {
+	var b strings.Builder
+	writeResults(&b, []pool.MessageResult{
+		{Pool: "app", Index: 1, Status: "replied", Reply: "\x1b]0;pwned\x07ok\u202e\u009b2J\tend"},
+		{Pool: "app", Index: 2, Status: "replied", Reply: "aaaa", Detail: "cut to the first 4 of its 9 bytes"},
+	})
+	want := "INSTANCE  RESULT         REPLY\n" +
+		`app@1     replied        \x1b]0;pwned\x07ok\u202e\x9b2J` + "\tend\n" +
+		"app@2     replied        aaaa\n" +
+		"                         (cut to the first 4 of its 9 bytes)\n"
+	if b.String() != want {
+		t.Errorf("got:\n%q\nwant:\n%q", b.String(), want)
+	}
+}
