@@ -80,7 +80,7 @@ type sender struct {
 // maxSenders bounds the cache of senders; it is emptied when full.
 const maxSenders = 1024
 
-const callTimeout = 5 * time.Minute // a pool restart waits for every instance
+const callTimeout = 5 * time.Minute // bounds the calls that change pools, but Reload
 
 func (s *server) ListPools() ([]poolWire, *godbus.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -137,12 +137,20 @@ func (s *server) Reload(sender godbus.Sender, pool string) *godbus.Error {
 	if e := s.authorize(sender); e != nil {
 		return e
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	return busError(s.coord.Reload(ctx, pool, func(st ReloadStep) {
+	return busError(s.reload(pool, func(st ReloadStep) {
 		s.conn.Emit(ObjectPath, Interface+".ReloadProgress", st.Pool, uint32(st.Index), st.Phase,
 			uint64(st.Took.Microseconds()), st.Err, uint32(st.Done), uint32(st.Total))
 	}))
+}
+
+// reload runs a rolling reload for a caller of Reload. It has no call
+// timeout: a large pool takes longer than callTimeout (64 instances of 10 s
+// each), and a deadline would leave it half reloaded. Each restart is
+// bounded by the coordinator's JobTimeout, so the whole is bounded by the
+// pool's size. A caller that goes away does not stop it, as a systemd job
+// goes on when systemctl is interrupted.
+func (s *server) reload(pool string, progress func(ReloadStep)) error {
+	return s.coord.Reload(context.Background(), pool, progress)
 }
 
 type changeWire struct{ Pool, Action, Detail string }

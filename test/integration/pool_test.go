@@ -305,7 +305,17 @@ func TestPurge(t *testing.T) {
 	b.must("systemctl", "start", "app.target")
 	waitFor(t, "demo answers", 30*time.Second, func() error { _, err := get(demoURL); return err })
 
-	b.must("apt-get", "purge", "-y", "corral")
+	b.must("corral", "scale", "app", "3") // corrald's state.json holds it
+	if _, err := b.run("test", "-s", "/var/lib/corral/state.json"); err != nil {
+		t.Fatalf("no state.json after corral scale: %v", err)
+	}
+	purge := b.must("sh", "-c", "apt-get purge -y corral 2>&1")
+	if !strings.Contains(purge, "kept your pool files in /etc/corral/pools.d (not part of the package); removed corrald's state") {
+		t.Errorf("apt-get purge does not say what it kept and removed:\n%s", purge)
+	}
+	if _, err := b.run("test", "-e", "/var/lib/corral/state.json"); err == nil {
+		t.Errorf("state.json still exists after purge")
+	}
 
 	for _, f := range []string{"/usr/bin/corral", "/lib/systemd/system-generators/corral-generator", "/usr/libexec/corral/corral-demo", "/etc/corral/pools.d/app.toml", "/usr/share/doc/corral"} {
 		if _, err := b.run("test", "-e", f); err == nil {
@@ -325,5 +335,30 @@ func TestPurge(t *testing.T) {
 	}
 	if _, err := get(demoURL); err == nil {
 		t.Errorf("the demo still answers on 8080 after purge")
+	}
+}
+
+// TestAbortRemove: when a removal fails after prerm stopped the pools, dpkg
+// runs postinst abort-remove, which starts them again (they stayed stopped).
+// The maintainer scripts are run as dpkg runs them.
+func TestAbortRemove(t *testing.T) {
+	b := installed(t)
+	b.must("systemctl", "start", "app.target")
+	waitFor(t, "demo answers", 30*time.Second, func() error { _, err := get(demoURL); return err })
+
+	b.must("/var/lib/dpkg/info/corral.prerm", "remove")
+	if st := b.show("app.target", "ActiveState"); st == "active" {
+		t.Fatalf("prerm remove left app.target %s", st)
+	}
+	out := b.must("/var/lib/dpkg/info/corral.postinst", "abort-remove")
+	if !strings.Contains(out, "started app.target again") {
+		t.Errorf("postinst abort-remove: %q, want it to start app.target again", out)
+	}
+	waitFor(t, "demo answers again", 30*time.Second, func() error { _, err := get(demoURL); return err })
+	if st := b.show("corral.service", "ActiveState"); st != "active" {
+		t.Errorf("corral.service is %s after abort-remove, want active", st)
+	}
+	if _, err := b.run("test", "-e", "/run/corral-stopped-by-prerm"); err == nil {
+		t.Errorf("abort-remove left its list of stopped pools behind")
 	}
 }
