@@ -109,8 +109,9 @@ func (h Host) Shadows(p *Pool) *Error {
 }
 
 // Check reports what would stop the pool's instances from starting on this
-// host: a missing or non-executable exec[0], a missing user or working
-// directory, files a dynamic user cannot read. `corral validate` reports
+// host, or expose what they write: a missing or non-executable exec[0], a
+// missing user or working directory, files a dynamic user cannot read,
+// writable_paths without a user of their own. `corral validate` reports
 // these as errors; the generator only logs them, since at boot a file
 // system holding the application may not be mounted yet.
 func (h Host) Check(p *Pool) Errors {
@@ -176,6 +177,15 @@ func (h Host) Check(p *Pool) Errors {
 			add("working_directory %s is not a directory", wd)
 		case dynamic && (fi.Mode().Perm()&0o001 == 0 || h.hiddenDir(wd) != ""):
 			add("working_directory %s cannot be entered by the pool's dynamic user: chmod o+x it and its parents, or set user to its owner", wd)
+		}
+	}
+	if dynamic {
+		// What a dynamic user writes keeps its uid, which systemd gives
+		// to another service once the pool stops: that one could read
+		// and change it. A Check, not a parse error, so that a pool
+		// already running is warned about at boot, not dropped.
+		for _, w := range p.Sandbox.WritablePaths {
+			add("sandbox.writable_paths %s with a dynamic user: what the workers write there keeps a uid that systemd later gives to another service, which could then read and change it; set user to an account that owns %s, or remove it from writable_paths", w, w)
 		}
 	}
 	return errs

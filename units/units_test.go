@@ -448,11 +448,13 @@ func TestHostCheck(t *testing.T) {
 		{"group ok", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"\ngroup = \"www\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), []string{"bob"}, ""},
 		{"hidden home", `exec = ["/usr/bin/x", "/home/bob/app/s.js"]`, with(map[string]fakeFile{"/usr/bin/x": {0o755, false}, "/home/bob/app/s.js": {0o644, false}}), nil, "inside /home/bob, which others cannot enter"},
 		{"unreadable script", `exec = ["/usr/bin/x", "/srv/a/s.js"]`, with(map[string]fakeFile{"/usr/bin/x": {0o755, false}, "/srv/a/s.js": {0o600, false}}), nil, "exec[1] /srv/a/s.js is not readable by others"},
+		{"writable with dynamic user", "exec = [\"/usr/bin/x\"]\n[sandbox]\nwritable_paths = [\"/srv/a\"]", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), nil, "sandbox.writable_paths /srv/a with a dynamic user"},
+		{"writable with user", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"\n[sandbox]\nwritable_paths = [\"/srv/a\"]", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), []string{"bob"}, ""},
 		{"wd missing", "exec = [\"/usr/bin/x\"]\nworking_directory = \"/srv/b\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), nil, "working_directory /srv/b does not exist"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := Parse("p.toml", "p", []byte(tt.src+"\nlisten = [\":1\"]"))
+			p, err := Parse("p.toml", "p", []byte("listen = [\":1\"]\n"+tt.src))
 			if err != nil {
 				t.Fatal(err)
 			}
