@@ -69,6 +69,16 @@ type server struct {
 	// messages is looked up once.
 	mu      sync.Mutex
 	senders map[godbus.Sender]sender
+
+	// The answers to the calls open to every local user, kept a moment.
+	poolList     snapshots[[]poolWire]
+	instanceList snapshots[[]instanceWire]
+}
+
+// changed forgets the kept answers after a call that changes pools.
+func (s *server) changed() {
+	s.poolList.clear()
+	s.instanceList.clear()
 }
 
 type sender struct {
@@ -85,30 +95,36 @@ const callTimeout = 5 * time.Minute // bounds the calls that change pools, but R
 func (s *server) ListPools() ([]poolWire, *godbus.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ps, err := s.api.ListPools(ctx)
-	if err != nil {
-		return nil, busError(err)
-	}
-	out := make([]poolWire, len(ps))
-	for i, p := range ps {
-		out[i] = poolWire{p.Name, p.State, p.Desired, p.Running, p.Balance, p.File, append([]string{}, p.Listen...)}
-	}
-	return out, nil
+	out, err := s.poolList.get(ctx, "", func(ctx context.Context) ([]poolWire, error) {
+		ps, err := s.api.ListPools(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]poolWire, len(ps))
+		for i, p := range ps {
+			out[i] = poolWire{p.Name, p.State, p.Desired, p.Running, p.Balance, p.File, append([]string{}, p.Listen...)}
+		}
+		return out, nil
+	})
+	return out, busError(err)
 }
 
 func (s *server) ListInstances(pool string) ([]instanceWire, *godbus.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	is, err := s.api.ListInstances(ctx, pool)
-	if err != nil {
-		return nil, busError(err)
-	}
-	out := make([]instanceWire, len(is))
-	for i, x := range is {
-		out[i] = instanceWire{x.Pool, x.Index, x.Unit, x.Phase, x.ActiveState, x.SubState, x.PID, x.SinceUSec,
-			x.Restarts, x.MemoryBytes, x.CPUNSec, x.Reason, x.Messages}
-	}
-	return out, nil
+	out, err := s.instanceList.get(ctx, pool, func(ctx context.Context) ([]instanceWire, error) {
+		is, err := s.api.ListInstances(ctx, pool)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]instanceWire, len(is))
+		for i, x := range is {
+			out[i] = instanceWire{x.Pool, x.Index, x.Unit, x.Phase, x.ActiveState, x.SubState, x.PID, x.SinceUSec,
+				x.Restarts, x.MemoryBytes, x.CPUNSec, x.Reason, x.Messages}
+		}
+		return out, nil
+	})
+	return out, busError(err)
 }
 
 func (s *server) Scale(sender godbus.Sender, pool, spec string) (uint32, *godbus.Error) {
@@ -118,6 +134,7 @@ func (s *server) Scale(sender godbus.Sender, pool, spec string) (uint32, *godbus
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	n, err := s.api.Scale(ctx, pool, spec)
+	s.changed()
 	return n, busError(err)
 }
 
@@ -150,6 +167,7 @@ func (s *server) Reload(sender godbus.Sender, pool string) *godbus.Error {
 // pool's size. A caller that goes away does not stop it, as a systemd job
 // goes on when systemctl is interrupted.
 func (s *server) reload(pool string, progress func(ReloadStep)) error {
+	defer s.changed()
 	return s.coord.Reload(context.Background(), pool, progress)
 }
 
@@ -162,6 +180,7 @@ func (s *server) Apply(sender godbus.Sender) ([]changeWire, *godbus.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	report, err := s.coord.Apply(ctx)
+	s.changed()
 	out := make([]changeWire, len(report))
 	for i, c := range report {
 		out[i] = changeWire(c)
@@ -222,7 +241,9 @@ func (s *server) act(sender godbus.Sender, target string, f func(context.Context
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	return busError(f(ctx, target))
+	err := f(ctx, target)
+	s.changed()
+	return busError(err)
 }
 
 // sender identifies a caller of Broadcast or Send: may it change pools,
@@ -239,8 +260,14 @@ func (s *server) sender(ctx context.Context, from godbus.Sender) sender {
 		return sender{denied: e} // not cached: the bus may answer next time
 	}
 	who.denied = s.allowed(creds)
-	if pid, ok := creds["ProcessID"].Value().(uint32); ok && who.denied == nil {
-		who.pid, who.pool = pid, s.coord.callerPool(ctx, pid)
+	if who.denied == nil {
+		pid, _ := creds["ProcessID"].Value().(uint32)
+		var err error
+		who.pid = pid
+		if who.pool, err = s.coord.callerPool(ctx, pid); err != nil {
+			// Not kept: the lookup may work next time.
+			return sender{denied: godbus.NewError(errDenied, []any{"corrald cannot tell whether the caller is a worker of a pool, so it refuses the message: " + err.Error()})}
+		}
 	}
 	s.mu.Lock()
 	if s.senders == nil || len(s.senders) >= maxSenders {
@@ -345,7 +372,9 @@ var ErrNameTaken = errors.New("the bus name " + BusName + " is owned by another 
 // Export serves api on conn as BusName at ObjectPath, and forwards the
 // coordinator's events as signals until ctx is done.
 func Export(ctx context.Context, conn *godbus.Conn, c *Coordinator) error {
-	s := &server{conn: conn, api: c, coord: c, group: corralGID}
+	s := &server{conn: conn, api: c, coord: c, group: corralGID,
+		poolList:     snapshots[[]poolWire]{ttl: snapshotTTL, max: 1},
+		instanceList: snapshots[[]instanceWire]{ttl: snapshotTTL, max: 256}}
 	if err := conn.Export(s, ObjectPath, Interface); err != nil {
 		return fmt.Errorf("pool: export: %w", err)
 	}

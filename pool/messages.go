@@ -159,32 +159,51 @@ func (c *Coordinator) targets(ctx context.Context, pool string, only int) ([]rel
 // Config.Identify. The process must run in an instance unit of a pool
 // corrald manages.
 func (c *Coordinator) Worker(ctx context.Context, pid int32) (string, int, error) {
-	if c.unitOf == nil {
-		return "", 0, errors.New("corrald cannot look up processes")
-	}
-	unit, err := c.unitOf(ctx, uint32(pid))
+	unit, pool, i, err := c.instanceOf(ctx, uint32(pid))
 	if err != nil {
-		return "", 0, fmt.Errorf("process %d is in no unit systemd knows (%v): only the workers of corral pools may connect", pid, err)
+		return "", 0, fmt.Errorf("%w: only the workers of corral pools may connect", err)
 	}
-	pool, i, ok := ParseInstance(unit)
-	if ok {
-		ok = false
-		c.do(ctx, func() { _, ok = c.pools[pool] })
-	}
-	if !ok || unit != InstanceName(pool, i) {
+	if pool == "" {
+		if unit == "" {
+			unit = "no unit"
+		}
 		return "", 0, fmt.Errorf("process %d runs in %s, not in an instance of a corral pool: only the workers of corral pools may connect", pid, unit)
 	}
 	return pool, i, nil
 }
 
-// callerPool returns the pool whose worker process pid is, or "".
-func (c *Coordinator) callerPool(ctx context.Context, pid uint32) string {
+// callerPool returns the pool whose worker process pid is, or "" for a
+// process that is no worker. It fails closed: when the process cannot be
+// looked up, the error says so and the caller is refused, never taken for
+// an operator.
+func (c *Coordinator) callerPool(ctx context.Context, pid uint32) (string, error) {
 	if pid == 0 {
-		return ""
+		return "", errors.New("the bus did not say which process called")
 	}
-	pool, _, err := c.Worker(ctx, int32(pid))
+	_, pool, _, err := c.instanceOf(ctx, pid)
+	return pool, err
+}
+
+// instanceOf returns the unit of process pid and, if it is an instance of
+// a pool corrald manages, the pool and index. err is set only when the
+// process cannot be looked up.
+func (c *Coordinator) instanceOf(ctx context.Context, pid uint32) (unit, pool string, index int, err error) {
+	if c.unitOf == nil {
+		return "", "", 0, errors.New("corrald cannot look up processes")
+	}
+	unit, err = c.unitOf(ctx, pid)
 	if err != nil {
-		return ""
+		return "", "", 0, fmt.Errorf("cannot tell which unit process %d runs in: %w", pid, err)
 	}
-	return pool
+	p, i, ok := ParseInstance(unit)
+	if ok && unit == InstanceName(p, i) {
+		ok = false
+		if err := c.do(ctx, func() { _, ok = c.pools[p] }); err != nil {
+			return "", "", 0, err
+		}
+		if ok {
+			return unit, p, i, nil
+		}
+	}
+	return unit, "", 0, nil
 }

@@ -172,7 +172,18 @@ func TestMessageTargets(t *testing.T) {
 			t.Errorf("Worker(%d): no error", pid)
 		}
 	}
-	if got := c.callerPool(ctx, 1); got != "app" {
-		t.Errorf("callerPool(1) = %q", got)
+	// The bus's callers: a worker, an operator's process, and one that
+	// cannot be looked up, which is refused rather than taken for an
+	// operator (it failed open).
+	if got, err := c.callerPool(ctx, 1); got != "app" || err != nil {
+		t.Errorf("callerPool(1) = %q, %v", got, err)
+	}
+	if got, err := c.callerPool(ctx, 2); got != "" || err != nil {
+		t.Errorf("callerPool(2) = %q, %v, want an operator", got, err)
+	}
+	for _, pid := range []uint32{0, 3} {
+		if _, err := c.callerPool(ctx, pid); err == nil {
+			t.Errorf("callerPool(%d): no error, want a refusal", pid)
+		}
 	}
 }

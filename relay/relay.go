@@ -103,6 +103,8 @@ type Relay struct {
 	wmu      sync.Mutex
 	waiting  map[string]*waiter // by message id
 	identify time.Duration
+	gate     *gate     // bounds the connections being identified
+	refusals *logLimit // of the lines about refused connections
 
 	// The reader (reader.go): an epoll set of the channels' sockets, and
 	// the channels by their id in it, under rmu.
@@ -155,6 +157,8 @@ func New(cfg Config) (*Relay, error) {
 		left:     map[string]time.Time{},
 		waiting:  map[string]*waiter{},
 		identify: 5 * time.Second,
+		gate:     newGate(),
+		refusals: &logLimit{burst: refusalLogBurst, period: refusalLogPeriod, now: time.Now},
 		byID:     map[uint64]*channel{},
 		readDone: make(chan struct{}),
 		quit:     make(chan struct{}),
@@ -234,8 +238,9 @@ func adopt(fd activation.FD) (*channel, error) {
 		return nil, err
 	}
 	ch := &channel{pool: parts[1][:at], index: i, name: fd.Name, file: f}
-	if pid, err := peerPID(f); err == nil {
-		ch.pid = pid
+	if p, err := peerOf(f); err == nil {
+		ch.pid = p.pid
+		p.close()
 	}
 	ch.sndbuf = sendBuffer(f)
 	return ch, nil
@@ -252,8 +257,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() {
 		pause := 5 * time.Millisecond
 		for {
+			if !r.gate.slot(ctx.Done()) {
+				return
+			}
 			c, err := r.ln.AcceptUnix()
 			if err != nil {
+				r.gate.done()
 				if ctx.Err() == nil && (errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)) {
 					// Out of fds or memory: the workers wait in the backlog.
 					time.Sleep(pause)
@@ -267,6 +276,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			select {
 			case accepted <- c:
 			case <-ctx.Done():
+				r.gate.done()
 				c.Close()
 				return
 			}
@@ -338,8 +348,10 @@ func (r *Relay) do(ctx context.Context, f func()) error {
 	}
 }
 
-// admit identifies a new connection, off the Run goroutine, then attaches it.
+// admit identifies a new connection, off the Run goroutine, then attaches
+// it. It holds one of the gate's slots, and gives it back.
 func (r *Relay) admit(ctx context.Context, c *net.UnixConn) {
+	defer r.gate.done()
 	refuse := func(why string) {
 		if b, err := message.Encode(message.Frame{Error: why}); err == nil {
 			c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -347,23 +359,34 @@ func (r *Relay) admit(ctx context.Context, c *net.UnixConn) {
 		}
 		c.Close()
 	}
-	pid, err := peerPID(c)
+	p, err := peerOf(c)
 	if err != nil {
-		r.cfg.Log.Warn("refused a connection to the message socket", "err", err)
+		r.refusals.warn(r.cfg.Log, "refused a connection to the message socket", "err", err)
 		refuse("corrald cannot tell who you are: " + err.Error())
+		return
+	}
+	defer p.close()
+	pid := p.pid
+	if !r.gate.enter(p.uid) {
+		c.Close()
+		r.refusals.warn(r.cfg.Log, "closed a connection to the message socket: too many of this user's are being identified", "uid", p.uid, "pid", pid)
 		return
 	}
 	ictx, cancel := context.WithTimeout(ctx, r.identify)
 	pool, index, err := r.cfg.Identify(ictx, pid)
 	cancel()
+	r.gate.leave(p.uid)
+	if err == nil && p.exited() {
+		err = fmt.Errorf("process %d exited while corrald identified it", pid)
+	}
 	if err != nil {
-		r.cfg.Log.Warn("refused a connection to the message socket", "pid", pid, "err", err)
+		r.refusals.warn(r.cfg.Log, "refused a connection to the message socket", "pid", pid, "uid", p.uid, "err", err)
 		refuse(err.Error())
 		return
 	}
 	f, err := channelFile(c, key(pool, index))
 	if err != nil {
-		r.cfg.Log.Warn("refused a connection to the message socket", "pid", pid, "err", err)
+		r.refusals.warn(r.cfg.Log, "refused a connection to the message socket", "pid", pid, "err", err)
 		return
 	}
 	ch := &channel{pool: pool, index: index, pid: pid, file: f, sndbuf: setSendBuffer(f)}
@@ -427,21 +450,6 @@ func (r *Relay) drop(ctx context.Context, ch *channel) {
 		w.lost(ch)
 	}
 	r.wmu.Unlock()
-}
-
-// peerPID returns the pid of the process that connected c.
-func peerPID(c syscall.Conn) (int32, error) {
-	var cred *unix.Ucred
-	var cerr error
-	if err := withFD(c, func(fd int) {
-		cred, cerr = unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if cerr != nil {
-		return 0, fmt.Errorf("SO_PEERCRED: %w", cerr)
-	}
-	return cred.Pid, nil
 }
 
 // wantSendBuffer is what the relay asks of each channel's send buffer: the

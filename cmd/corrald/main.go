@@ -92,7 +92,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		log.Warn("inherited fds", "err", err)
 	}
-	unitOf := func(ctx context.Context, pid uint32) (string, error) { return sd.GetUnitNameByPID(ctx, pid) }
+	unitOf := pool.ProcessUnit
 	msgs, err := relay.New(relay.Config{
 		Inherited: fds,
 		Identify:  c.Worker,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/corral-pool/corral/pool"
 )
@@ -106,4 +107,18 @@ func TestWriteResultsEscapes(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("got:\n%q\nwant:\n%q", b.String(), want)
 	}
+}
+
+// FuzzPrintable: what a worker replies reaches the operator's terminal
+// with no control character but newline and tab, and no bidi control.
+func FuzzPrintable(f *testing.F) {
+	f.Add("\x1b]0;owned\x07ok\r\n\u202e")
+	f.Add("plain\ttext\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, r := range printable(s) {
+			if (unicode.IsControl(r) && r != '\n' && r != '\t') || unicode.Is(unicode.Bidi_Control, r) {
+				t.Fatalf("printable(%q) keeps %U", s, r)
+			}
+		}
+	})
 }
