@@ -53,7 +53,8 @@ NEXT_DEB := dist/corral_$(NEXT_VERSION)_amd64.deb
 integration: deps
 	$(MAKE) deb VERSION=$(NEXT_VERSION)
 	$(MAKE) deb
-	CORRAL_DEB=$(CURDIR)/$(DEB) CORRAL_DEB_NEXT=$(CURDIR)/$(NEXT_DEB) \
+	CGO_ENABLED=0 $(GO) build -o build/corral-hostile ./test/cmd/corral-hostile
+	CORRAL_DEB=$(CURDIR)/$(DEB) CORRAL_DEB_NEXT=$(CURDIR)/$(NEXT_DEB) CORRAL_HOSTILE=$(CURDIR)/build/corral-hostile \
 		$(GO) test -tags integration -count=1 -v -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
 test: check unit fuzz lintian integration

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-pool/corral/rate"
 )
 
 // The message socket is open to every local user, so what one connection
@@ -16,8 +18,13 @@ import (
 // wait in the listen backlog), at most maxAdmittingPerUID of them from one
 // user (the rest are closed at once, without a word, so that a worker
 // retries soon), and refusals are logged at most refusalLogBurst times a
-// refusalLogPeriod.
+// refusalLogPeriod. Connections are accepted at most acceptRate a second
+// (acceptBurst at once, a whole large pool starting): beyond that they wait
+// in the backlog, and a storm of them costs corrald a few percent of a core,
+// not the time it owes to broadcasts.
 const (
+	acceptRate         = 1000
+	acceptBurst        = 1024
 	maxAdmitting       = 64
 	maxAdmittingPerUID = 16
 	refusalLogBurst    = 10
@@ -26,17 +33,28 @@ const (
 
 // gate bounds the connections being identified, by user.
 type gate struct {
+	pace  rate.Bucket // the accepting goroutine's alone
 	slots chan struct{}
 	mu    sync.Mutex
 	byUID map[uint32]int
 }
 
 func newGate() *gate {
-	return &gate{slots: make(chan struct{}, maxAdmitting), byUID: map[uint32]int{}}
+	return &gate{pace: rate.Bucket{Rate: acceptRate, Burst: acceptBurst}, slots: make(chan struct{}, maxAdmitting), byUID: map[uint32]int{}}
 }
 
-// slot waits for a free identification slot; done returns it.
+// slot waits for a free identification slot and for the accept rate;
+// done returns the slot. Only the accepting goroutine calls it.
 func (g *gate) slot(quit <-chan struct{}) bool {
+	if wait := g.pace.Take(time.Now()); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-quit:
+			t.Stop()
+			return false
+		}
+	}
 	select {
 	case g.slots <- struct{}{}:
 		return true

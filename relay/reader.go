@@ -137,27 +137,31 @@ func (r *Relay) read(ctx context.Context) {
 		if err != nil || werr != nil {
 			return // closed: Run is done
 		}
-		answers = answers[:0]
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			r.rmu.Lock()
 			ch := r.byID[id]
 			r.rmu.Unlock()
-			if ch != nil {
-				answers = r.readChannel(ctx, ch, buf, answers)
+			if ch == nil {
+				continue
 			}
-		}
-		if len(answers) == 0 {
-			continue
-		}
-		r.wmu.Lock()
-		for _, a := range answers {
-			if w := r.waiting[a.f.ID]; w != nil {
-				w.answer(a.ch, a.f)
+			// Each channel's answers are handed over before the next
+			// channel is read: a reply is cut to what is kept at once,
+			// so 128 replies of 200 KiB are never all in memory.
+			answers = r.readChannel(ctx, ch, buf, answers[:0])
+			if len(answers) == 0 {
+				continue
 			}
-			// else no one waits: not asked for, too late, or sent before a restart
+			r.wmu.Lock()
+			for _, a := range answers {
+				if w := r.waiting[a.f.ID]; w != nil {
+					w.answer(a.ch, a.f)
+				}
+				// else no one waits: not asked for, too late, or sent before a restart
+			}
+			r.wmu.Unlock()
+			clear(answers)
 		}
-		r.wmu.Unlock()
 	}
 }
 

@@ -554,7 +554,7 @@ func TestRepliesAreBounded(t *testing.T) {
 
 	w := &waiter{kept: MaxReplies - 10}
 	kept, note := w.keep(strings.Repeat("é", 20)) // 2 bytes each
-	if kept != strings.Repeat("é", 5) || !strings.Contains(note, "kept up to 16 MiB in all") {
+	if kept != strings.Repeat("é", 5) || !strings.Contains(note, "kept up to 4 MiB in all") {
 		t.Errorf("past MaxReplies: %q, %q", kept, note)
 	}
 	if kept, note := w.keep("more"); kept != "" || note == "" {

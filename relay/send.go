@@ -341,8 +341,10 @@ func (w *waiter) answer(ch *channel, f message.Frame) {
 // MaxReplies bounds the replies kept for one call, all instances together:
 // corrald returns them in one D-Bus reply, and the system bus disconnects a
 // peer that sends a message over 32 MiB (1024 instances replying 64 KiB
-// each would be 64 MiB).
-const MaxReplies = 16 << 20
+// each would be 64 MiB). The D-Bus library encodes a reply twice over, in
+// buffers that double as they grow, so corrald holds about five times what
+// it returns: 4 MiB keeps it near 30 MB (measured by TestHostileLocalUser).
+const MaxReplies = 4 << 20
 
 // keep returns what is kept of a worker's reply, and a note when that is
 // not all of it: no NUL, which a D-Bus string cannot hold (one voided the
@@ -360,14 +362,15 @@ func (w *waiter) keep(text string) (kept, note string) {
 	}
 	if n := len(text); n > MaxReplies-w.kept {
 		text = cutUTF8(text, MaxReplies-w.kept)
-		notes = append(notes, fmt.Sprintf("cut to the first %d of its %d bytes: the replies to one message are kept up to 16 MiB in all; send to fewer instances at a time", len(text), n))
+		notes = append(notes, fmt.Sprintf("cut to the first %d of its %d bytes: the replies to one message are kept up to %d MiB in all; send to fewer instances at a time", len(text), n, MaxReplies>>20))
 	}
 	w.kept += len(text)
 	return text, strings.Join(notes, "; ")
 }
 
 // cutUTF8 returns the longest prefix of s of at most n bytes that ends on a
-// character boundary.
+// character boundary, as a copy: kept for the broadcast's results, a
+// prefix sharing s would keep all of s (200 KiB for 64 KiB) in memory.
 func cutUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -375,7 +378,7 @@ func cutUTF8(s string, n int) string {
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n]
+	return strings.Clone(s[:n])
 }
 
 // lost marks the messages awaited from ch as unanswered for good.
