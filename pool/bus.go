@@ -74,6 +74,7 @@ type server struct {
 	// The answers to the calls open to every local user, kept a moment,
 	// and the rate at which each user may call them (under mu).
 	reads        map[uint32]*rate.Bucket
+	slowed       chan struct{} // answers held by slowDown
 	poolList     snapshots[[]poolWire]
 	instanceList snapshots[[]instanceWire]
 }
@@ -96,21 +97,46 @@ func (s *server) mayRead(ctx context.Context, from godbus.Sender) *godbus.Error 
 	if who.uid == 0 {
 		return nil
 	}
+	if s.readAllowed(who.uid) {
+		return nil
+	}
+	s.slowDown()
+	return godbus.NewError(errFailed, []any{fmt.Sprintf("uid %d asked corrald more than %d times a second for pools or instances: wait a moment and ask again", who.uid, readRate)})
+}
+
+// readAllowed takes a token from uid's read bucket.
+func (s *server) readAllowed(uid uint32) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.reads == nil || len(s.reads) >= maxSenders {
 		s.reads = map[uint32]*rate.Bucket{}
 	}
-	b := s.reads[who.uid]
+	b := s.reads[uid]
 	if b == nil {
 		b = &rate.Bucket{Rate: readRate, Burst: readBurst}
-		s.reads[who.uid] = b
+		s.reads[uid] = b
 	}
-	if !b.Allow(time.Now()) {
-		return godbus.NewError(errFailed, []any{fmt.Sprintf("uid %d asked corrald more than %d times a second for pools or instances: wait a moment and ask again", who.uid, readRate)})
-	}
-	return nil
+	return b.Allow(time.Now())
 }
+
+// slowDown holds the answer to a call over the read rate for slowDownFor,
+// so that a caller who asks again at once, as fast as corrald answers,
+// makes few calls a second: each costs corrald its decoding and encoding
+// even when the answer is "slow down". At most maxSlowed answers are held
+// (a goroutine each); beyond that they go at once.
+func (s *server) slowDown() {
+	select {
+	case s.slowed <- struct{}{}:
+		time.Sleep(slowDownFor)
+		<-s.slowed
+	default:
+	}
+}
+
+const (
+	slowDownFor = 100 * time.Millisecond
+	maxSlowed   = 256
+)
 
 // changed forgets the kept answers after a call that changes pools.
 func (s *server) changed() {
@@ -311,8 +337,9 @@ func (s *server) sender(ctx context.Context, from godbus.Sender) sender {
 		var err error
 		who.pid = pid
 		if who.pool, err = s.coord.callerPool(ctx, pid); err != nil {
-			// Not kept: the lookup may work next time.
-			return sender{denied: godbus.NewError(errDenied, []any{"corrald cannot tell whether the caller is a worker of a pool, so it refuses the message: " + err.Error()})}
+			// Not kept: the lookup may work next time. Who it is
+			// is known, which is all that reads need.
+			return sender{uid: who.uid, known: who.known, denied: godbus.NewError(errDenied, []any{"corrald cannot tell whether the caller is a worker of a pool, so it refuses the message: " + err.Error()})}
 		}
 	}
 	s.mu.Lock()
@@ -419,6 +446,7 @@ var ErrNameTaken = errors.New("the bus name " + BusName + " is owned by another 
 // coordinator's events as signals until ctx is done.
 func Export(ctx context.Context, conn *godbus.Conn, c *Coordinator) error {
 	s := &server{conn: conn, api: c, coord: c, group: corralGID,
+		slowed:       make(chan struct{}, maxSlowed),
 		poolList:     snapshots[[]poolWire]{ttl: snapshotTTL, max: 1},
 		instanceList: snapshots[[]instanceWire]{ttl: snapshotTTL, max: 256}}
 	if err := conn.Export(s, ObjectPath, Interface); err != nil {

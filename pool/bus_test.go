@@ -98,3 +98,32 @@ func TestReloadHasNoCallTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestReadRate: a user gets readBurst reads at once, then readRate a
+// second; each user has their own; an answer over the rate is held a moment
+// (slowDown), at most maxSlowed at once.
+func TestReadRate(t *testing.T) {
+	s := &server{slowed: make(chan struct{}, 1)}
+	for i := range readBurst {
+		if !s.readAllowed(1000) {
+			t.Fatalf("read %d of the burst refused", i)
+		}
+	}
+	if s.readAllowed(1000) {
+		t.Error("a read beyond the burst allowed")
+	}
+	if !s.readAllowed(1001) {
+		t.Error("another user's read refused")
+	}
+	t0 := time.Now()
+	s.slowDown()
+	if d := time.Since(t0); d < slowDownFor {
+		t.Errorf("slowDown held the answer %v, want %v", d, slowDownFor)
+	}
+	s.slowed <- struct{}{} // full: the next answer goes at once
+	t0 = time.Now()
+	s.slowDown()
+	if d := time.Since(t0); d >= slowDownFor {
+		t.Errorf("slowDown with every slot taken held the answer %v", d)
+	}
+}
