@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/corral-pool/corral/message"
+	"github.com/corral-pool/corral/internal/message"
 )
 
 // ErrNoMessages is returned, wrapped, by ServeMessages, at once, when it has

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-pool/corral/message"
+	"github.com/corral-pool/corral/internal/message"
 )
 
 // fakeCorrald is corrald's message socket in a test: a unix listener in

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/activation"
-	"github.com/corral-pool/corral/message"
+	"github.com/corral-pool/corral/internal/message"
 )
 
 // With CORRAL_DEMO_TEST_MAIN=1 the test binary is corral-demo itself: the

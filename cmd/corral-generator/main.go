@@ -14,7 +14,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/corral-pool/corral/units"
+	"github.com/corral-pool/corral/internal/units"
 )
 
 func main() {

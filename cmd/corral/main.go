@@ -10,9 +10,9 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/corral-pool/corral/api"
 	"github.com/corral-pool/corral/cmd/corral/cli"
-	"github.com/corral-pool/corral/pool"
-	"github.com/corral-pool/corral/units"
+	"github.com/corral-pool/corral/internal/units"
 )
 
 var version = "dev"
@@ -21,8 +21,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, PoolDir: units.Dir, CPUs: runtime.NumCPU(), Version: version,
 		IsTerminal: cli.IsTerminal(os.Stdout.Fd()),
-		Connect: func(ctx context.Context) (pool.API, error) {
-			c, err := pool.Dial(ctx)
+		Connect: func(ctx context.Context) (api.API, error) {
+			c, err := api.Dial(ctx)
 			if err != nil {
 				return nil, err // not a nil *Client in a non-nil interface
 			}

@@ -18,10 +18,11 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/corral-pool/corral/activation"
-	"github.com/corral-pool/corral/message"
-	"github.com/corral-pool/corral/pool"
-	"github.com/corral-pool/corral/relay"
-	"github.com/corral-pool/corral/units"
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/message"
+	"github.com/corral-pool/corral/internal/pool"
+	"github.com/corral-pool/corral/internal/relay"
+	"github.com/corral-pool/corral/internal/units"
 )
 
 var version = "dev"
@@ -128,7 +129,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err := activation.Notify(ctx, "READY=1\nSTATUS="+lastStatus); err != nil {
 		log.Warn("sd_notify", "err", err)
 	}
-	log.Info("corrald ready", "version", version, "bus", pool.BusName)
+	log.Info("corrald ready", "version", version, "bus", api.BusName)
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req"); err == nil && len(b) > 0 && b[0] == '0' {
 		log.Warn("net.ipv4.tcp_migrate_req is 0: with balance = \"reuseport\", connections queued on the socket of an instance that stops for good are reset instead of moved to another instance",
 			"fix", "sysctl -w net.ipv4.tcp_migrate_req=1 (corral's package sets it in /usr/lib/sysctl.d/50-corral.conf)")

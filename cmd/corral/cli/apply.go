@@ -16,12 +16,12 @@ func runApply(ctx context.Context, env *Env, args []string) error {
 	if len(operands) != 0 {
 		return badUsage("apply", "takes no arguments; it applies every file in "+env.PoolDir)
 	}
-	api, done, err := connect(ctx, env)
+	corrald, done, err := connect(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer done()
-	report, err := api.Apply(ctx)
+	report, err := corrald.Apply(ctx)
 	if err != nil {
 		return apiError(env, "apply", "", err)
 	}

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 // Exit codes of the corral command, documented in corral(1).
@@ -54,10 +54,10 @@ type Env struct {
 	// Version is the program's version.
 	Version string
 
-	// Connect opens a client of corrald's D-Bus API (pool.Dial on a
+	// Connect opens a client of corrald's D-Bus API (api.Dial on a
 	// host). Commands that talk to corrald call it once per run and close
 	// the result if it is an io.Closer. If nil, those commands fail.
-	Connect func(ctx context.Context) (pool.API, error)
+	Connect func(ctx context.Context) (api.API, error)
 	// Now returns the current time; times are shown in its location.
 	// If nil, time.Now.
 	Now func() time.Time

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral-pool/corral/units"
+	"github.com/corral-pool/corral/internal/units"
 )
 
 func run(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {

@@ -5,37 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 
-	"github.com/corral-pool/corral/pool"
-	"github.com/corral-pool/corral/units"
+	"github.com/corral-pool/corral/api"
 )
 
-// poolNameRE is units' rule for pool names (units/parse.go's nameRE).
-var poolNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-
-const maxPoolName = 64 // units' maxNameLen
-
 // connect opens corrald's API. The returned func closes it.
-func connect(ctx context.Context, env *Env) (pool.API, func(), error) {
+func connect(ctx context.Context, env *Env) (api.API, func(), error) {
 	if env.Connect == nil {
 		return nil, nil, failed("this corral cannot reach corrald: it was built without a D-Bus client")
 	}
-	api, err := env.Connect(ctx)
+	corrald, err := env.Connect(ctx)
 	if err != nil {
-		if errors.Is(err, pool.ErrNotRunning) || errors.Is(err, pool.ErrDenied) {
+		if errors.Is(err, api.ErrNotRunning) || errors.Is(err, api.ErrDenied) {
 			return nil, nil, err
 		}
 		return nil, nil, failed("cannot reach corrald on the system bus: %w", err)
 	}
 	closeAPI := func() {
-		if c, ok := api.(io.Closer); ok {
+		if c, ok := corrald.(io.Closer); ok {
 			c.Close()
 		}
 	}
-	return api, closeAPI, nil
+	return corrald, closeAPI, nil
 }
 
 // explain turns corrald's refusals into one actionable line with their
@@ -44,13 +36,13 @@ func explain(err error, args []string) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, pool.ErrOtherPool):
+	case errors.Is(err, api.ErrOtherPool):
 		return &ExitError{Code: ExitDenied, Err: err} // corrald's words say it all
-	case errors.Is(err, pool.ErrDenied):
+	case errors.Is(err, api.ErrDenied):
 		return &ExitError{Code: ExitDenied, Err: fmt.Errorf(
 			"permission denied: run 'sudo corral %s' or join the corral group (sudo usermod -aG corral $USER, then log in again)",
 			shellJoin(args))}
-	case errors.Is(err, pool.ErrNotRunning):
+	case errors.Is(err, api.ErrNotRunning):
 		return &ExitError{Code: ExitNotRunning, Err: errors.New("corrald is not running: sudo systemctl start corral.service")}
 	}
 	return err
@@ -61,14 +53,14 @@ func explain(err error, args []string) error {
 // corrald are left for explain.
 func apiError(env *Env, op, name string, err error) error {
 	switch {
-	case errors.Is(err, pool.ErrDenied), errors.Is(err, pool.ErrNotRunning):
+	case errors.Is(err, api.ErrDenied), errors.Is(err, api.ErrNotRunning):
 		return err
-	case errors.Is(err, pool.ErrNoPool):
+	case errors.Is(err, api.ErrNoPool):
 		return noPool(env, name)
-	case errors.Is(err, pool.ErrNoInstance):
+	case errors.Is(err, api.ErrNoInstance):
 		return failed("%s: no such instance: 'corral status %s' lists its instances, 'corral scale %s N' sets how many run", op, name, name)
-	case errors.Is(err, pool.ErrBadSpec):
-		return failed("%s: %w; a pool runs 1 to %d instances: give N, +N, -N or auto", op, err, units.MaxInstances)
+	case errors.Is(err, api.ErrBadSpec):
+		return failed("%s: %w; a pool runs 1 to %d instances: give N, +N, -N or auto", op, err, api.MaxInstances)
 	}
 	return failed("%s: %w", op, err)
 }
@@ -79,40 +71,27 @@ func noPool(env *Env, name string) error {
 
 // checkPoolName checks a pool name given on the command line.
 func checkPoolName(cmd, name string) error {
-	if len(name) > maxPoolName || !poolNameRE.MatchString(name) {
-		return badUsage(cmd, "bad pool name %q: a pool name has letters, digits, '-', '_' and '.', starts with a letter or digit and is at most %d long", name, maxPoolName)
+	if err := api.CheckPoolName(name); err != nil {
+		return badUsage(cmd, "%v", err)
 	}
 	return nil
 }
 
 // parseTarget checks "POOL" or "POOL@I" and returns the pool's name.
 func parseTarget(cmd, target string) (string, error) {
-	name, inst, hasInst := strings.Cut(target, "@")
-	if err := checkPoolName(cmd, name); err != nil {
-		return "", err
-	}
-	if hasInst {
-		i, err := strconv.Atoi(inst)
-		if err != nil || i < 1 || i > units.MaxInstances || strconv.Itoa(i) != inst {
-			return "", badUsage(cmd, "bad instance in %q: give POOL@I with I a number from 1 to %d, e.g. %s@1", target, units.MaxInstances, name)
-		}
+	name, _, err := api.ParseTarget(target)
+	if err != nil {
+		return "", badUsage(cmd, "%v", err)
 	}
 	return name, nil
 }
 
 // checkSpec checks a scale spec: "N", "+N", "-N" or "auto".
 func checkSpec(spec string) error {
-	if spec == "auto" {
-		return nil
+	if _, err := api.ParseScale(spec); err != nil {
+		return badUsage("scale", "%v", err)
 	}
-	digits := strings.TrimLeft(spec, "+-")
-	if len(spec)-len(digits) <= 1 {
-		n, err := strconv.Atoi(digits)
-		if err == nil && strconv.Itoa(n) == digits && n >= 1 && n <= units.MaxInstances {
-			return nil
-		}
-	}
-	return badUsage("scale", "bad count %q: give N (1 to %d), +N or -N to add or remove N, or auto for one per CPU", spec, units.MaxInstances)
+	return nil
 }
 
 // shellJoin quotes args for a shell where needed.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 // runScale is `corral scale POOL N|+N|-N|auto`.
@@ -23,12 +23,12 @@ func runScale(ctx context.Context, env *Env, args []string) error {
 	if err := checkSpec(spec); err != nil {
 		return err
 	}
-	api, done, err := connect(ctx, env)
+	corrald, done, err := connect(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer done()
-	pools, err := api.ListPools(ctx)
+	pools, err := corrald.ListPools(ctx)
 	if err != nil {
 		return apiError(env, "list pools", name, err)
 	}
@@ -41,7 +41,7 @@ func runScale(ctx context.Context, env *Env, args []string) error {
 	if !found {
 		return noPool(env, name)
 	}
-	n, err := api.Scale(ctx, name, spec)
+	n, err := corrald.Scale(ctx, name, spec)
 	if err != nil {
 		return apiError(env, "scale "+name+" "+spec, name, err)
 	}
@@ -61,21 +61,21 @@ func runScale(ctx context.Context, env *Env, args []string) error {
 }
 
 func runStart(ctx context.Context, env *Env, args []string) error {
-	return control(ctx, env, "start", args, pool.API.Start, "started %s\n")
+	return control(ctx, env, "start", args, api.API.Start, "started %s\n")
 }
 
 func runStop(ctx context.Context, env *Env, args []string) error {
-	return control(ctx, env, "stop", args, pool.API.Stop, "stopped %[1]s; it stays stopped until 'corral start %[1]s'\n")
+	return control(ctx, env, "stop", args, api.API.Stop, "stopped %[1]s; it stays stopped until 'corral start %[1]s'\n")
 }
 
 func runRestart(ctx context.Context, env *Env, args []string) error {
-	return control(ctx, env, "restart", args, pool.API.Restart, "restarted %s\n")
+	return control(ctx, env, "restart", args, api.API.Restart, "restarted %s\n")
 }
 
 // control runs `corral start|stop|restart POOL[@I]`: it checks the target,
 // calls act and prints done with the target.
 func control(ctx context.Context, env *Env, cmd string, args []string,
-	act func(pool.API, context.Context, string) error, done string) error {
+	act func(api.API, context.Context, string) error, done string) error {
 	_, operands, err := parseOptions(cmd, args)
 	if err != nil {
 		return err
@@ -88,12 +88,12 @@ func control(ctx context.Context, env *Env, cmd string, args []string,
 	if err != nil {
 		return err
 	}
-	api, closeAPI, err := connect(ctx, env)
+	corrald, closeAPI, err := connect(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer closeAPI()
-	if err := act(api, ctx, target); err != nil {
+	if err := act(corrald, ctx, target); err != nil {
 		return apiError(env, cmd+" "+target, name, err)
 	}
 	fmt.Fprintf(env.Stdout, done, target)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 const deniedScale = "corral: permission denied: run 'sudo corral scale app 4' or join the corral group (sudo usermod -aG corral $USER, then log in again)"
@@ -38,8 +38,8 @@ func TestScale(t *testing.T) {
 		{args: []string{"@pp", "4"}, code: ExitUsage, err: `bad pool name "@pp"`, calls: "-"},
 		// What corrald refuses.
 		{args: []string{"nope", "4"}, code: ExitInvalid, err: `corral: no pool "nope": 'corral list' shows the pools; pool files live in /etc/corral/pools.d`, calls: "ListPools"},
-		{args: []string{"app", "4"}, errs: map[string]error{"Scale": pool.ErrDenied}, code: ExitDenied, err: deniedScale},
-		{args: []string{"app", "4"}, errs: map[string]error{"ListPools": pool.ErrNotRunning}, code: ExitNotRunning, err: "corral: corrald is not running: sudo systemctl start corral.service"},
+		{args: []string{"app", "4"}, errs: map[string]error{"Scale": api.ErrDenied}, code: ExitDenied, err: deniedScale},
+		{args: []string{"app", "4"}, errs: map[string]error{"ListPools": api.ErrNotRunning}, code: ExitNotRunning, err: "corral: corrald is not running: sudo systemctl start corral.service"},
 		{args: []string{"app", "4"}, errs: map[string]error{"Scale": os.ErrDeadlineExceeded}, code: ExitInvalid, err: "corral: scale app 4: i/o timeout"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -82,9 +82,9 @@ func TestStartStopRestart(t *testing.T) {
 		{[]string{"restart", "app"}, nil, ExitOK, "restarted app\n", "Restart app"},
 		{[]string{"restart", "app@1024"}, nil, ExitInvalid,
 			"corral: restart app@1024: no such instance: 'corral status app' lists its instances, 'corral scale app N' sets how many run", "Restart app@1024"},
-		{[]string{"restart", "app"}, map[string]error{"Restart": pool.ErrDenied}, ExitDenied,
+		{[]string{"restart", "app"}, map[string]error{"Restart": api.ErrDenied}, ExitDenied,
 			"corral: permission denied: run 'sudo corral restart app' or join the corral group", "Restart app"},
-		{[]string{"stop", "app"}, map[string]error{"Stop": pool.ErrNotRunning}, ExitNotRunning, "corral: corrald is not running", "Stop app"},
+		{[]string{"stop", "app"}, map[string]error{"Stop": api.ErrNotRunning}, ExitNotRunning, "corral: corrald is not running", "Stop app"},
 		{[]string{"start", "app"}, map[string]error{"Start": os.ErrPermission}, ExitInvalid, "corral: start app: permission denied", "Start app"},
 		// Bad targets: usage errors, corrald is not asked.
 		{[]string{"start", "app@0"}, nil, ExitUsage, `start: bad instance in "app@0": give POOL@I with I a number from 1 to 1024, e.g. app@1; usage: corral start POOL[@I]`, ""},

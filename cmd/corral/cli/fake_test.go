@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-pool/corral/pool"
-	"github.com/corral-pool/corral/relay"
+	"github.com/corral-pool/corral/api"
 )
 
 // t0 is the tests' now.
@@ -21,12 +20,12 @@ var t0 = time.Date(2026, 11, 21, 20, 0, 0, 0, time.UTC)
 
 func usecAt(t time.Time) uint64 { return uint64(t.UnixMicro()) }
 
-// fakeAPI is a pool.API with canned pools and instances. errs makes a
+// fakeAPI is a api.API with canned pools and instances. errs makes a
 // method fail: by method name ("ListPools", "Scale"…).
 type fakeAPI struct {
 	mu        sync.Mutex
-	pools     []pool.PoolInfo
-	instances map[string][]pool.InstanceInfo
+	pools     []api.PoolInfo
+	instances map[string][]api.InstanceInfo
 	errs      map[string]error
 	calls     []string
 	cpuStep   uint64 // added to every known CPU counter at each ListInstances
@@ -35,26 +34,26 @@ type fakeAPI struct {
 
 func newFake() *fakeAPI {
 	return &fakeAPI{
-		pools: []pool.PoolInfo{
+		pools: []api.PoolInfo{
 			{Name: "app", State: "running", Desired: 2, Running: 2, Balance: "reuseport",
 				File: "/etc/corral/pools.d/app.toml", Listen: []string{":8080"}},
 			{Name: "web", State: "crash-loop", Desired: 2, Running: 1, Balance: "shared",
 				File: "/etc/corral/pools.d/web.toml", Listen: []string{"/run/web.sock", "127.0.0.1:8081"}},
 		},
-		instances: map[string][]pool.InstanceInfo{
+		instances: map[string][]api.InstanceInfo{
 			"app": {
 				{Pool: "app", Index: 1, Unit: "app@1.service", Phase: "running", ActiveState: "active", SubState: "running",
 					PID: 1201, SinceUSec: usecAt(t0.Add(-3*time.Hour - 5*time.Minute)), MemoryBytes: 12<<20 + 512<<10, CPUNSec: 1_250_000_000,
 					Messages: true},
 				{Pool: "app", Index: 2, Unit: "app@2.service", Phase: "running", ActiveState: "active", SubState: "running",
-					PID: 1202, SinceUSec: usecAt(t0.Add(-45 * time.Second)), Restarts: 1, MemoryBytes: pool.Unknown, CPUNSec: pool.Unknown},
+					PID: 1202, SinceUSec: usecAt(t0.Add(-45 * time.Second)), Restarts: 1, MemoryBytes: api.Unknown, CPUNSec: api.Unknown},
 			},
 			"web": {
 				{Pool: "web", Index: 1, Unit: "web@1.service", Phase: "running", ActiveState: "active", SubState: "running",
 					PID: 1301, SinceUSec: usecAt(t0.Add(-50 * time.Hour)), MemoryBytes: 2 << 30, CPUNSec: 3723_000_000_000,
 					Messages: true},
 				{Pool: "web", Index: 2, Unit: "web@2.service", Phase: "crash-loop", ActiveState: "failed", SubState: "failed",
-					SinceUSec: usecAt(t0.Add(-time.Minute)), Restarts: 7, MemoryBytes: pool.Unknown, CPUNSec: 300_000_000,
+					SinceUSec: usecAt(t0.Add(-time.Minute)), Restarts: 7, MemoryBytes: api.Unknown, CPUNSec: 300_000_000,
 					Reason: "exit-code 1; next try in 5m"},
 			},
 		},
@@ -69,14 +68,14 @@ func (f *fakeAPI) call(name string, args ...string) error {
 	return f.errs[name]
 }
 
-func (f *fakeAPI) ListPools(ctx context.Context) ([]pool.PoolInfo, error) {
+func (f *fakeAPI) ListPools(ctx context.Context) ([]api.PoolInfo, error) {
 	if err := f.call("ListPools"); err != nil {
 		return nil, err
 	}
-	return append([]pool.PoolInfo(nil), f.pools...), nil
+	return append([]api.PoolInfo(nil), f.pools...), nil
 }
 
-func (f *fakeAPI) ListInstances(ctx context.Context, name string) ([]pool.InstanceInfo, error) {
+func (f *fakeAPI) ListInstances(ctx context.Context, name string) ([]api.InstanceInfo, error) {
 	if err := f.call("ListInstances", name); err != nil {
 		return nil, err
 	}
@@ -84,14 +83,14 @@ func (f *fakeAPI) ListInstances(ctx context.Context, name string) ([]pool.Instan
 	defer f.mu.Unlock()
 	ins, ok := f.instances[name]
 	if !ok {
-		return nil, pool.ErrNoPool
+		return nil, api.ErrNoPool
 	}
 	for i := range ins {
-		if ins[i].CPUNSec != pool.Unknown {
+		if ins[i].CPUNSec != api.Unknown {
 			ins[i].CPUNSec += f.cpuStep
 		}
 	}
-	return append([]pool.InstanceInfo(nil), ins...), nil
+	return append([]api.InstanceInfo(nil), ins...), nil
 }
 
 func (f *fakeAPI) Scale(ctx context.Context, name, spec string) (uint32, error) {
@@ -115,21 +114,21 @@ func (f *fakeAPI) Scale(ctx context.Context, name, spec string) (uint32, error) 
 			n, _ = strconv.Atoi(spec)
 		}
 		if n < 1 {
-			return 0, fmt.Errorf("%w: %s would have no instances", pool.ErrBadSpec, name)
+			return 0, fmt.Errorf("%w: %s would have no instances", api.ErrBadSpec, name)
 		}
 		f.pools[i].Desired = uint32(n)
 		return uint32(n), nil
 	}
-	return 0, pool.ErrNoPool
+	return 0, api.ErrNoPool
 }
 
 func (f *fakeAPI) target(target string) error {
 	name, _, _ := strings.Cut(target, "@")
 	if _, ok := f.instances[name]; !ok {
-		return pool.ErrNoPool
+		return api.ErrNoPool
 	}
-	if _, i, ok := pool.ParseInstance(target); ok && i > len(f.instances[name]) {
-		return pool.ErrNoInstance
+	if _, i, ok := api.ParseInstance(target); ok && i > len(f.instances[name]) {
+		return api.ErrNoInstance
 	}
 	return nil
 }
@@ -155,28 +154,28 @@ func (f *fakeAPI) Restart(ctx context.Context, target string) error {
 	return f.target(target)
 }
 
-func (f *fakeAPI) Reload(ctx context.Context, name string, progress func(pool.ReloadStep)) error {
+func (f *fakeAPI) Reload(ctx context.Context, name string, progress func(api.ReloadStep)) error {
 	if err := f.call("Reload", name); err != nil {
 		return err
 	}
 	if err := f.target(name); err != nil {
 		return err
 	}
-	progress(pool.ReloadStep{Pool: name, Index: 1, Phase: "restarting", Total: 1})
-	progress(pool.ReloadStep{Pool: name, Index: 1, Phase: "ready", Took: 42 * time.Millisecond, Done: 1, Total: 1})
+	progress(api.ReloadStep{Pool: name, Index: 1, Phase: "restarting", Total: 1})
+	progress(api.ReloadStep{Pool: name, Index: 1, Phase: "ready", Took: 42 * time.Millisecond, Done: 1, Total: 1})
 	return nil
 }
 
-func (f *fakeAPI) Apply(ctx context.Context) ([]pool.Change, error) {
+func (f *fakeAPI) Apply(ctx context.Context) ([]api.Change, error) {
 	if err := f.call("Apply"); err != nil {
 		return nil, err
 	}
-	return []pool.Change{{Pool: "app", Action: "unchanged"}}, nil
+	return []api.Change{{Pool: "app", Action: "unchanged"}}, nil
 }
 
 // Broadcast answers as the demo does from running instances; the others
 // are not delivered.
-func (f *fakeAPI) Broadcast(ctx context.Context, name, text string, wait time.Duration) ([]pool.MessageResult, error) {
+func (f *fakeAPI) Broadcast(ctx context.Context, name, text string, wait time.Duration) ([]api.MessageResult, error) {
 	if err := f.call("Broadcast", name, text, wait.String()); err != nil {
 		return nil, err
 	}
@@ -186,31 +185,31 @@ func (f *fakeAPI) Broadcast(ctx context.Context, name, text string, wait time.Du
 	return f.results(name, 0, text, wait), nil
 }
 
-func (f *fakeAPI) Send(ctx context.Context, target, text string, wait time.Duration) ([]pool.MessageResult, error) {
+func (f *fakeAPI) Send(ctx context.Context, target, text string, wait time.Duration) ([]api.MessageResult, error) {
 	if err := f.call("Send", target, text, wait.String()); err != nil {
 		return nil, err
 	}
 	if err := f.target(target); err != nil {
 		return nil, err
 	}
-	name, i, _ := pool.ParseInstance(target)
+	name, i, _ := api.ParseInstance(target)
 	return f.results(name, i, text, wait), nil
 }
 
-func (f *fakeAPI) results(name string, only int, text string, wait time.Duration) []pool.MessageResult {
+func (f *fakeAPI) results(name string, only int, text string, wait time.Duration) []api.MessageResult {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []pool.MessageResult
+	var out []api.MessageResult
 	for _, in := range f.instances[name] {
 		if only != 0 && int(in.Index) != only {
 			continue
 		}
-		r := pool.MessageResult{Pool: name, Index: int(in.Index), Status: relay.Delivered}
+		r := api.MessageResult{Pool: name, Index: int(in.Index), Status: api.Delivered}
 		switch {
 		case in.Phase != "running":
-			r.Status, r.Detail = relay.NotDelivered, "it is not running ("+in.Phase+": "+in.Reason+")"
+			r.Status, r.Detail = api.NotDelivered, "it is not running ("+in.Phase+": "+in.Reason+")"
 		case wait > 0:
-			r.Status, r.Reply = relay.Replied, fmt.Sprintf("instance %d got %q", in.Index, text)
+			r.Status, r.Reply = api.Replied, fmt.Sprintf("instance %d got %q", in.Index, text)
 		}
 		out = append(out, r)
 	}
@@ -253,10 +252,10 @@ func (j *fakeJournal) run(ctx context.Context, args []string, stdout io.Writer) 
 }
 
 // testEnv returns an Env talking to api and journal, with the clock at t0.
-func testEnv(api pool.API, journal *fakeJournal) (*Env, *bytes.Buffer, *bytes.Buffer) {
+func testEnv(corrald api.API, journal *fakeJournal) (*Env, *bytes.Buffer, *bytes.Buffer) {
 	var out, errb bytes.Buffer
 	env := &Env{Stdout: &out, Stderr: &errb, PoolDir: "/etc/corral/pools.d", CPUs: 8, Version: "test",
-		Connect: func(context.Context) (pool.API, error) { return api, nil },
+		Connect: func(context.Context) (api.API, error) { return corrald, nil },
 		Now:     func() time.Time { return t0 },
 	}
 	if journal != nil {

@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/corral-pool/corral/units"
+	"github.com/corral-pool/corral/internal/units"
 )
 
 // runHint is run by systemd as ExecStopPost= of every worker instance. When

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 // ErrJournalDenied is returned by Journalctl when the user may not read
@@ -148,11 +148,11 @@ func formatEntry(line []byte, loc *time.Location) []string {
 	unit, _ := journalField(e.Unit)
 	about, _ := journalField(e.About)
 	name := ident
-	if _, _, ok := pool.ParseInstance(ident); !ok {
+	if _, _, ok := api.ParseInstance(ident); !ok {
 		// Not the instance's own identifier: systemd's messages about the
 		// unit, or a process that set its own identifier.
 		for _, u := range []string{unit, about} {
-			if _, _, ok := pool.ParseInstance(u); ok && strings.HasSuffix(u, ".service") {
+			if _, _, ok := api.ParseInstance(u); ok && strings.HasSuffix(u, ".service") {
 				name = strings.TrimSuffix(u, ".service")
 				break
 			}

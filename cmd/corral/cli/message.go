@@ -10,9 +10,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/corral-pool/corral/message"
-	"github.com/corral-pool/corral/pool"
-	"github.com/corral-pool/corral/relay"
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/message"
 )
 
 // defaultWait is how long --wait waits for replies without --timeout.
@@ -83,30 +82,30 @@ func sendMessage(ctx context.Context, env *Env, cmd string, args []string) error
 	}
 	if v, ok := opts["timeout"]; ok {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 || d > relay.MaxWait {
-			return badUsage(cmd, "bad --timeout %q: give a duration from 1ms to %v, such as 500ms or 10s", v, relay.MaxWait)
+		if err != nil || d <= 0 || d > api.MaxWait {
+			return badUsage(cmd, "bad --timeout %q: give a duration from 1ms to %v, such as 500ms or 10s", v, api.MaxWait)
 		}
 		wait = d
 	}
 
-	api, closeAPI, err := connect(ctx, env)
+	corrald, closeAPI, err := connect(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer closeAPI()
 	cctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
 	defer cancel()
-	var rs []pool.MessageResult
+	var rs []api.MessageResult
 	if cmd == "send" {
-		rs, err = api.Send(cctx, to, text, wait)
+		rs, err = corrald.Send(cctx, to, text, wait)
 	} else {
-		rs, err = api.Broadcast(cctx, to, text, wait)
+		rs, err = corrald.Broadcast(cctx, to, text, wait)
 	}
 	if err != nil {
-		if errors.Is(err, pool.ErrOtherPool) {
+		if errors.Is(err, api.ErrOtherPool) {
 			return err
 		}
-		if errors.Is(err, pool.ErrBadMessage) {
+		if errors.Is(err, api.ErrBadMessage) {
 			return failed("%s: %w", cmd, err)
 		}
 		return apiError(env, cmd+" "+to, name, err)
@@ -163,7 +162,7 @@ func printable(s string) string {
 
 // writeResults prints one line per instance; a reply of several lines
 // goes on, indented, under its instance.
-func writeResults(w io.Writer, rs []pool.MessageResult) {
+func writeResults(w io.Writer, rs []api.MessageResult) {
 	width := len("INSTANCE")
 	for _, r := range rs {
 		width = max(width, len(r.Instance()))
@@ -189,7 +188,7 @@ func writeResults(w io.Writer, rs []pool.MessageResult) {
 
 // messageOutcome is the exit status: success when every instance replied
 // (with --wait) or got the message.
-func messageOutcome(to string, rs []pool.MessageResult, waited bool) error {
+func messageOutcome(to string, rs []api.MessageResult, waited bool) error {
 	if len(rs) == 0 {
 		return failed("no instance of %s runs: the message went nowhere ('corral status %s')", to, to)
 	}

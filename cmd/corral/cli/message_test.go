@@ -7,7 +7,7 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 func TestBroadcast(t *testing.T) {
@@ -74,7 +74,7 @@ func TestBroadcastStdinAndJSON(t *testing.T) {
 
 func TestBroadcastDenied(t *testing.T) {
 	f := newFake()
-	f.errs["Broadcast"] = pool.ErrDenied
+	f.errs["Broadcast"] = api.ErrDenied
 	env, _, _ := testEnv(f, nil)
 	code, errLine := runEnv(t, context.Background(), env, "broadcast", "app", "x")
 	if code != ExitDenied || !strings.Contains(errLine, "sudo corral broadcast app x") {
@@ -84,7 +84,7 @@ func TestBroadcastDenied(t *testing.T) {
 
 func TestWriteResultsMultiline(t *testing.T) {
 	var b strings.Builder
-	writeResults(&b, []pool.MessageResult{{Pool: "app", Index: 10, Status: "replied", Reply: "hits 12\nmisses 3\n"}})
+	writeResults(&b, []api.MessageResult{{Pool: "app", Index: 10, Status: "replied", Reply: "hits 12\nmisses 3\n"}})
 	want := "INSTANCE  RESULT         REPLY\napp@10    replied        hits 12\n                         misses 3\n"
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
@@ -96,7 +96,7 @@ func TestWriteResultsMultiline(t *testing.T) {
 // and bidi controls are shown as escapes; a note on a cut reply follows it.
 func TestWriteResultsEscapes(t *testing.T) {
 	var b strings.Builder
-	writeResults(&b, []pool.MessageResult{
+	writeResults(&b, []api.MessageResult{
 		{Pool: "app", Index: 1, Status: "replied", Reply: "\x1b]0;pwned\x07ok\u202e\u009b2J\tend"},
 		{Pool: "app", Index: 2, Status: "replied", Reply: "aaaa", Detail: "cut to the first 4 of its 9 bytes"},
 	})

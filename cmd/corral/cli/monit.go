@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 // ANSI sequences of monit's redraw on a terminal.
@@ -33,7 +33,7 @@ type cpuSample struct {
 // monitor is the state of one `corral monit`: the last CPU samples.
 type monitor struct {
 	env      *Env
-	api      pool.API
+	api      api.API
 	name     string // the pool shown, or "" for all
 	interval time.Duration
 	prev     map[string]cpuSample // by unit
@@ -70,12 +70,12 @@ func runMonit(ctx context.Context, env *Env, args []string) error {
 			return badUsage("monit", "bad --count %q: give a number of refreshes from 1 on", s)
 		}
 	}
-	api, done, err := connect(ctx, env)
+	corrald, done, err := connect(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer done()
-	m.api = api
+	m.api = corrald
 	tick := time.NewTicker(m.interval)
 	defer tick.Stop()
 	for n := 1; ; n++ {
@@ -132,7 +132,7 @@ func (m *monitor) refresh(ctx context.Context, first bool) error {
 	if len(s.pools) == 0 {
 		fmt.Fprintln(&b, "no pools")
 	} else {
-		writeTable(&b, listHeader("CPU%"), listRows(s, func(in pool.InstanceInfo) string { return m.cpu(in, s.at) }), m.env.IsTerminal)
+		writeTable(&b, listHeader("CPU%"), listRows(s, func(in api.InstanceInfo) string { return m.cpu(in, s.at) }), m.env.IsTerminal)
 		of := "every pool"
 		if m.name != "" {
 			of = m.name
@@ -148,8 +148,8 @@ func (m *monitor) refresh(ctx context.Context, first bool) error {
 
 // cpu returns an instance's CPU use since the last sample, in % of one
 // CPU, and keeps this sample; "-" without an earlier sample or a counter.
-func (m *monitor) cpu(in pool.InstanceInfo, at time.Time) string {
-	if in.CPUNSec == pool.Unknown {
+func (m *monitor) cpu(in api.InstanceInfo, at time.Time) string {
+	if in.CPUNSec == api.Unknown {
 		delete(m.prev, in.Unit)
 		return "-"
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 // runReload is `corral reload POOL`: a rolling restart onto the current
@@ -23,14 +23,14 @@ func runReload(ctx context.Context, env *Env, args []string) error {
 	if err := checkPoolName("reload", name); err != nil {
 		return err
 	}
-	api, done, err := connect(ctx, env)
+	corrald, done, err := connect(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer done()
 	t0 := time.Now()
 	total := 0
-	err = api.Reload(ctx, name, func(st pool.ReloadStep) {
+	err = corrald.Reload(ctx, name, func(st api.ReloadStep) {
 		total = st.Total
 		switch st.Phase {
 		case "restarting":

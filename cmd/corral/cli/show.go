@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 // The --json documents of list and status (corral(1) documents them; keep
@@ -45,7 +45,7 @@ type instanceJSON struct {
 	Messages    bool    `json:"messages"` // its worker is connected for messages
 }
 
-func toJSON(p pool.PoolInfo, ins []pool.InstanceInfo, now time.Time) poolJSON {
+func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
 	j := poolJSON{Name: p.Name, State: p.State, Desired: p.Desired, Running: p.Running,
 		Balance: p.Balance, File: p.File, Listen: p.Listen, Instances: []instanceJSON{}}
 	if j.Listen == nil {
@@ -67,11 +67,11 @@ func toJSON(p pool.PoolInfo, ins []pool.InstanceInfo, now time.Time) poolJSON {
 			u := int64(now.Sub(in.Since()) / time.Second)
 			ij.Uptime = &u
 		}
-		if in.MemoryBytes != pool.Unknown {
+		if in.MemoryBytes != api.Unknown {
 			m := in.MemoryBytes
 			ij.MemoryBytes = &m
 		}
-		if in.CPUNSec != pool.Unknown {
+		if in.CPUNSec != api.Unknown {
 			c := in.CPUNSec
 			ij.CPUNSec = &c
 		}
@@ -89,19 +89,19 @@ func writeJSON(w io.Writer, v any) error {
 // snapshot is every pool corrald manages, or one, with its instances.
 type snapshot struct {
 	at        time.Time
-	pools     []pool.PoolInfo
-	instances map[string][]pool.InstanceInfo
+	pools     []api.PoolInfo
+	instances map[string][]api.InstanceInfo
 }
 
 // take asks corrald for the pools (only name's, if set) and their
 // instances: one ListPools, one ListInstances per pool.
-func take(ctx context.Context, env *Env, api pool.API, name string) (*snapshot, error) {
-	pools, err := api.ListPools(ctx)
+func take(ctx context.Context, env *Env, corrald api.API, name string) (*snapshot, error) {
+	pools, err := corrald.ListPools(ctx)
 	if err != nil {
 		return nil, apiError(env, "list pools", name, err)
 	}
 	if name != "" {
-		var only []pool.PoolInfo
+		var only []api.PoolInfo
 		for _, p := range pools {
 			if p.Name == name {
 				only = append(only, p)
@@ -112,9 +112,9 @@ func take(ctx context.Context, env *Env, api pool.API, name string) (*snapshot, 
 		}
 		pools = only
 	}
-	s := &snapshot{pools: pools, instances: map[string][]pool.InstanceInfo{}}
+	s := &snapshot{pools: pools, instances: map[string][]api.InstanceInfo{}}
 	for _, p := range pools {
-		ins, err := api.ListInstances(ctx, p.Name)
+		ins, err := corrald.ListInstances(ctx, p.Name)
 		if err != nil {
 			return nil, apiError(env, "list instances of "+p.Name, p.Name, err)
 		}
@@ -132,7 +132,7 @@ func listHeader(cpu string) []string {
 
 // listRows returns a pool line and a line per instance for every pool;
 // cpu fills the CPU column.
-func listRows(s *snapshot, cpu func(pool.InstanceInfo) string) []row {
+func listRows(s *snapshot, cpu func(api.InstanceInfo) string) []row {
 	var rows []row
 	for _, p := range s.pools {
 		rows = append(rows, row{cells: []string{p.Name, p.State}, note: poolNote(p), alert: crashLoop(p.State)})
@@ -154,12 +154,12 @@ func runList(ctx context.Context, env *Env, args []string) error {
 	if len(operands) > 0 {
 		return badUsage("list", "unexpected argument %q ('corral status %s' shows one pool)", operands[0], operands[0])
 	}
-	api, done, err := connect(ctx, env)
+	corrald, done, err := connect(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer done()
-	s, err := take(ctx, env, api, "")
+	s, err := take(ctx, env, corrald, "")
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func runList(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "no pools: add a pool file to %s (see corral.toml(5)), then run 'sudo systemctl daemon-reload'\n", env.PoolDir)
 		return nil
 	}
-	return writeTable(env.Stdout, listHeader("CPU"), listRows(s, func(in pool.InstanceInfo) string { return cpuTime(in.CPUNSec) }), env.IsTerminal)
+	return writeTable(env.Stdout, listHeader("CPU"), listRows(s, func(in api.InstanceInfo) string { return cpuTime(in.CPUNSec) }), env.IsTerminal)
 }
 
 // runStatus is `corral status POOL`: one pool in detail, like pm2 show.
@@ -190,12 +190,12 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	if err := checkPoolName("status", name); err != nil {
 		return err
 	}
-	api, done, err := connect(ctx, env)
+	corrald, done, err := connect(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer done()
-	s, err := take(ctx, env, api, name)
+	s, err := take(ctx, env, corrald, name)
 	if err != nil {
 		return err
 	}
@@ -239,7 +239,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	switch len(looping) {
 	case 0:
 	case 1:
-		_, i, _ := pool.ParseInstance(looping[0])
+		_, i, _ := api.ParseInstance(looping[0])
 		fmt.Fprintf(w, "hint: %s is in crash-loop: see why with 'corral logs %s --instance %d'\n", looping[0], name, i)
 	default:
 		fmt.Fprintf(w, "hint: %s are in crash-loop: see why with 'corral logs %s'\n", strings.Join(looping, ", "), name)
@@ -249,7 +249,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 
 // messagesCell says whether an instance's worker is connected for
 // messages: yes, no (it runs and is not), or - (no process).
-func messagesCell(in pool.InstanceInfo) string {
+func messagesCell(in api.InstanceInfo) string {
 	switch {
 	case in.Messages:
 		return "yes"

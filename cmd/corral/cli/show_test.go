@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -160,7 +160,7 @@ func TestStatus(t *testing.T) {
 		{"bad name", []string{"status", "-x-"}, nil, ExitUsage, `unknown option "-x-"`},
 		{"bad name", []string{"status", "a/b"}, nil, ExitUsage, `bad pool name "a/b"`},
 		{"no pool given", []string{"status"}, nil, ExitUsage, "status: give one pool ('corral list' shows them all); usage: corral status POOL [--json]"},
-		{"not running", []string{"status", "app"}, func(f *fakeAPI) { f.errs["ListPools"] = pool.ErrNotRunning }, ExitNotRunning,
+		{"not running", []string{"status", "app"}, func(f *fakeAPI) { f.errs["ListPools"] = api.ErrNotRunning }, ExitNotRunning,
 			"corral: corrald is not running: sudo systemctl start corral.service"},
 		{"other failure", []string{"status", "app"}, func(f *fakeAPI) { f.errs["ListInstances"] = os.ErrDeadlineExceeded }, ExitInvalid,
 			"corral: list instances of app: i/o timeout"},
@@ -184,12 +184,12 @@ func TestStatus(t *testing.T) {
 
 func TestConnectFails(t *testing.T) {
 	for _, tt := range []struct {
-		connect func(context.Context) (pool.API, error)
+		connect func(context.Context) (api.API, error)
 		code    int
 		want    string
 	}{
-		{func(context.Context) (pool.API, error) { return nil, pool.ErrNotRunning }, ExitNotRunning, "corral: corrald is not running: sudo systemctl start corral.service"},
-		{func(context.Context) (pool.API, error) { return nil, os.ErrNotExist }, ExitInvalid, "corral: cannot reach corrald on the system bus: file does not exist"},
+		{func(context.Context) (api.API, error) { return nil, api.ErrNotRunning }, ExitNotRunning, "corral: corrald is not running: sudo systemctl start corral.service"},
+		{func(context.Context) (api.API, error) { return nil, os.ErrNotExist }, ExitInvalid, "corral: cannot reach corrald on the system bus: file does not exist"},
 		{nil, ExitInvalid, "built without a D-Bus client"},
 	} {
 		env, _, _ := testEnv(nil, nil)
@@ -207,12 +207,12 @@ func TestFormats(t *testing.T) {
 		{humanDuration(12*60e9 + 59e9), "12m"},
 		{humanDuration(3 * 3600e9), "3h"},
 		{humanDuration(49 * 3600e9), "2d"},
-		{cpuTime(pool.Unknown), "-"},
+		{cpuTime(api.Unknown), "-"},
 		{cpuTime(0), "0.0s"},
 		{cpuTime(1_250_000_000), "1.2s"},
 		{cpuTime(245e9), "4m05s"},
 		{cpuTime(3723e9), "1h02m"},
-		{memory(pool.Unknown), "-"},
+		{memory(api.Unknown), "-"},
 		{memory(0), "0.0 MiB"},
 		{memory(12<<20 + 512<<10), "12.5 MiB"},
 		{memory(3 << 29), "1.5 GiB"},

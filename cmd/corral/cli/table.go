@@ -9,7 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
 )
 
 // ANSI sequences, written only when Env.IsTerminal.
@@ -87,7 +87,7 @@ func byteOffset(starts []int, cells []string, k int) int {
 }
 
 // up reports whether an instance has been up since SinceUSec.
-func up(in pool.InstanceInfo) bool {
+func up(in api.InstanceInfo) bool {
 	switch in.ActiveState {
 	case "active", "reloading", "deactivating":
 		return in.SinceUSec != 0
@@ -96,7 +96,7 @@ func up(in pool.InstanceInfo) bool {
 }
 
 // instanceName returns "app@3".
-func instanceName(in pool.InstanceInfo) string {
+func instanceName(in api.InstanceInfo) string {
 	return fmt.Sprintf("%s@%d", in.Pool, in.Index)
 }
 
@@ -107,7 +107,7 @@ func pidCell(pid uint32) string {
 	return fmt.Sprint(pid)
 }
 
-func uptimeCell(in pool.InstanceInfo, now time.Time) string {
+func uptimeCell(in api.InstanceInfo, now time.Time) string {
 	if !up(in) {
 		return "-"
 	}
@@ -132,7 +132,7 @@ func humanDuration(d time.Duration) string {
 
 // cpuTime shows CPU time: 0.4s, 12.3s, 4m05s, 3h02m.
 func cpuTime(nsec uint64) string {
-	if nsec == pool.Unknown {
+	if nsec == api.Unknown {
 		return "-"
 	}
 	d := time.Duration(nsec)
@@ -147,7 +147,7 @@ func cpuTime(nsec uint64) string {
 
 // memory shows bytes in MiB, or GiB from 1 GiB on.
 func memory(b uint64) string {
-	if b == pool.Unknown {
+	if b == api.Unknown {
 		return "-"
 	}
 	const mib = 1 << 20
@@ -163,8 +163,8 @@ func stamp(t, now time.Time) string {
 }
 
 // poolNote is the summary on a pool's line of the list.
-func poolNote(p pool.PoolInfo) string {
+func poolNote(p api.PoolInfo) string {
 	return fmt.Sprintf("desired %d, running %d, balance %s", p.Desired, p.Running, p.Balance)
 }
 
-func crashLoop(state string) bool { return state == string(pool.PhaseCrashLoop) }
+func crashLoop(state string) bool { return state == string(api.PhaseCrashLoop) }

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/corral-pool/corral/units"
+	"github.com/corral-pool/corral/internal/units"
 )
 
 // runValidate checks pool files: syntax and values (with file:line:col),

@@ -17,8 +17,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/corral-pool/corral/pool"
-	"github.com/corral-pool/corral/relay"
+	"github.com/corral-pool/corral/api"
 )
 
 func main() {
@@ -29,7 +28,7 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "how long to send (rate)")
 	flag.Parse()
 	ctx := context.Background()
-	c, err := pool.Dial(ctx)
+	c, err := api.Dial(ctx)
 	if err != nil {
 		fail(err)
 	}
@@ -54,7 +53,7 @@ func fail(err error) {
 
 // latency times n broadcasts with replies after 10 for warm-up; each must
 // be answered by every instance.
-func latency(ctx context.Context, c *pool.Client, name string, n int) error {
+func latency(ctx context.Context, c *api.Client, name string, n int) error {
 	var ds []time.Duration
 	instances := 0
 	for i := range n + 10 {
@@ -65,7 +64,7 @@ func latency(ctx context.Context, c *pool.Client, name string, n int) error {
 			return err
 		}
 		for _, r := range rs {
-			if r.Status != relay.Replied {
+			if r.Status != api.Replied {
 				return fmt.Errorf("broadcast %d: %s %s: %s", i, r.Instance(), r.Status, r.Detail)
 			}
 		}
@@ -81,7 +80,7 @@ func latency(ctx context.Context, c *pool.Client, name string, n int) error {
 
 // rate sends to one instance, without waiting for replies, from 4 callers
 // for d, and counts what was delivered.
-func rate(ctx context.Context, c *pool.Client, target string, d time.Duration) error {
+func rate(ctx context.Context, c *api.Client, target string, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	type count struct{ ok, not int }
@@ -94,7 +93,7 @@ func rate(ctx context.Context, c *pool.Client, target string, d time.Duration) e
 				if err != nil {
 					break
 				}
-				if len(rs) == 1 && rs[0].Status == relay.Delivered {
+				if len(rs) == 1 && rs[0].Status == api.Delivered {
 					k.ok++
 				} else {
 					k.not++

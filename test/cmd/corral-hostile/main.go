@@ -24,8 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/corral-pool/corral/message"
-	"github.com/corral-pool/corral/pool"
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/message"
 )
 
 func main() {
@@ -158,7 +158,7 @@ func bus(ctx context.Context) error {
 	var calls, slowed, errs atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 8 {
-		c, err := pool.Dial(ctx)
+		c, err := api.Dial(ctx)
 		if err != nil {
 			return err
 		}
@@ -193,7 +193,7 @@ func bus(ctx context.Context) error {
 }
 
 func latency(ctx context.Context, name string, n int) error {
-	c, err := pool.Dial(ctx)
+	c, err := api.Dial(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,167 @@
+// Package api is corrald's API as its clients see it: the D-Bus names, the
+// types that travel, the errors callers branch on, the rules for pool names,
+// targets and scale specs, and Client, which calls corrald over the system
+// bus. The corral command is built on it, and so can any Go program that
+// scripts corral; it links nothing of corrald itself. docs/corrald.md
+// describes the same API for other languages.
+package api
+
+import (
+	"context"
+	"time"
+)
+
+// The D-Bus names of corrald's API. See docs/corrald.md.
+const (
+	BusName    = "org.corral.Corral1"
+	ObjectPath = "/org/corral/Corral1"
+	Interface  = "org.corral.Corral1.Manager"
+)
+
+// Group is the group whose members may change pools besides root.
+const Group = "corral"
+
+// Unknown marks a counter systemd could not give (MemoryBytes, CPUNSec),
+// as systemd's own "[not set]".
+const Unknown = ^uint64(0)
+
+// MaxWait is the longest Broadcast and Send wait for replies.
+const MaxWait = 5 * time.Minute
+
+// The field order of PoolInfo, InstanceInfo and Change is their D-Bus
+// signature (docs/corrald.md); TestIntrospection holds them to it.
+
+// PoolInfo is one pool as `corral list` shows it.
+type PoolInfo struct {
+	Name    string // pool name
+	State   string // "running", "degraded", "crash-loop", "socket-failed", "stopped"
+	Desired uint32 // instances wanted
+	Running uint32 // instances active
+	Balance string // "reuseport" or "shared"
+	File    string // the pool file
+	Listen  []string
+}
+
+// InstanceInfo is one instance as `corral list` and `corral status` show it.
+type InstanceInfo struct {
+	Pool        string
+	Index       uint32
+	Unit        string // "app@3.service"
+	Phase       string // "running", "starting", "backoff", "crash-loop", "held", …
+	ActiveState string
+	SubState    string
+	PID         uint32
+	SinceUSec   uint64 // when it last became active, microseconds since the epoch; 0 if never
+	Restarts    uint32 // systemd's NRestarts plus corrald's restarts
+	MemoryBytes uint64 // Unknown when not accounted
+	CPUNSec     uint64 // Unknown when not accounted
+	Reason      string // why it is in this phase, e.g. "exit-code 1; next try in 4s"
+	Messages    bool   // its worker is connected to corrald for messages
+}
+
+// Since returns SinceUSec as a time (zero if never active).
+func (i InstanceInfo) Since() time.Time {
+	if i.SinceUSec == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(int64(i.SinceUSec))
+}
+
+// Phase is corrald's summary of an instance (InstanceInfo.Phase); a
+// pool's State uses the same words where they apply ("crash-loop").
+type Phase string
+
+const (
+	PhaseRunning   Phase = "running"    // active
+	PhaseStarting  Phase = "starting"   // activating, or restarting under systemd's own policy
+	PhaseStopping  Phase = "stopping"   // deactivating
+	PhaseStopped   Phase = "stopped"    // inactive; wanted or not
+	PhaseHeld      Phase = "held"       // stopped by the operator on purpose
+	PhaseBackoff   Phase = "backoff"    // failed; corrald restarts it when its delay is over
+	PhaseCrashLoop Phase = "crash-loop" // failed too often in the window; backing off longer
+	PhaseSurplus   Phase = "surplus"    // above the desired count, being stopped
+)
+
+// Change is one line of Apply's report.
+type Change struct {
+	Pool   string
+	Action string // "added", "removed", "reloaded", "scaled", "unchanged", "socket changed", "failed"
+	Detail string
+}
+
+// ReloadStep is one step of a rolling reload, for progress reports.
+type ReloadStep struct {
+	Pool  string
+	Index int
+	Phase string        // "restarting", "ready" or "failed"
+	Took  time.Duration // with "ready" and "failed": since its restart began
+	Err   string        // with "failed"
+	Done  int           // instances ready so far
+	Total int
+}
+
+// Status is the outcome of a message for one instance.
+type Status string
+
+const (
+	// Replied: the worker answered with a reply.
+	Replied Status = "replied"
+	// Failed: the worker answered with an error.
+	Failed Status = "error"
+	// Delivered: the message is in the worker's socket buffer; no reply
+	// was asked for.
+	Delivered Status = "delivered"
+	// NoReply: delivered, but no answer came in time, or the worker went
+	// away before answering.
+	NoReply Status = "no-reply"
+	// NotDelivered: the message did not reach the instance; Detail says
+	// why.
+	NotDelivered Status = "not-delivered"
+)
+
+// OK reports whether s is what the operator asked for: a reply, or
+// delivery when no reply was asked for.
+func (s Status) OK() bool { return s == Replied || s == Delivered }
+
+// MessageResult is what became of a message for one instance.
+type MessageResult struct {
+	Pool   string
+	Index  int
+	Status Status
+	Reply  string // the reply, or the worker's error (Failed)
+	Detail string // why not delivered or not answered
+}
+
+// Instance returns "POOL@I".
+func (r MessageResult) Instance() string { return InstanceTarget(r.Pool, r.Index) }
+
+// API is what corrald offers its clients; Client implements it over D-Bus.
+// Every method takes ctx first and is safe for concurrent use.
+type API interface {
+	// ListPools returns every pool corrald manages, sorted by name.
+	ListPools(ctx context.Context) ([]PoolInfo, error)
+	// ListInstances returns the instances of pool, sorted by index.
+	ListInstances(ctx context.Context, pool string) ([]InstanceInfo, error)
+	// Scale sets a pool's desired count from spec: "N", "+N", "-N" or
+	// "auto", and returns the new count.
+	Scale(ctx context.Context, pool, spec string) (uint32, error)
+	// Start, Stop and Restart act on "POOL" (every instance, and the pool's
+	// held/stopped marks) or "POOL@I" (one instance).
+	Start(ctx context.Context, target string) error
+	Stop(ctx context.Context, target string) error
+	Restart(ctx context.Context, target string) error
+	// Reload restarts a pool's instances onto the current binaries and
+	// units, max_unavailable at a time, each ready before the next; it
+	// stops at the first that fails (ErrReload). progress may be nil.
+	Reload(ctx context.Context, pool string, progress func(ReloadStep)) error
+	// Apply validates every pool file, reloads systemd's units and
+	// reconciles each pool (docs/corrald.md); an invalid file changes
+	// nothing (ErrInvalidConfig).
+	Apply(ctx context.Context) ([]Change, error)
+	// Broadcast delivers text to every running instance of pool, Send to
+	// one, "POOL@I" (docs/messages.md); with wait > 0 they wait up to wait
+	// for the replies. There is one result per instance addressed: replied,
+	// delivered, or not, and why.
+	Broadcast(ctx context.Context, pool, text string, wait time.Duration) ([]MessageResult, error)
+	Send(ctx context.Context, target, text string, wait time.Duration) ([]MessageResult, error)
+}

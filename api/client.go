@@ -1,0 +1,221 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+)
+
+// MessageWire is a MessageResult as it travels: the field order is its
+// D-Bus signature, (susss).
+type MessageWire struct {
+	Pool                  string
+	Index                 uint32
+	Status, Reply, Detail string
+}
+
+// Wire returns r as it travels.
+func (r MessageResult) Wire() MessageWire {
+	return MessageWire{r.Pool, uint32(r.Index), string(r.Status), r.Reply, r.Detail}
+}
+
+// Result returns w as callers see it.
+func (w MessageWire) Result() MessageResult {
+	return MessageResult{Pool: w.Pool, Index: int(w.Index), Status: Status(w.Status), Reply: w.Reply, Detail: w.Detail}
+}
+
+// ReloadProgress is the name of the signal that reports a ReloadStep.
+const ReloadProgress = "ReloadProgress"
+
+// ReloadStepBody is st as the body of a ReloadProgress signal,
+// (sustsuu).
+func ReloadStepBody(st ReloadStep) []any {
+	return []any{st.Pool, uint32(st.Index), st.Phase, uint64(st.Took.Microseconds()), st.Err, uint32(st.Done), uint32(st.Total)}
+}
+
+// reloadStep reads the body of a ReloadProgress signal.
+func reloadStep(body []any) (ReloadStep, bool) {
+	var w struct {
+		Pool  string
+		Index uint32
+		Phase string
+		USec  uint64
+		Err   string
+		Done  uint32
+		Total uint32
+	}
+	if godbus.Store(body, &w.Pool, &w.Index, &w.Phase, &w.USec, &w.Err, &w.Done, &w.Total) != nil {
+		return ReloadStep{}, false
+	}
+	return ReloadStep{Pool: w.Pool, Index: int(w.Index), Phase: w.Phase, Took: time.Duration(w.USec) * time.Microsecond,
+		Err: w.Err, Done: int(w.Done), Total: int(w.Total)}, true
+}
+
+// Client is API over D-Bus.
+type Client struct {
+	conn *godbus.Conn
+	obj  godbus.BusObject
+}
+
+var _ API = (*Client)(nil)
+
+// Dial connects to corrald on the system bus. The connection is private to
+// the Client; Close it.
+func Dial(ctx context.Context) (*Client, error) {
+	conn, err := godbus.ConnectSystemBus(godbus.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot reach the system bus: %v", ErrNotRunning, err)
+	}
+	return &Client{conn: conn, obj: conn.Object(BusName, ObjectPath)}, nil
+}
+
+// Close closes the client's connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) call(ctx context.Context, method string, out any, args ...any) error {
+	call := c.obj.CallWithContext(ctx, Interface+"."+method, 0, args...)
+	if call.Err != nil {
+		return clientError(call.Err)
+	}
+	if out == nil {
+		return nil
+	}
+	return storeReply(method, call.Body, out)
+}
+
+// storeReply stores the body of method's reply in out, a pointer. A body of
+// another shape comes from a corrald of another version: after an upgrade
+// that could not restart it, for one.
+func storeReply(method string, body []any, out any) error {
+	if err := godbus.Store(body, out); err != nil {
+		return fmt.Errorf("corrald's answer to %s is not the %s this corral expects: corrald runs another version of corral; restart it with 'sudo systemctl restart corral'",
+			method, godbus.SignatureOfType(reflect.TypeOf(out).Elem()))
+	}
+	return nil
+}
+
+// clientError turns a D-Bus error into the API's; other errors (the bus
+// connection broke, ctx ended) stay as they are.
+func clientError(err error) error {
+	var e godbus.Error
+	if !errors.As(err, &e) {
+		var pe *godbus.Error
+		if !errors.As(err, &pe) {
+			return err
+		}
+		e = *pe
+	}
+	return FromErrorName(e.Name, e.Error())
+}
+
+// ListPools implements API.
+func (c *Client) ListPools(ctx context.Context) ([]PoolInfo, error) {
+	var out []PoolInfo
+	if err := c.call(ctx, "ListPools", &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListInstances implements API.
+func (c *Client) ListInstances(ctx context.Context, pool string) ([]InstanceInfo, error) {
+	var out []InstanceInfo
+	if err := c.call(ctx, "ListInstances", &out, pool); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Scale implements API.
+func (c *Client) Scale(ctx context.Context, pool, spec string) (uint32, error) {
+	var n uint32
+	err := c.call(ctx, "Scale", &n, pool, spec)
+	return n, err
+}
+
+// Start implements API.
+func (c *Client) Start(ctx context.Context, target string) error {
+	return c.call(ctx, "Start", nil, target)
+}
+
+// Stop implements API.
+func (c *Client) Stop(ctx context.Context, target string) error {
+	return c.call(ctx, "Stop", nil, target)
+}
+
+// Restart implements API.
+func (c *Client) Restart(ctx context.Context, target string) error {
+	return c.call(ctx, "Restart", nil, target)
+}
+
+// Broadcast implements API.
+func (c *Client) Broadcast(ctx context.Context, pool, text string, wait time.Duration) ([]MessageResult, error) {
+	return c.message(ctx, "Broadcast", pool, text, wait)
+}
+
+// Send implements API.
+func (c *Client) Send(ctx context.Context, target, text string, wait time.Duration) ([]MessageResult, error) {
+	return c.message(ctx, "Send", target, text, wait)
+}
+
+func (c *Client) message(ctx context.Context, method, to, text string, wait time.Duration) ([]MessageResult, error) {
+	var ws []MessageWire
+	if err := c.call(ctx, method, &ws, to, text, uint64(max(wait, 0)/time.Microsecond)); err != nil {
+		return nil, err
+	}
+	out := make([]MessageResult, len(ws))
+	for i, w := range ws {
+		out[i] = w.Result()
+	}
+	return out, nil
+}
+
+// Reload asks corrald for a rolling reload of pool and calls progress for
+// each step it reports (ReloadProgress signals), until the reload is over.
+func (c *Client) Reload(ctx context.Context, pool string, progress func(ReloadStep)) error {
+	match := []godbus.MatchOption{godbus.WithMatchSender(BusName), godbus.WithMatchInterface(Interface), godbus.WithMatchMember(ReloadProgress)}
+	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
+		return clientError(err)
+	}
+	defer c.conn.RemoveMatchSignal(match...)
+	ch := make(chan *godbus.Signal, 256)
+	c.conn.Signal(ch)
+	defer c.conn.RemoveSignal(ch)
+	done := make(chan error, 1)
+	go func() { done <- c.call(ctx, "Reload", nil, pool) }()
+	report := func(sig *godbus.Signal) {
+		if st, ok := reloadStep(sig.Body); ok && progress != nil && st.Pool == pool {
+			progress(st)
+		}
+	}
+	for {
+		select {
+		case sig := <-ch:
+			report(sig)
+		case err := <-done:
+			// Signals sent before the reply are queued before it.
+			for {
+				select {
+				case sig := <-ch:
+					report(sig)
+				default:
+					return err
+				}
+			}
+		}
+	}
+}
+
+// Apply asks corrald to make the pool files in effect and returns its
+// report; a pool that failed has Action "failed".
+func (c *Client) Apply(ctx context.Context) ([]Change, error) {
+	var out []Change
+	if err := c.call(ctx, "Apply", &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,41 @@
+package api
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStoreReply: a reply is stored in the struct of its signature, and a
+// reply of another shape (a corrald of another version) says what to do.
+func TestStoreReply(t *testing.T) {
+	// godbus hands over a struct as []any, in field order.
+	row := []any{"app", uint32(1), "app@1.service", "running", "active", "running", uint32(7),
+		uint64(1), uint32(2), uint64(3), uint64(4), ""}
+	var ws []InstanceInfo
+	if err := storeReply("ListInstances", []any{[][]any{append(row, true)}}, &ws); err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 1 || ws[0].Unit != "app@1.service" || ws[0].PID != 7 || !ws[0].Messages {
+		t.Errorf("stored %+v", ws)
+	}
+
+	err := storeReply("ListInstances", []any{[][]any{row}}, &ws)
+	for _, want := range []string{"corrald's answer to ListInstances is not the a(sussssututtsb) this corral expects",
+		"'sudo systemctl restart corral'"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a reply without the messages field: %v, want %q", err, want)
+		}
+	}
+}
+
+// TestReloadStepTravels: a ReloadProgress body reads back as the step sent.
+func TestReloadStepTravels(t *testing.T) {
+	st := ReloadStep{Pool: "app", Index: 3, Phase: "failed", Took: 1500 * time.Millisecond, Err: "exit-code 1", Done: 2, Total: 4}
+	if got, ok := reloadStep(ReloadStepBody(st)); !ok || got != st {
+		t.Errorf("sent %+v, read %+v (%v)", st, got, ok)
+	}
+	if _, ok := reloadStep([]any{"app", uint32(3)}); ok {
+		t.Error("a short body was read as a step")
+	}
+}

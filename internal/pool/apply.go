@@ -1,0 +1,178 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/units"
+)
+
+// GeneratorDir is where corral-generator's units are (systemd's normal-dir).
+const GeneratorDir = "/run/systemd/generator"
+
+// Reloader is what Apply needs of systemd beyond Systemd: a daemon-reload,
+// which reruns the generator.
+type Reloader interface {
+	DaemonReload(ctx context.Context) error
+}
+
+// ApplyIn makes the pool files in effect, with the generator writing into
+// genDir: it validates every one (any
+// problem: nothing is changed and the error lists them), reloads systemd's
+// units, and reconciles each pool. A pool whose worker unit changed is
+// reloaded with a rolling reload; a new count is taken up (unless corral
+// scale set one); a new pool with start_on_boot is started; a pool whose
+// file is gone is stopped. A changed socket (listen, balance) is reported,
+// not acted on: moving a pool to new sockets refuses connections for a
+// moment, so the operator decides when.
+func (c *Coordinator) ApplyIn(ctx context.Context, genDir string) ([]api.Change, error) {
+	files, err := units.PoolFiles(c.cfg.PoolDir)
+	if err != nil {
+		return nil, err
+	}
+	pools, errs := units.LoadAll(files, c.cfg.Host)
+	for _, p := range pools {
+		errs = append(errs, c.cfg.Host.Check(p)...)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w; nothing was changed:\n%w", api.ErrInvalidConfig, errs)
+	}
+	rl, ok := c.sd.(Reloader)
+	if !ok {
+		return nil, errors.New("pool: this systemd connection cannot daemon-reload")
+	}
+
+	// What systemd runs now, to compare with what the files make.
+	var known []string
+	if err := c.do(ctx, func() {
+		for name := range c.pools {
+			known = append(known, name)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, n := range known {
+		names[n] = true
+	}
+	for _, p := range pools {
+		names[p.Name] = true
+	}
+	before := map[string]map[string]string{}
+	for n := range names {
+		before[n] = generated(genDir, n)
+	}
+	if err := rl.DaemonReload(ctx); err != nil {
+		return nil, fmt.Errorf("pool: daemon-reload: %w", err)
+	}
+	if err := c.do(ctx, func() { c.loadPools() }); err != nil {
+		return nil, err
+	}
+
+	var report []api.Change
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	inFiles := map[string]*units.Pool{}
+	for _, p := range pools {
+		inFiles[p.Name] = p
+	}
+	for _, n := range sorted {
+		old, now := before[n], generated(genDir, n)
+		p := inFiles[n]
+		switch {
+		case p == nil:
+			err := c.Stop(ctx, n)
+			if errors.Is(err, api.ErrNoPool) {
+				err = c.stopUnits(ctx, n, old)
+			}
+			report = append(report, change(n, "removed", "its file is gone: stopped", err))
+		case len(old) == 0:
+			detail := "not started (start_on_boot = false): systemctl start " + n + ".target"
+			var err error
+			if p.StartOnBoot {
+				detail = "started"
+				err = c.Start(ctx, n)
+			}
+			report = append(report, change(n, "added", detail, err))
+		default:
+			var changes []api.Change
+			if old[n+".socket"] != now[n+".socket"] || old[n+"@.socket"] != now[n+"@.socket"] {
+				changes = append(changes, api.Change{Pool: n, Action: "socket changed", Detail: "listen or balance changed: to move to the new sockets (connections refused for a moment), run: corral stop " + n + " && corral start " + n})
+			}
+			if old[n+".target"] != now[n+".target"] {
+				changes = append(changes, api.Change{Pool: n, Action: "scaled", Detail: c.countDetail(ctx, n)})
+			}
+			if old[n+"@.service"] != now[n+"@.service"] {
+				err := c.Reload(ctx, n, nil)
+				changes = append(changes, change(n, "reloaded", "worker unit changed: rolling reload", err))
+			}
+			if len(changes) == 0 {
+				changes = []api.Change{{Pool: n, Action: "unchanged"}}
+			}
+			report = append(report, changes...)
+		}
+	}
+	for _, ch := range report {
+		if ch.Action == "failed" {
+			return report, fmt.Errorf("%w: %s: %s", ErrJobFailed, ch.Pool, ch.Detail)
+		}
+	}
+	return report, nil
+}
+
+func change(pool, action, detail string, err error) api.Change {
+	if err != nil {
+		return api.Change{Pool: pool, Action: "failed", Detail: action + ": " + err.Error()}
+	}
+	return api.Change{Pool: pool, Action: action, Detail: detail}
+}
+
+// countDetail says what became of a changed count.
+func (c *Coordinator) countDetail(ctx context.Context, pool string) string {
+	var d Desired
+	c.do(ctx, func() {
+		if p := c.pools[pool]; p != nil {
+			d = p.desired
+		}
+	})
+	if d.Scaled {
+		return fmt.Sprintf("the file's count changed; kept %d set by corral scale (corral scale %s N to change it)", d.Count, pool)
+	}
+	c.Dirty(pool)
+	return fmt.Sprintf("%d instances", d.Count)
+}
+
+// stopUnits stops what is left running of a pool corrald no longer knows.
+func (c *Coordinator) stopUnits(ctx context.Context, pool string, old map[string]string) error {
+	o, err := c.sd.Observe(ctx, pool)
+	if err != nil {
+		return err
+	}
+	todo := []string{pool + ".target"}
+	for _, i := range sortedKeys(o.Instances) {
+		todo = append(todo, InstanceName(pool, i))
+	}
+	for _, i := range sortedKeys(o.Sockets) {
+		todo = append(todo, SocketName(pool, i))
+	}
+	return c.runJobs(ctx, c.sd.Stop, todo)
+}
+
+// generated reads the units the generator wrote for pool.
+func generated(dir, pool string) map[string]string {
+	out := map[string]string{}
+	for _, u := range units.UnitNames(pool) {
+		if b, err := os.ReadFile(filepath.Join(dir, u)); err == nil {
+			out[u] = string(b)
+		}
+	}
+	return out
+}

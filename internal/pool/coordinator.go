@@ -1,0 +1,415 @@
+package pool
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"sort"
+	"time"
+
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/loop"
+	"github.com/corral-pool/corral/internal/units"
+)
+
+// Config configures a Coordinator. Zero fields take the defaults named.
+type Config struct {
+	PoolDir string     // units.Dir
+	Store   Store      // where Desired survives restarts
+	CPUs    int        // for instances = "auto"; 1 if zero
+	Host    units.Host // for the checks of pool files; units.DefaultHost()
+	Log     *slog.Logger
+	// Now and Rand are the clock and the random source of backoff jitter.
+	Now  func() time.Time
+	Rand func() float64
+	// Debounce coalesces bursts of signals: 20ms.
+	Debounce time.Duration
+	// Resync re-reads pool files and reconciles every pool even without a
+	// signal: 5m.
+	Resync time.Duration
+	// JobTimeout bounds one systemd job: 2m.
+	JobTimeout time.Duration
+}
+
+// Event is something clients may want to hear of: an instance changed
+// phase, or entered a crash loop.
+type Event struct {
+	CrashLoop bool // else a phase change
+	Pool      string
+	Index     int
+	Phase     api.Phase
+	Reason    string
+}
+
+// Coordinator keeps every pool's instances as the operator asked. One
+// goroutine, Run, owns all its state; the other methods send it requests
+// and are safe for concurrent use.
+type Coordinator struct {
+	cfg    Config
+	sd     Systemd
+	reqs   chan func()
+	hints  *hints // what changed: a pool, or everything and the pool files
+	jobs   chan jobDone
+	events chan Event
+	// msgs carries messages; unitOf finds a process's unit. Set before Run.
+	msgs   Messenger
+	unitOf func(ctx context.Context, pid uint32) (string, error)
+
+	// Owned by Run.
+	pools map[string]*poolState
+}
+
+type poolState struct {
+	cfg      *units.Pool
+	desired  Desired
+	tracker  *Tracker
+	managed  map[int]bool
+	observed Observed
+	out      Output
+	inflight map[string]bool
+	// shrinking are the instances above the count that corrald is scaling
+	// away; any other active instance above the count was started by
+	// someone on purpose and is adopted.
+	shrinking map[int]bool
+	targetUp  bool
+	wake      time.Time
+	socketOK  bool
+}
+
+type jobDone struct {
+	pool, unit string
+	err        error
+}
+
+// New returns a coordinator of the pools in cfg.PoolDir acting through sd.
+func New(cfg Config, sd Systemd) *Coordinator {
+	if cfg.PoolDir == "" {
+		cfg.PoolDir = units.Dir
+	}
+	if cfg.CPUs < 1 {
+		cfg.CPUs = 1
+	}
+	if cfg.Host.Stat == nil {
+		cfg.Host = units.DefaultHost()
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Debounce == 0 {
+		cfg.Debounce = 20 * time.Millisecond
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = 5 * time.Minute
+	}
+	if cfg.JobTimeout == 0 {
+		cfg.JobTimeout = 2 * time.Minute
+	}
+	return &Coordinator{
+		cfg:    cfg,
+		sd:     sd,
+		reqs:   make(chan func()),
+		hints:  newHints(),
+		jobs:   make(chan jobDone, 64),
+		events: make(chan Event, 256),
+		pools:  map[string]*poolState{},
+	}
+}
+
+// Events returns the channel of events. Events are dropped, not queued,
+// when nobody reads them fast enough.
+func (c *Coordinator) Events() <-chan Event { return c.events }
+
+// Dirty tells the coordinator that something about pool changed (a systemd
+// signal); "" means anything may have changed, including the pool files.
+// It never blocks, and no hint is lost: hints that come while the
+// coordinator is busy are merged and taken together.
+func (c *Coordinator) Dirty(pool string) { c.hints.add(pool) }
+
+// Changed tells the coordinator that a unit's properties changed (a
+// systemd signal): what is cached of it is dropped and its pool marked.
+// "" means systemd as a whole changed (a reload, a restart): everything is
+// dropped, the pool files re-read and every pool marked.
+func (c *Coordinator) Changed(unit string) {
+	if inv, ok := c.sd.(Invalidator); ok {
+		inv.Invalidate(unit)
+	}
+	if unit == "" {
+		c.Dirty("")
+		return
+	}
+	c.Dirty(unitPool(unit))
+}
+
+// do runs f in the Run goroutine and waits for it.
+func (c *Coordinator) do(ctx context.Context, f func()) error { return loop.Do(ctx, c.reqs, f) }
+
+// Ping returns once the Run goroutine has answered: the watchdog's proof
+// that the coordinator is not stuck.
+func (c *Coordinator) Ping(ctx context.Context) error { return c.do(ctx, func() {}) }
+
+// Run reconciles until ctx is done. Call it once.
+func (c *Coordinator) Run(ctx context.Context) error {
+	c.loadPools()
+	dirty := map[string]bool{}
+	for name := range c.pools {
+		dirty[name] = true
+	}
+	debounce := time.NewTimer(0)
+	resync := time.NewTicker(c.cfg.Resync)
+	defer resync.Stop()
+	wake := time.NewTimer(time.Hour)
+	wake.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case f := <-c.reqs:
+			f()
+		case <-c.hints.wake:
+			all, names := c.hints.take()
+			if all {
+				c.loadPools()
+				for n := range c.pools {
+					dirty[n] = true
+				}
+			}
+			for _, n := range names {
+				if _, ok := c.pools[n]; ok {
+					dirty[n] = true
+				}
+			}
+			debounce.Reset(c.cfg.Debounce)
+		case j := <-c.jobs:
+			if p := c.pools[j.pool]; p != nil {
+				delete(p.inflight, j.unit)
+			}
+			if j.err != nil {
+				c.cfg.Log.Warn("job failed", "pool", j.pool, "unit", j.unit, "err", j.err)
+			}
+			dirty[j.pool] = true
+			debounce.Reset(c.cfg.Debounce)
+		case <-resync.C:
+			if inv, ok := c.sd.(Invalidator); ok {
+				inv.Invalidate("")
+			}
+			c.loadPools()
+			for n := range c.pools {
+				dirty[n] = true
+			}
+			debounce.Reset(0)
+		case <-wake.C:
+			now := c.cfg.Now()
+			for n, p := range c.pools {
+				if !p.wake.IsZero() && !p.wake.After(now) {
+					dirty[n] = true
+				}
+			}
+			debounce.Reset(0)
+		case <-debounce.C:
+			names := make([]string, 0, len(dirty))
+			for n := range dirty {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				if p := c.pools[n]; p != nil {
+					c.reconcile(ctx, n, p)
+				}
+				delete(dirty, n)
+			}
+			// The earliest backoff deadline of any pool.
+			var next time.Time
+			for _, p := range c.pools {
+				if !p.wake.IsZero() && (next.IsZero() || p.wake.Before(next)) {
+					next = p.wake
+				}
+			}
+			if !next.IsZero() {
+				wake.Reset(max(next.Sub(c.cfg.Now()), time.Millisecond))
+			}
+		}
+	}
+}
+
+// loadPools reads the pool files and the stored state: new pools are added
+// with the count their file or the store gives, removed ones dropped.
+func (c *Coordinator) loadPools() {
+	files, err := units.PoolFiles(c.cfg.PoolDir)
+	if err != nil {
+		c.cfg.Log.Error("read pool files", "err", err)
+		return
+	}
+	cfgs, errs := units.LoadAll(files, c.cfg.Host)
+	for _, e := range errs {
+		c.cfg.Log.Warn("pool file skipped", "err", e.Error())
+	}
+	st, err := c.cfg.Store.Load()
+	if err != nil {
+		c.cfg.Log.Error("load state", "err", err)
+	}
+	seen := map[string]bool{}
+	for _, cfg := range cfgs {
+		seen[cfg.Name] = true
+		p := c.pools[cfg.Name]
+		if p == nil {
+			d, ok := st.Pools[cfg.Name]
+			if !ok || d.Count < 1 {
+				d = Desired{Count: cfg.Count(c.cfg.CPUs), Auto: cfg.Instances == 0}
+			}
+			p = &poolState{desired: d, managed: map[int]bool{}, inflight: map[string]bool{}, shrinking: map[int]bool{}, socketOK: true}
+			c.pools[cfg.Name] = p
+			c.cfg.Log.Info("pool", "pool", cfg.Name, "desired", d.Count, "file", cfg.Path)
+		}
+		rp := cfg.Restart
+		pol := Policy{Base: rp.Backoff, Cap: rp.BackoffMax, Jitter: 0.1, LoopFailures: rp.LoopFailures, LoopWindow: rp.LoopWindow}
+		if p.tracker == nil || p.cfg == nil || p.cfg.Restart != rp {
+			p.tracker = NewTracker(pol, c.cfg.Rand)
+		}
+		old := p.desired.Count
+		if !p.desired.Scaled {
+			p.desired.Count = cfg.Count(c.cfg.CPUs)
+			p.desired.Auto = cfg.Instances == 0
+		} else if p.desired.Auto {
+			p.desired.Count = c.cfg.CPUs
+		}
+		p.shrink(old)
+		p.cfg = cfg
+	}
+	for name := range c.pools {
+		if !seen[name] {
+			c.cfg.Log.Info("pool gone", "pool", name)
+			delete(c.pools, name)
+		}
+	}
+}
+
+// shrink marks the instances between the count and old, a larger count
+// the pool had, as being scaled away.
+func (p *poolState) shrink(old int) {
+	for i := p.desired.Count + 1; i <= old; i++ {
+		p.shrinking[i] = true
+	}
+}
+
+// reconcile observes one pool and acts on the difference.
+func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) {
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	o, err := c.sd.Observe(octx, name)
+	cancel()
+	if err != nil {
+		c.cfg.Log.Error("observe", "pool", name, "err", err)
+		return
+	}
+	// The target came up (systemctl start NAME.target): the pool runs
+	// again, nothing is held, and every instance up to the count that last
+	// ran before the pool last went down is wanted again (the target's
+	// Wants= covers only the pool file's count, not a scale). One that ran
+	// since and is down again was stopped on purpose meanwhile: signals
+	// are coalesced, so this reconcile may come after that stop.
+	up := o.Target.Active()
+	if up && !p.targetUp {
+		p.desired.Held = nil
+		for i := 1; i <= p.desired.Count; i++ {
+			if u, ok := o.Instances[i]; ok && u.ActiveEnter.Before(o.Target.InactiveEnter) {
+				p.managed[i] = true
+			}
+		}
+	}
+	p.targetUp = up
+	adopt := 0
+	for i, u := range o.Instances {
+		if !u.Active() {
+			delete(p.shrinking, i)
+			continue
+		}
+		delete(p.managed, i)
+		if i > p.desired.Count && i <= api.MaxInstances && !p.shrinking[i] && !p.desired.Stopped {
+			adopt = max(adopt, i)
+		}
+	}
+	if adopt > 0 {
+		// systemctl start app@5: the operator asked for more.
+		c.cfg.Log.Info("adopted instances started by hand", "pool", name, "count", adopt, "was", p.desired.Count)
+		p.desired.Count, p.desired.Auto, p.desired.Scaled = adopt, false, true
+		c.save()
+	}
+	sockOK := true
+	for _, u := range o.Sockets {
+		if u.Failed() {
+			sockOK = false
+		}
+	}
+	if !sockOK && p.socketOK {
+		c.cfg.Log.Warn("socket failed: connections to the pool are refused until an instance can start; corrald restarts the socket then",
+			"pool", name, "hint", "journalctl -u "+name+"*.socket")
+	} else if sockOK && !p.socketOK {
+		c.cfg.Log.Info("socket listening again", "pool", name)
+	}
+	p.socketOK = sockOK
+	prev := p.out.Phases
+	out := Plan(Input{Pool: name, Balance: string(p.cfg.Balance), Desired: p.desired, Observed: o,
+		Managed: p.managed, Now: c.cfg.Now()}, p.tracker)
+	p.observed, p.out, p.wake = o, out, out.Wake
+	if !reflect.DeepEqual(out.Desired, p.desired) {
+		p.desired = out.Desired
+		c.save()
+	}
+	for _, a := range out.Actions {
+		if p.inflight[a.Unit] {
+			continue
+		}
+		p.inflight[a.Unit] = true
+		c.cfg.Log.Info("act", "pool", name, "action", a.Kind.String(), "unit", a.Unit, "reason", a.Reason)
+		go c.runAction(ctx, name, a)
+	}
+	for i, ph := range out.Phases {
+		if prev[i] != ph {
+			c.emit(Event{Pool: name, Index: i, Phase: ph, Reason: out.Reasons[i]})
+		}
+	}
+	for _, i := range out.Loops {
+		c.cfg.Log.Warn("crash loop", "pool", name, "instance", i, "reason", out.Reasons[i])
+		c.emit(Event{CrashLoop: true, Pool: name, Index: i, Phase: api.PhaseCrashLoop, Reason: out.Reasons[i]})
+	}
+}
+
+func (c *Coordinator) emit(e Event) {
+	select {
+	case c.events <- e:
+	default:
+	}
+}
+
+func (c *Coordinator) runAction(ctx context.Context, pool string, a Action) {
+	jctx, cancel := context.WithTimeout(ctx, c.cfg.JobTimeout)
+	defer cancel()
+	var err error
+	switch a.Kind {
+	case StartUnit:
+		err = c.sd.Start(jctx, a.Unit)
+	case StopUnit:
+		err = c.sd.Stop(jctx, a.Unit)
+	case ResetStartUnit:
+		if err = c.sd.ResetFailed(jctx, a.Unit); err == nil {
+			err = c.sd.Start(jctx, a.Unit)
+		}
+	}
+	select {
+	case c.jobs <- jobDone{pool, a.Unit, err}:
+	case <-ctx.Done():
+	}
+}
+
+// save writes every pool's Desired; called from Run.
+func (c *Coordinator) save() {
+	st := State{Version: 1, Pools: map[string]Desired{}}
+	for n, p := range c.pools {
+		st.Pools[n] = p.desired
+	}
+	if err := c.cfg.Store.Save(st); err != nil {
+		c.cfg.Log.Error("save state", "err", err)
+	}
+}

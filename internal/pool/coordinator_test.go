@@ -1,0 +1,287 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corral-pool/corral/api"
+)
+
+// fakeSystemd serves a fixed observation and records the jobs it is given.
+type fakeSystemd struct {
+	mu   sync.Mutex
+	obs  Observed
+	jobs []string
+}
+
+func (f *fakeSystemd) Observe(context.Context, string) (Observed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.obs, nil
+}
+
+func (f *fakeSystemd) record(verb, unit string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs = append(f.jobs, verb+" "+unit)
+	return nil
+}
+
+func (f *fakeSystemd) Start(_ context.Context, u string) error   { return f.record("start", u) }
+func (f *fakeSystemd) Stop(_ context.Context, u string) error    { return f.record("stop", u) }
+func (f *fakeSystemd) Restart(_ context.Context, u string) error { return f.record("restart", u) }
+func (f *fakeSystemd) ResetFailed(_ context.Context, u string) error {
+	return f.record("reset-failed", u)
+}
+
+func (f *fakeSystemd) Counters(context.Context, string) (uint64, uint64) {
+	return api.Unknown, api.Unknown
+}
+func (f *fakeSystemd) IsActive(context.Context, string) (bool, error) { return true, nil }
+
+func (f *fakeSystemd) Jobs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.jobs)
+}
+
+func newTestCoordinator(t *testing.T, sd Systemd) (*Coordinator, context.CancelFunc) {
+	t.Helper()
+	dir := t.TempDir()
+	pools := filepath.Join(dir, "pools.d")
+	os.MkdirAll(pools, 0o755)
+	os.WriteFile(filepath.Join(pools, "app.toml"), []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 2\n"), 0o644)
+	c := New(Config{PoolDir: pools, Store: Store{Path: filepath.Join(dir, "state.json")}, CPUs: 2,
+		Debounce: time.Millisecond, Rand: func() float64 { return 0.5 }}, sd)
+	ctx, cancel := context.WithCancel(context.Background())
+	go c.Run(ctx)
+	return c, cancel
+}
+
+// TestOperatorStopDuringPoolStart: the first reconcile after a pool came up
+// already sees an instance that an operator stopped since: it is held, not
+// started again.
+func TestOperatorStopDuringPoolStart(t *testing.T) {
+	t0 := time.Now().Add(-time.Second)
+	active := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: t0.Add(10 * time.Millisecond)}
+	}
+	stopped := active("app@2.service")
+	stopped.ActiveState, stopped.SubState, stopped.Result = "inactive", "dead", "success"
+	stopped.InactiveEnter = t0.Add(20 * time.Millisecond)
+	sd := &fakeSystemd{obs: Observed{
+		Target:    active("app.target"),
+		Sockets:   map[int]Unit{1: active("app@1.socket"), 2: active("app@2.socket")},
+		Instances: map[int]Unit{1: active("app@1.service"), 2: stopped},
+	}}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	var is []api.InstanceInfo
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var err error
+		if is, err = c.ListInstances(ctx, "app"); err != nil {
+			t.Fatal(err)
+		}
+		if len(is) == 2 && is[1].Phase != "" && is[1].Phase != string(api.PhaseStopped) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(is) != 2 || is[1].Phase != string(api.PhaseHeld) {
+		t.Fatalf("instances %+v, want app@2 held", is)
+	}
+	if jobs := sd.Jobs(); len(jobs) != 0 {
+		t.Errorf("jobs %v, want none", jobs)
+	}
+}
+
+// TestScaleAndStop: scale starts and stops through the plan; stop of a pool
+// stops its target, instances and sockets; errors are the API's.
+func TestScaleAndStop(t *testing.T) {
+	running := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
+	}
+	sd := &fakeSystemd{obs: Observed{
+		Target:    running("app.target"),
+		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket")},
+		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service")},
+	}}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	if _, err := c.Scale(ctx, "nope", "2"); err == nil || !errors.Is(err, api.ErrNoPool) {
+		t.Errorf("Scale(nope) = %v, want ErrNoPool", err)
+	}
+	if _, err := c.Scale(ctx, "app", "0"); !errors.Is(err, api.ErrBadSpec) {
+		t.Errorf("Scale(0) = %v, want ErrBadSpec", err)
+	}
+	n, err := c.Scale(ctx, "app", "+2")
+	if err != nil || n != 4 {
+		t.Fatalf("Scale(+2) = %d, %v", n, err)
+	}
+	waitJobs(t, sd, "start app@3.service", "start app@4.service")
+	if err := c.Stop(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	waitJobs(t, sd, "stop app.target", "stop app@1.service", "stop app@2.service", "stop app@1.socket", "stop app@2.socket")
+	ps, _ := c.ListPools(ctx)
+	if len(ps) != 1 || ps[0].State != "stopped" || ps[0].Desired != 4 {
+		t.Errorf("ListPools after stop: %+v", ps)
+	}
+}
+
+func waitJobs(t *testing.T, sd *fakeSystemd, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		jobs := sd.Jobs()
+		all := true
+		for _, w := range want {
+			if !slices.Contains(jobs, w) {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("jobs %v, want them to include %v", sd.Jobs(), want)
+}
+
+// TestAdoptInstancesStartedByHand: systemctl start app@3 beyond the count
+// raises the count; it is not stopped as surplus.
+func TestAdoptInstancesStartedByHand(t *testing.T) {
+	running := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
+	}
+	sd := &fakeSystemd{obs: Observed{
+		Target:    running("app.target"),
+		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket"), 3: running("app@3.socket")},
+		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service"), 3: running("app@3.service")},
+	}}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		ps, _ := c.ListPools(ctx)
+		if len(ps) == 1 && ps[0].Desired == 3 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ps, _ := c.ListPools(ctx); len(ps) != 1 || ps[0].Desired != 3 || ps[0].Running != 3 {
+		t.Fatalf("pools %+v, want app adopted at 3", ps)
+	}
+	// Scaling down stops it, and the stop is not undone by adoption.
+	if _, err := c.Scale(ctx, "app", "2"); err != nil {
+		t.Fatal(err)
+	}
+	waitJobs(t, sd, "stop app@3.service", "stop app@3.socket")
+	time.Sleep(20 * time.Millisecond)
+	if ps, _ := c.ListPools(ctx); ps[0].Desired != 2 {
+		t.Errorf("after scale 2 with app@3 still active: desired %d, want 2", ps[0].Desired)
+	}
+	for _, j := range sd.Jobs() {
+		if j == "start app@3.service" {
+			t.Errorf("jobs %v: app@3 started again", sd.Jobs())
+		}
+	}
+}
+
+// TestReloadHintNotLostInABurst: a daemon-reload's hint ("" : re-read the pool
+// files) that comes amid thousands of unit signals while the coordinator is
+// busy is not dropped: the new pool is known as soon as the coordinator is
+// free again, not at the next resync minutes later.
+func TestReloadHintNotLostInABurst(t *testing.T) {
+	sd := &fakeSystemd{}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	if _, err := c.ListPools(ctx); err != nil { // Run has loaded the pool files
+		t.Fatal(err)
+	}
+
+	release := make(chan struct{})
+	busy := make(chan struct{})
+	go c.do(ctx, func() { close(busy); <-release })
+	<-busy
+	for range 5000 {
+		c.Changed("app@1.service")
+	}
+	if err := os.WriteFile(filepath.Join(c.cfg.PoolDir, "shop.toml"),
+		[]byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:2\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Changed("") // the daemon-reload
+	for range 5000 {
+		c.Changed("app@2.service")
+	}
+	close(release)
+
+	deadline := time.Now().Add(5 * time.Second)
+	var ps []api.PoolInfo
+	for time.Now().Before(deadline) {
+		var err error
+		if ps, err = c.ListPools(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) == 2 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("pools %+v, want app and shop", ps)
+}
+
+func TestHintsMergeAndClear(t *testing.T) {
+	h := newHints()
+	h.add("a")
+	h.add("b")
+	h.add("a")
+	h.add("")
+	if len(h.wake) != 1 {
+		t.Fatalf("%d wake-ups pending, want 1", len(h.wake))
+	}
+	all, pools := h.take()
+	slices.Sort(pools)
+	if !all || !slices.Equal(pools, []string{"a", "b"}) {
+		t.Errorf("take() = %v, %v; want true, [a b]", all, pools)
+	}
+	if all, pools := h.take(); all || len(pools) != 0 {
+		t.Errorf("second take() = %v, %v; want nothing", all, pools)
+	}
+}
+
+// TestAdoptionIsBounded: an instance started by hand above api.MaxInstances
+// (app@99999) does not become the pool's count.
+func TestAdoptionIsBounded(t *testing.T) {
+	running := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
+	}
+	sd := &fakeSystemd{obs: Observed{
+		Target:    running("app.target"),
+		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket")},
+		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service"), 99999: running("app@99999.service")},
+	}}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	time.Sleep(50 * time.Millisecond) // a few reconciles
+	if ps, err := c.ListPools(ctx); err != nil || len(ps) != 1 || ps[0].Desired != 2 {
+		t.Fatalf("pools %+v %v, want app at 2", ps, err)
+	}
+	if err := c.Start(ctx, "app@99999"); err == nil || !strings.Contains(err.Error(), "a number from 1 to 1024") {
+		t.Errorf("Start(app@99999) = %v, want the limit", err)
+	}
+}

@@ -1,0 +1,127 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/units"
+)
+
+// Reload restarts the active instances of pool onto the current binaries
+// and units, max_unavailable at a time (from the pool file), waiting for
+// each new instance to be ready: READY=1 with readiness = "notify" (the
+// restart job returns then), else ready_delay after its start if it still
+// runs. It stops at the first instance that fails: the instances not yet
+// restarted keep running the old version, and the error says which
+// instance failed and where its log is. progress, if not nil, is called
+// from Reload's goroutine for every step.
+func (c *Coordinator) Reload(ctx context.Context, pool string, progress func(api.ReloadStep)) error {
+	var (
+		idx      []int
+		batch    int
+		delay    time.Duration
+		notify   bool
+		notFound = true
+	)
+	err := c.withPool(ctx, pool, func(p *poolState) error {
+		notFound = false
+		for _, n := range sortedKeys(p.observed.Instances) {
+			if p.observed.Instances[n].Active() && n <= p.desired.Count {
+				idx = append(idx, n)
+			}
+		}
+		batch = max(p.cfg.MaxUnavailable, 1)
+		delay = p.cfg.ReadyDelay
+		notify = p.cfg.Readiness == units.ReadinessNotify
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if notFound {
+		return fmt.Errorf("%w %q", api.ErrNoPool, pool)
+	}
+	if progress == nil {
+		progress = func(api.ReloadStep) {}
+	}
+	done := 0
+	for start := 0; start < len(idx); start += batch {
+		group := idx[start:min(start+batch, len(idx))]
+		// Down for a moment on purpose: not held, and corrald may start
+		// them if the restart leaves them stopped.
+		if err := c.withPool(ctx, pool, func(p *poolState) error {
+			for _, i := range group {
+				p.unhold(i)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		type result struct {
+			i    int
+			took time.Duration
+			err  error
+		}
+		results := make([]result, len(group))
+		var wg sync.WaitGroup
+		for k, i := range group {
+			progress(api.ReloadStep{Pool: pool, Index: i, Phase: "restarting", Done: done, Total: len(idx)})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t0 := time.Now()
+				err := c.restartReady(ctx, InstanceName(pool, i), notify, delay)
+				results[k] = result{i, time.Since(t0), err}
+			}()
+		}
+		wg.Wait()
+		sort.Slice(results, func(a, b int) bool { return results[a].i < results[b].i })
+		var failed []error
+		for _, r := range results {
+			if r.err != nil {
+				progress(api.ReloadStep{Pool: pool, Index: r.i, Phase: "failed", Took: r.took, Err: r.err.Error(), Done: done, Total: len(idx)})
+				failed = append(failed, fmt.Errorf("%s@%d did not come back: %w", pool, r.i, r.err))
+				continue
+			}
+			done++
+			progress(api.ReloadStep{Pool: pool, Index: r.i, Phase: "ready", Took: r.took, Done: done, Total: len(idx)})
+		}
+		c.Dirty(pool)
+		if len(failed) > 0 {
+			left := len(idx) - start - len(group)
+			return fmt.Errorf("%w: %w; %d instance(s) not reloaded keep serving the old version", api.ErrReload, errors.Join(failed...), left)
+		}
+	}
+	return nil
+}
+
+// restartReady restarts unit and waits until it is ready.
+func (c *Coordinator) restartReady(ctx context.Context, unit string, notify bool, delay time.Duration) error {
+	jctx, cancel := context.WithTimeout(ctx, c.cfg.JobTimeout)
+	defer cancel()
+	if err := c.sd.Restart(jctx, unit); err != nil {
+		return err
+	}
+	if notify || delay <= 0 {
+		return nil
+	}
+	// No READY=1 to wait for: give it ready_delay, then it must still run.
+	select {
+	case <-time.After(delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	active, err := c.sd.IsActive(jctx, unit)
+	if err != nil {
+		return err
+	}
+	if !active {
+		return fmt.Errorf("%s stopped within ready_delay (%v) of its start (see 'journalctl -u %s')", unit, delay, unit)
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/corral-pool/corral/api"
+)
+
+// Systemd is what the coordinator needs from systemd. SystemdBus implements
+// it over D-Bus; tests fake it. Every method is safe for concurrent use.
+type Systemd interface {
+	// Observe lists the units of pool: its target, its socket(s) and the
+	// instances systemd knows, with their properties.
+	Observe(ctx context.Context, pool string) (Observed, error)
+	// Start, Stop and Restart queue a job (mode "replace") and wait for it:
+	// any result but "done" is an error naming the unit and the result.
+	Start(ctx context.Context, unit string) error
+	Stop(ctx context.Context, unit string) error
+	Restart(ctx context.Context, unit string) error
+	// ResetFailed clears a unit's failed state and start-limit counter.
+	ResetFailed(ctx context.Context, unit string) error
+	// Counters returns a service's MemoryCurrent and CPUUsageNSec, read
+	// afresh; Unknown where systemd has no accounting.
+	Counters(ctx context.Context, unit string) (mem, cpu uint64)
+	// IsActive reports whether a unit is active, read afresh.
+	IsActive(ctx context.Context, unit string) (bool, error)
+}
+
+// Invalidator is implemented by a Systemd that caches unit properties: the
+// coordinator calls Invalidate when a unit's properties changed ("" for
+// every unit).
+type Invalidator interface {
+	Invalidate(unit string)
+}
+
+// SystemdBus is Systemd over a go-systemd D-Bus connection. It caches what
+// it read of each unit until the unit's state changes or Invalidate is
+// called for it (on the unit's PropertiesChanged signal); socket units are
+// known by their listed state alone. Create it with NewSystemdBus.
+type SystemdBus struct {
+	Conn  *sddbus.Conn
+	cache unitCache
+}
+
+// NewSystemdBus returns a SystemdBus on conn.
+func NewSystemdBus(conn *sddbus.Conn) *SystemdBus {
+	return &SystemdBus{Conn: conn}
+}
+
+// Invalidate drops what is cached of unit, or of every unit for "".
+func (s *SystemdBus) Invalidate(unit string) { s.cache.invalidate(unit) }
+
+// unitCache holds what was read of units. A read that overlapped an
+// invalidation of its unit is not stored: the signal that invalidated it
+// may report a change the read missed, and the unit's listed state alone
+// may not show it (failed, then failed again). The zero value is empty and
+// ready; it is safe for concurrent use.
+type unitCache struct {
+	mu    sync.Mutex
+	units map[string]Unit
+	gen   map[string]uint64 // invalidations per unit
+	all   uint64            // invalidations of everything
+}
+
+// get returns the cached unit if its listed state is still st's.
+func (c *unitCache) get(st sddbus.UnitStatus) (Unit, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u, ok := c.units[st.Name]
+	return u, ok && u.ActiveState == st.ActiveState && u.SubState == st.SubState && u.LoadState == st.LoadState
+}
+
+// begin returns the generation to pass to put for a read of unit starting
+// now.
+func (c *unitCache) begin(unit string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen[unit] + c.all
+}
+
+// put stores u, read since begin returned gen, unless it was invalidated
+// meanwhile.
+func (c *unitCache) put(u Unit, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen[u.Name]+c.all {
+		return
+	}
+	if c.units == nil {
+		c.units = map[string]Unit{}
+	}
+	c.units[u.Name] = u
+}
+
+func (c *unitCache) invalidate(unit string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == nil {
+		c.gen = map[string]uint64{}
+	}
+	if unit == "" {
+		c.units = nil
+		c.all++
+		return
+	}
+	delete(c.units, unit)
+	c.gen[unit]++
+}
+
+// Observe implements Systemd.
+func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error) {
+	o := Observed{Sockets: map[int]Unit{}, Instances: map[int]Unit{}}
+	list, err := s.Conn.ListUnitsByPatternsContext(ctx, nil,
+		[]string{pool + ".target", pool + "@*.service", pool + ".socket", pool + "@*.socket"})
+	if err != nil {
+		return o, fmt.Errorf("pool: list units of %s: %w", pool, err)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+
+	// Properties are fetched concurrently, and only for units whose state
+	// changed since they were last read.
+	units := make([]Unit, len(list))
+	errs := make([]error, len(list))
+	gens := make([]uint64, len(list))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, st := range list {
+		if strings.HasSuffix(st.Name, ".socket") {
+			units[i] = Unit{Name: st.Name, LoadState: st.LoadState, ActiveState: st.ActiveState, SubState: st.SubState,
+				MemoryCurrent: api.Unknown, CPUUsageNSec: api.Unknown}
+			continue
+		}
+		if u, ok := s.cache.get(st); ok {
+			units[i] = u
+			continue
+		}
+		gens[i] = s.cache.begin(st.Name)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			units[i], errs[i] = s.unit(ctx, st)
+		}()
+	}
+	wg.Wait()
+	for i, u := range units {
+		if errs[i] == nil && !strings.HasSuffix(u.Name, ".socket") {
+			s.cache.put(u, gens[i])
+		}
+	}
+	for i, u := range units {
+		if errs[i] != nil {
+			// A unit that vanished between list and read is not an error.
+			continue
+		}
+		switch {
+		case u.Name == pool+".target":
+			o.Target = u
+		case u.Name == pool+".socket":
+			o.Sockets[0] = u
+		default:
+			p, n, ok := api.ParseInstance(u.Name)
+			if !ok || p != pool {
+				continue
+			}
+			if strings.HasSuffix(u.Name, ".socket") {
+				o.Sockets[n] = u
+			} else {
+				o.Instances[n] = u
+			}
+		}
+	}
+	return o, nil
+}
+
+// Counters implements Systemd: it reads MemoryCurrent and CPUUsageNSec
+// afresh, Unknown where systemd has no accounting.
+func (s *SystemdBus) Counters(ctx context.Context, unit string) (mem, cpu uint64) {
+	mem, cpu = api.Unknown, api.Unknown
+	if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "MemoryCurrent"); err == nil {
+		if v, ok := p.Value.Value().(uint64); ok {
+			mem = v
+		}
+	}
+	if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "CPUUsageNSec"); err == nil {
+		if v, ok := p.Value.Value().(uint64); ok {
+			cpu = v
+		}
+	}
+	return mem, cpu
+}
+
+// DaemonReload implements Reloader: systemd reloads its units, rerunning
+// the generators, and returns when done.
+func (s *SystemdBus) DaemonReload(ctx context.Context) error {
+	return s.Conn.ReloadContext(ctx)
+}
+
+// IsActive implements Systemd.
+func (s *SystemdBus) IsActive(ctx context.Context, unit string) (bool, error) {
+	p, err := s.Conn.GetUnitPropertyContext(ctx, unit, "ActiveState")
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", unit, err)
+	}
+	st, _ := p.Value.Value().(string)
+	return st == "active", nil
+}
+
+func (s *SystemdBus) unit(ctx context.Context, st sddbus.UnitStatus) (Unit, error) {
+	u := Unit{Name: st.Name, LoadState: st.LoadState, ActiveState: st.ActiveState, SubState: st.SubState,
+		MemoryCurrent: api.Unknown, CPUUsageNSec: api.Unknown}
+	props, err := s.Conn.GetUnitPathPropertiesContext(ctx, st.Path)
+	if err != nil {
+		return u, err
+	}
+	u.ActiveEnter = usecTime(props["ActiveEnterTimestamp"])
+	u.InactiveEnter = usecTime(props["InactiveEnterTimestamp"])
+	u.InactiveExit = usecTime(props["InactiveExitTimestamp"])
+	if !strings.HasSuffix(st.Name, ".service") {
+		return u, nil
+	}
+	tp, err := s.Conn.GetUnitTypePropertiesContext(ctx, st.Name, "Service")
+	if err != nil {
+		return u, err
+	}
+	u.Result, _ = tp["Result"].(string)
+	u.MainPID, _ = tp["MainPID"].(uint32)
+	u.NRestarts, _ = tp["NRestarts"].(uint32)
+	return u, nil
+}
+
+// usecTime converts a systemd timestamp (microseconds since the epoch, 0 for
+// never) to a time.
+func usecTime(v any) time.Time {
+	us, ok := v.(uint64)
+	if !ok || us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(int64(us))
+}
+
+// ErrJob is wrapped by errors of jobs that did not end "done".
+var ErrJob = errors.New("job failed")
+
+func (s *SystemdBus) job(ctx context.Context, verb, unit string, f func(context.Context, string, string, chan<- string) (int, error)) error {
+	// Buffered: go-systemd must never block on delivering the result, or
+	// it stalls the whole connection.
+	ch := make(chan string, 1)
+	if _, err := f(ctx, unit, "replace", ch); err != nil {
+		return fmt.Errorf("%s %s: %w", verb, unit, err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			return fmt.Errorf("%s %s: %w: %s (see 'journalctl -u %s')", verb, unit, api.ErrFailed, res, unit)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s %s: %w", verb, unit, ctx.Err())
+	}
+}
+
+// Start implements Systemd.
+func (s *SystemdBus) Start(ctx context.Context, unit string) error {
+	return s.job(ctx, "start", unit, s.Conn.StartUnitContext)
+}
+
+// Stop implements Systemd.
+func (s *SystemdBus) Stop(ctx context.Context, unit string) error {
+	return s.job(ctx, "stop", unit, s.Conn.StopUnitContext)
+}
+
+// Restart implements Systemd.
+func (s *SystemdBus) Restart(ctx context.Context, unit string) error {
+	return s.job(ctx, "restart", unit, s.Conn.RestartUnitContext)
+}
+
+// ResetFailed implements Systemd.
+func (s *SystemdBus) ResetFailed(ctx context.Context, unit string) error {
+	if err := s.Conn.ResetFailedUnitContext(ctx, unit); err != nil {
+		return fmt.Errorf("reset-failed %s: %w", unit, err)
+	}
+	return nil
+}

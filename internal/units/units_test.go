@@ -1,0 +1,612 @@
+package units
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+func mustLoad(t *testing.T, path string) *Pool {
+	t.Helper()
+	p, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", path, err)
+	}
+	return p
+}
+
+// dump is the golden form of a pool's rendered units.
+func dump(files []File) []byte {
+	var b bytes.Buffer
+	for _, f := range files {
+		if f.Link != "" {
+			fmt.Fprintf(&b, "=== %s -> %s\n", f.Name, f.Link)
+			continue
+		}
+		fmt.Fprintf(&b, "=== %s\n%s", f.Name, f.Data)
+	}
+	return b.Bytes()
+}
+
+func TestRenderGolden(t *testing.T) {
+	files, err := PoolFiles("testdata/pools")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("PoolFiles: %v %v", files, err)
+	}
+	for _, f := range files {
+		name, _ := NameFromPath(f)
+		t.Run(name, func(t *testing.T) {
+			p := mustLoad(t, f)
+			p.Path = "/etc/corral/pools.d/" + name + ".toml"
+			got := dump(Render(p, 4))
+			golden := filepath.Join("testdata/golden", name+".units")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./units -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("Render(%s) differs from %s (go test ./units -update rewrites it):\n--- got\n%s\n--- want\n%s", name, golden, got, want)
+			}
+		})
+	}
+}
+
+// TestShippedDemoPool: the pool file the package ships is the one tested.
+func TestShippedDemoPool(t *testing.T) {
+	shipped, err := os.ReadFile("../../packaging/app.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tested, _ := os.ReadFile("testdata/pools/app.toml")
+	body := func(b []byte) string { // ignore comment lines
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	if body(shipped) != body(tested) {
+		t.Errorf("packaging/app.toml and units/testdata/pools/app.toml differ outside comments:\n%s\n---\n%s", shipped, tested)
+	}
+}
+
+// analyzer returns systemd-analyze's path; tests that need it fail rather
+// than skip, so a machine without it cannot pass silently.
+func analyzer(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatal("systemd-analyze not found: apt-get install systemd")
+	}
+	return p
+}
+
+// renderForVerify renders a pool with exec[0] replaced by a binary that
+// exists here, as systemd-analyze verify fails on a missing one.
+func renderForVerify(t *testing.T, p *Pool, dir string) []string {
+	t.Helper()
+	p.Exec = append([]string{"/bin/true"}, p.Exec[1:]...)
+	if _, err := os.Stat("/usr/bin/corral"); err != nil {
+		// verify fails on a missing ExecStopPost binary; the package
+		// installs it, this machine may not have it.
+		bin := filepath.Join(dir, "corral")
+		os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755)
+		defer func() {
+			for _, n := range []string{p.Name + "@.service"} {
+				b, _ := os.ReadFile(filepath.Join(dir, n))
+				os.WriteFile(filepath.Join(dir, n), bytes.ReplaceAll(b, []byte(HintCommand), []byte(bin+" hint")), 0o644)
+			}
+		}()
+	}
+	var names []string
+	for _, f := range Render(p, 2) {
+		if f.Link != "" {
+			continue
+		}
+		if err := writeFile(dir, f); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, filepath.Join(dir, f.Name))
+	}
+	// Instances, so that the template's %i specifiers are checked too.
+	names = append(names, filepath.Join(dir, p.Name+"@1.service"), filepath.Join(dir, p.Name+"@2.service"))
+	if p.Balance == BalanceReusePort {
+		names = append(names, filepath.Join(dir, p.Name+"@1.socket"))
+	}
+	return names
+}
+
+func TestSystemdAnalyzeVerify(t *testing.T) {
+	sa := analyzer(t)
+	files, _ := PoolFiles("testdata/pools")
+	for _, f := range files {
+		p := mustLoad(t, f)
+		t.Run(p.Name, func(t *testing.T) {
+			if p.User != "" {
+				p.User, p.Group = "daemon", "daemon" // must exist for verify
+			}
+			p.Path = "/etc/corral/pools.d/" + p.Name + ".toml"
+			dir := t.TempDir()
+			names := renderForVerify(t, p, dir)
+			// Instances are loaded from the template in the same directory.
+			var verify []string
+			for _, n := range names {
+				if strings.Contains(n, "@.") {
+					continue
+				}
+				verify = append(verify, n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, sa, append([]string{"verify", "--man=no"}, verify...)...)
+			cmd.Env = append(os.Environ(), "SYSTEMD_LOG_COLOR=0")
+			out, err := cmd.CombinedOutput()
+			// verify exits 0 on unknown keys and bad values: any output fails.
+			if err != nil || len(bytes.TrimSpace(out)) > 0 {
+				t.Errorf("systemd-analyze verify %v: err=%v, output:\n%s", verify, err, out)
+			}
+		})
+	}
+}
+
+// TestDemoSecurity is the hardening bar: the demo pool's instances rate 1.0
+// or lower in systemd-analyze security, and a user's default pool (a JIT
+// allowed) stays below 2.
+func TestDemoSecurity(t *testing.T) {
+	analyzer(t)
+	ctx := context.Background()
+	demo := mustLoad(t, "testdata/pools/app.toml")
+	got, err := Exposure(ctx, demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got > 1.0 {
+		t.Errorf("demo pool exposure = %.1f, want <= 1.0", got)
+	}
+	t.Logf("demo pool exposure %.1f", got)
+
+	def, err := Parse("/etc/corral/pools.d/web.toml", "web", []byte(`exec = ["/usr/bin/node", "/srv/web/index.js"]
+listen = [":3000"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = Exposure(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got > 2.0 {
+		t.Errorf("default pool exposure = %.1f, want <= 2.0", got)
+	}
+	t.Logf("default pool (JIT allowed) exposure %.1f", got)
+
+	shop := mustLoad(t, "testdata/pools/shop.toml")
+	base, ls, each, err := LooseningCosts(ctx, shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 4 { // user, W^X (default), network, writable_paths
+		t.Errorf("shop loosenings = %v, want 4", ls)
+	}
+	for i, l := range ls {
+		if each[i] < base {
+			t.Errorf("loosening %q lowered exposure: %.1f < %.1f", l.Setting, each[i], base)
+		}
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	p, err := Parse("x.toml", "x", []byte(`exec = ["/bin/x"]
+listen = ["127.0.0.1:1"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Pool{Name: "x", Path: "x.toml", Exec: []string{"/bin/x"}, Listen: []Listen{{Address: "127.0.0.1:1"}},
+		Balance: BalanceReusePort, Readiness: ReadinessSimple, StopTimeout: 30 * time.Second, StartOnBoot: true,
+		MaxUnavailable: 1, ReadyDelay: time.Second,
+		Restart: Restart{"on-failure", 0, 5, 10 * time.Second, time.Second, 5 * time.Minute, 5, 5 * time.Minute},
+		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone, ProtectHome: "yes"}}
+	if fmt.Sprintf("%+v", *p) != fmt.Sprintf("%+v", want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", *p, want)
+	}
+	if p.Count(8) != 8 || p.Count(0) != 1 {
+		t.Errorf("auto Count(8)=%d Count(0)=%d, want 8 and 1", p.Count(8), p.Count(0))
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	base := "exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1:1\"]\n"
+	tests := []struct {
+		name, pool, src string
+		want            string // substring of the one error
+	}{
+		{"syntax", "p", "exec = [\n", "p.toml:1:9: invalid TOML: unexpected EOF"},
+		{"no exec", "p", `listen = [":1"]`, "p.toml: missing exec"},
+		{"no listen", "p", `exec = ["/bin/x"]`, "p.toml: missing listen"},
+		{"relative exec", "p", "exec = [\"node\"]\nlisten = [\":1\"]", "p.toml:1:8: exec[0] = \"node\" must be an absolute path; find it with 'command -v node'"},
+		{"unclean exec", "p", "exec = [\"/usr//bin/x\"]\nlisten = [\":1\"]", `write "/usr/bin/x"`},
+		{"empty exec", "p", "exec = []\nlisten = [\":1\"]", "exec is empty"},
+		{"exec type", "p", "exec = \"/bin/x\"\nlisten = [\":1\"]", "p.toml:1:8: exec must be an array of strings"},
+		{"exec elem", "p", "exec = [\"/bin/x\", 3]\nlisten = [\":1\"]", "exec[1] must be a string, not a number"},
+		{"unknown", "p", base + "instnaces = 3", `p.toml:3:13: unknown key "instnaces" (did you mean "instances"?)`},
+		{"unknown table key", "p", base + "[sandbox]\nnetwrok = \"none\"", `unknown key "sandbox.netwrok" (did you mean "sandbox.network"?)`},
+		{"instances 0", "p", base + "instances = 0", "instances must be from 1 to 1024, not 0"},
+		{"instances big", "p", base + "instances = 5000", "from 1 to 1024"},
+		{"instances str", "p", base + "instances = \"4\"", `instances must be "auto" (one per CPU) or a whole number`},
+		{"instances float", "p", base + "instances = 2.5", "not a decimal number"},
+		{"balance", "p", base + "balance = \"round-robin\"", `balance must be "reuseport"`},
+		{"reuseport unix", "p", "exec = [\"/bin/x\"]\nlisten = [\"/run/p.sock\"]\nbalance = \"reuseport\"", "cannot split a unix socket"},
+		{"readiness", "p", base + "readiness = \"ready\"", `readiness must be "notify"`},
+		{"hostname", "p", "exec = [\"/bin/x\"]\nlisten = [\"localhost:80\"]", "systemd does not resolve host names"},
+		{"port", "p", "exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1:0\"]", "port must be a number from 1 to 65535"},
+		{"no port", "p", "exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1\"]", "not an address"},
+		{"dup listen", "p", "exec = [\"/bin/x\"]\nlisten = [\":80\", \":80\"]", "listed twice"},
+		{"abstract", "p", "exec = [\"/bin/x\"]\nlisten = [\"@x\"]", "abstract unix sockets are not supported"},
+		{"long unix", "p", "exec = [\"/bin/x\"]\nlisten = [\"/" + strings.Repeat("a", 120) + "\"]", "at most 107 bytes"},
+		{"root", "p", base + "user = \"root\"", `user = "root" is refused`},
+		{"nobody", "p", base + "user = \"nobody\"", "is refused: files it owns are shared"},
+		{"bad user", "p", base + "user = \"Bob Smith\"", "is not a valid user name"},
+		{"group alone", "p", base + "group = \"www\"", "group is set but user is not"},
+		{"group docker", "p", base + "user = \"bob\"\ngroup = \"docker\"", `group = "docker" is refused: its members can start a root container`},
+		{"group disk", "p", base + "user = \"bob\"\ngroup = \"disk\"", `group = "disk" is refused`},
+		{"group corral", "p", base + "user = \"bob\"\ngroup = \"corral\"", `group = "corral" is refused: its members command every pool`},
+		{"group sudo", "p", base + "user = \"bob\"\ngroup = \"sudo\"", `group = "sudo" is refused`},
+		{"env reserved", "p", base + "environment = { CORRAL_INSTANCE = \"1\" }", "set by corral or systemd itself"},
+		{"env LD_PRELOAD", "p", base + "environment = { LD_PRELOAD = \"/srv/app/x.so\" }", "environment variable LD_PRELOAD changes how the dynamic loader"},
+		{"env LD_LIBRARY_PATH", "p", base + "environment = { LD_LIBRARY_PATH = \"/srv/lib\" }", "environment variable LD_LIBRARY_PATH changes how"},
+		{"env GCONV_PATH", "p", base + "environment = { GCONV_PATH = \"/srv\" }", "environment variable GCONV_PATH changes how"},
+		{"env GLIBC_TUNABLES", "p", base + "environment = { GLIBC_TUNABLES = \"x\" }", "environment variable GLIBC_TUNABLES changes how"},
+		{"env name", "p", base + "environment = { \"1X\" = \"1\" }", "may hold only letters"},
+		// A trailing backslash continued the unit line into the next setting.
+		{"wd backslash", "p", base + "working_directory = '/srv/a\\'", `working_directory = "/srv/a\\" contains a backslash`},
+		{"writable backslash", "p", base + "[sandbox]\nwritable_paths = ['/srv/a\\']", `contains a backslash`},
+		{"unix backslash", "p", "exec = [\"/bin/x\"]\nlisten = ['/run/x\\']", `may not contain spaces, control characters, % or \`},
+		{"env type", "p", base + "environment = { X = [1] }", "environment.X must be a string, not an array"},
+		{"env newline", "p", base + "environment = { X = \"a\\nb\" }", "contains a line break"},
+		{"env not table", "p", base + "environment = \"X=1\"", "environment must be a table"},
+		{"wd relative", "p", base + "working_directory = \"srv\"", "is not an absolute path"},
+		{"memory", "p", base + "memory_max = \"lots\"", "is not a size"},
+		{"memory small", "p", base + "memory_max = 100", "too small"},
+		{"stop timeout", "p", base + "stop_timeout = \"30\"", "is not a duration"},
+		{"stop timeout type", "p", base + "stop_timeout = 30", `must be a duration string such as "30s"`},
+		{"stop timeout range", "p", base + "stop_timeout = \"2h\"", "must be from 1s to 1h0m0s"},
+		{"boot", "p", base + "start_on_boot = \"yes\"", "start_on_boot must be true or false, not a string"},
+		{"restart policy", "p", base + "[restart]\npolicy = \"sometimes\"", `restart.policy must be "on-failure"`},
+		{"restart burst", "p", base + "[restart]\nburst = 0", "restart.burst must be from 1 to 1000"},
+		{"backoff order", "p", base + "[restart]\nbackoff = \"10s\"\nbackoff_max = \"1s\"", "is shorter than restart.backoff"},
+		{"loop window", "p", base + "[restart]\ncrash_loop_window = 5", "restart.crash_loop_window must be a duration string"},
+		{"max unavailable", "p", base + "max_unavailable = 0", "max_unavailable must be from 1 to 1024"},
+		{"ready delay", "p", base + "ready_delay = \"forever\"", "is not a duration"},
+		{"restart table", "p", base + "restart = \"always\"", "restart must be a table"},
+		{"network", "p", base + "[sandbox]\nnetwork = \"all\"", `sandbox.network must be "none"`},
+		{"writable", "p", base + "[sandbox]\nwritable_paths = [\"var/lib\"]", "is not an absolute path"},
+		{"protect home", "p", base + "[sandbox]\nprotect_home = \"maybe\"", `sandbox.protect_home must be "yes"`},
+		{"pool name", "bad name", base, `bad pool name "bad name": a pool name has only letters`},
+		{"pool name unit", "x.service", base, "ends in a unit type"},
+		{"pool name long", strings.Repeat("a", 65), base, "longer than 64 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.pool+".toml", tt.pool, []byte(tt.src))
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("Parse(%q) = %v, want Errors", tt.src, err)
+			}
+			if len(es) != 1 {
+				t.Errorf("Parse(%q) gave %d errors, want 1:\n%v", tt.src, len(es), es)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse(%q) error:\n got %v\nwant it to contain %q", tt.src, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseCollectsEveryError(t *testing.T) {
+	src := "exec = [\"node\"]\nlisten = [\"localhost:1\"]\ninstances = -1\nbogus = 1\n"
+	_, err := Parse("p.toml", "p", []byte(src))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 4 {
+		t.Fatalf("want 4 errors, got %v", err)
+	}
+	for _, e := range es {
+		if e.Line == 0 {
+			t.Errorf("error without a position: %v", e)
+		}
+	}
+}
+
+func TestProtectHomeDefault(t *testing.T) {
+	p := mustLoad(t, "testdata/pools/sock.toml")
+	if p.Sandbox.ProtectHome != "read-only" || p.Balance != BalanceShared {
+		t.Errorf("sock pool: ProtectHome=%q Balance=%q, want read-only and shared", p.Sandbox.ProtectHome, p.Balance)
+	}
+}
+
+func TestListenOverlaps(t *testing.T) {
+	l := func(a string) Listen {
+		x, msg := parseListen(a)
+		if msg != "" {
+			t.Fatal(msg)
+		}
+		return x
+	}
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1:80", "127.0.0.1:80", true},
+		{"0.0.0.0:80", "127.0.0.1:80", true},
+		{":80", "[::1]:80", true},
+		{"[::]:80", "127.0.0.1:80", true},
+		{"127.0.0.1:80", "127.0.0.2:80", false},
+		{"127.0.0.1:80", "127.0.0.1:81", false},
+		{"/run/a.sock", "/run/a.sock", true},
+		{"/run/a.sock", "/run/b.sock", false},
+		{"/run/a.sock", ":80", false},
+	}
+	for _, tt := range tests {
+		if got := l(tt.a).Overlaps(l(tt.b)); got != tt.want {
+			t.Errorf("%s overlaps %s = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+// fakeHost is a Host over a map of files.
+type fakeFile struct {
+	mode fs.FileMode
+	dir  bool
+}
+
+func (f fakeFile) Name() string       { return "" }
+func (f fakeFile) Size() int64        { return 0 }
+func (f fakeFile) Mode() fs.FileMode  { return f.mode }
+func (f fakeFile) ModTime() time.Time { return time.Time{} }
+func (f fakeFile) IsDir() bool        { return f.dir }
+func (f fakeFile) Sys() any           { return nil }
+
+func fakeHost(files map[string]fakeFile, users ...string) Host {
+	return Host{
+		UnitDirs: []string{"/lib/systemd/system"},
+		LookupUser: func(n string) (int, error) {
+			for i, u := range users {
+				if u == n {
+					if u == "root" || u == "toor" {
+						return 0, nil
+					}
+					return 1000 + i, nil
+				}
+			}
+			return 0, errors.New("no such user")
+		},
+		LookupGroup: func(n string) (int, error) {
+			switch n {
+			case "root", "wheel0":
+				return 0, nil
+			case "www", "users":
+				return 100, nil
+			}
+			return 0, errors.New("no such group")
+		},
+		Stat: func(n string) (fs.FileInfo, error) {
+			if f, ok := files[n]; ok {
+				return f, nil
+			}
+			switch n {
+			case "/usr", "/srv", "/home", "/bin":
+				return fakeFile{mode: 0o755, dir: true}, nil
+			}
+			return nil, fs.ErrNotExist
+		},
+	}
+}
+
+func TestHostCheck(t *testing.T) {
+	dirs := map[string]fakeFile{"/usr/bin": {0o755, true}, "/srv/a": {0o755, true}, "/home/bob": {0o700, true}, "/home/bob/app": {0o755, true}}
+	with := func(extra map[string]fakeFile) map[string]fakeFile {
+		m := map[string]fakeFile{}
+		for k, v := range dirs {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	tests := []struct {
+		name  string
+		src   string
+		files map[string]fakeFile
+		users []string
+		want  string // "" = no problem
+	}{
+		{"ok", `exec = ["/usr/bin/x", "/srv/a/s.js"]`, with(map[string]fakeFile{"/usr/bin/x": {0o755, false}, "/srv/a/s.js": {0o644, false}}), nil, ""},
+		{"missing", `exec = ["/usr/bin/x"]`, with(nil), nil, "exec[0] /usr/bin/x does not exist: install it or fix the path"},
+		{"not exec", `exec = ["/usr/bin/x"]`, with(map[string]fakeFile{"/usr/bin/x": {0o644, false}}), nil, "is not executable: chmod +x"},
+		{"dir", `exec = ["/usr/bin"]`, with(nil), nil, "is a directory"},
+		{"others", `exec = ["/usr/bin/x"]`, with(map[string]fakeFile{"/usr/bin/x": {0o750, false}}), nil, "not executable by others"},
+		{"others ok with user", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"", with(map[string]fakeFile{"/usr/bin/x": {0o750, false}}), []string{"bob"}, ""},
+		{"no user", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), nil, `user "bob" does not exist`},
+		{"no group", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"\ngroup = \"nope\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), []string{"bob"}, `group "nope" does not exist`},
+		{"group ok", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"\ngroup = \"www\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), []string{"bob"}, ""},
+		{"hidden home", `exec = ["/usr/bin/x", "/home/bob/app/s.js"]`, with(map[string]fakeFile{"/usr/bin/x": {0o755, false}, "/home/bob/app/s.js": {0o644, false}}), nil, "inside /home/bob, which others cannot enter"},
+		{"unreadable script", `exec = ["/usr/bin/x", "/srv/a/s.js"]`, with(map[string]fakeFile{"/usr/bin/x": {0o755, false}, "/srv/a/s.js": {0o600, false}}), nil, "exec[1] /srv/a/s.js is not readable by others"},
+		{"writable with dynamic user", "exec = [\"/usr/bin/x\"]\n[sandbox]\nwritable_paths = [\"/srv/a\"]", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), nil, "sandbox.writable_paths /srv/a with a dynamic user"},
+		{"writable with user", "exec = [\"/usr/bin/x\"]\nuser = \"bob\"\n[sandbox]\nwritable_paths = [\"/srv/a\"]", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), []string{"bob"}, ""},
+		{"wd missing", "exec = [\"/usr/bin/x\"]\nworking_directory = \"/srv/b\"", with(map[string]fakeFile{"/usr/bin/x": {0o755, false}}), nil, "working_directory /srv/b does not exist"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse("p.toml", "p", []byte("listen = [\":1\"]\n"+tt.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := fakeHost(tt.files, tt.users...).Check(p)
+			got := errs.Error()
+			if tt.want == "" && len(errs) > 0 || tt.want != "" && !strings.Contains(got, tt.want) {
+				t.Errorf("Check:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestShadows(t *testing.T) {
+	h := fakeHost(map[string]fakeFile{"/lib/systemd/system/ssh.socket": {0o644, false}},
+		"root", "postgres", "nobody", "corral-taken", "toor", "bob")
+	for name, want := range map[string]string{
+		"ssh":     "would shadow /lib/systemd/system/ssh.socket",
+		"corral":  "reserved",
+		"sockets": "reserved",
+		"shop":    "",
+		// Accounts named like a pool are no matter: its dynamic user is corral-NAME.
+		"root":     "",
+		"postgres": "",
+		"nobody":   "",
+		// Root under another name.
+		"toorpool":  `user "toor" is uid 0, root under another name`,
+		"wheelpool": `group "wheel0" is gid 0`,
+		// An account named like the dynamic user would be used by systemd.
+		"taken": `would run as a dynamic user named corral-taken, but an account of that name exists`,
+	} {
+		p := &Pool{Name: name, Path: name + ".toml"}
+		switch name {
+		case "toorpool":
+			p.User = "toor"
+		case "wheelpool":
+			p.User, p.Group = "bob", "wheel0"
+		}
+		e := h.Shadows(p)
+		if want == "" && e != nil || want != "" && (e == nil || !strings.Contains(e.Error(), want)) {
+			t.Errorf("Shadows(%s) = %v, want %q", name, e, want)
+		}
+	}
+}
+
+// TestGenerate: a broken pool, a shadowing pool and a pool using another's
+// address get no units; the good pools get theirs.
+func TestGenerate(t *testing.T) {
+	src := t.TempDir()
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("good.toml", "exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:7001\"]\ninstances = 3\n")
+	write("broken.toml", "exec = [\"/bin/true\"\nlisten = [\":7002\"]\n")
+	write("ssh.toml", "exec = [\"/bin/true\"]\nlisten = [\":7003\"]\n")
+	write("thief.toml", "exec = [\"/bin/true\"]\nlisten = [\"0.0.0.0:7001\"]\n")
+	write("late.toml", "exec = [\"/nonexistent/bin\"]\nlisten = [\"/run/late.sock\"]\nstart_on_boot = false\n")
+	write(".hidden.toml", "garbage")
+	write("notes.txt", "garbage")
+	write("good.toml~", "garbage")
+	out := t.TempDir()
+	h := fakeHost(map[string]fakeFile{"/lib/systemd/system/ssh.socket": {0o644, false}, "/bin/true": {0o755, false}})
+	files, err := PoolFiles(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped, warnings, err := Generate(files, out, 2, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(skipped) != 3 || !strings.Contains(skipped.Error(), "broken.toml:2:21: invalid TOML") ||
+		!strings.Contains(skipped.Error(), "would shadow") || !strings.Contains(skipped.Error(), `overlaps 127.0.0.1:7001 of pool "good"`) {
+		t.Errorf("skipped:\n%v", skipped)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings.Error(), "/nonexistent/bin does not exist") {
+		t.Errorf("warnings:\n%v", warnings)
+	}
+	var got []string
+	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+		if !d.IsDir() {
+			r, _ := filepath.Rel(out, p)
+			got = append(got, r)
+		}
+		return nil
+	})
+	want := "good.target good@.service good@.socket late.socket late.target late@.service multi-user.target.wants/good.target"
+	if strings.Join(got, " ") != want {
+		t.Errorf("generated:\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	if l, err := os.Readlink(filepath.Join(out, "multi-user.target.wants/good.target")); err != nil || l != "../good.target" {
+		t.Errorf("boot link = %q, %v", l, err)
+	}
+	target, _ := os.ReadFile(filepath.Join(out, "good.target"))
+	if !strings.Contains(string(target), "Wants=good@1.service good@2.service good@3.service") {
+		t.Errorf("good.target:\n%s", target)
+	}
+}
+
+func TestLocator(t *testing.T) {
+	src := "# c\nexec = [\"x\"]\n[sandbox]\n  network = \"x\"\n[restart]\n\"policy\" = 1\n"
+	l := newLocator([]byte(src))
+	for key, want := range map[string][2]int{"exec": {2, 8}, "sandbox.network": {4, 13}, "restart.policy": {6, 12}, "nope": {0, 0}} {
+		line, col := l.find(key)
+		if line != want[0] || col != want[1] {
+			t.Errorf("find(%q) = %d:%d, want %d:%d", key, line, col, want[0], want[1])
+		}
+	}
+}
+
+// TestDynamicUserName: the worker's dynamic user is never the bare pool name
+// (a pool named root would run as root), always a valid systemd user name,
+// and distinct for distinct pools.
+func TestDynamicUserName(t *testing.T) {
+	for pool, want := range map[string]string{
+		"app":                 "corral-app",
+		"root":                "corral-root",
+		"www-data":            "corral-www-data",
+		"a_b":                 "corral-a_b",
+		"shop-api-v2-eu-west": "corral-shop-api-v2-eu-west",
+	} {
+		if got := DynamicUserName(pool); got != want {
+			t.Errorf("DynamicUserName(%q) = %q, want %q", pool, got, want)
+		}
+	}
+	seen := map[string]string{}
+	for _, pool := range []string{"App", "app.v2", "app.v3", "0day", "a-very-long-pool-name-of-30-chars", strings.Repeat("x", 64), "app"} {
+		u := DynamicUserName(pool)
+		if !dynUserRE.MatchString(u) || !strings.HasPrefix(u, "corral-") {
+			t.Errorf("DynamicUserName(%q) = %q: not a valid corral-… user name", pool, u)
+		}
+		if o, ok := seen[u]; ok {
+			t.Errorf("pools %q and %q share the user %q", o, pool, u)
+		}
+		seen[u] = pool
+	}
+}
+
+// TestWritablePathsDollar: ReadWritePaths= expands no $ variables, so a $ in
+// a path is written as it is (it was doubled, naming another path).
+func TestWritablePathsDollar(t *testing.T) {
+	p, err := Parse("p.toml", "p", []byte("exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1:1\"]\n[sandbox]\nwritable_paths = [\"/srv/a$b\", \"/srv/100%\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range Hardening(p) {
+		if kv.Key == "ReadWritePaths" {
+			if want := `"/srv/a$b" "/srv/100%%"`; kv.Value != want {
+				t.Errorf("ReadWritePaths=%s, want %s", kv.Value, want)
+			}
+			return
+		}
+	}
+	t.Error("no ReadWritePaths=")
+}
