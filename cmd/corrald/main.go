@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 
@@ -93,19 +94,20 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		log.Warn("inherited fds", "err", err)
 	}
-	unitOf := pool.ProcessUnit
+	workers := pool.NewWorkers(c, pool.ProcessUnit)
 	msgs, err := relay.New(relay.Config{
 		Inherited: fds,
-		Identify:  c.Worker,
+		Identify:  workers.Worker,
 		Store:     relay.NotifyStore{},
 		Log:       log,
 	})
+	var messenger pool.Messenger
 	if err != nil {
 		log.Error("no messages: cannot open the message socket", "path", message.SocketPath, "err", err)
-		c.UseMessenger(nil, unitOf)
 	} else {
-		c.UseMessenger(msgs, unitOf)
+		messenger = msgs
 	}
+	parts := pool.Assemble(c, workers, messenger)
 
 	runErr := make(chan error, 2)
 	go func() { runErr <- c.Run(ctx) }()
@@ -119,13 +121,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err := pool.Watch(ctx, bus, c); err != nil {
 		return err
 	}
-	if err := pool.Export(ctx, bus, c); err != nil {
+	if err := pool.Export(ctx, bus, parts); err != nil {
 		return err
 	}
 	if err := c.Ping(ctx); err != nil {
 		return err
 	}
-	lastStatus := status(ctx, c)
+	lastStatus := status(ctx, parts.Status)
 	if err := activation.Notify(ctx, "READY=1\nSTATUS="+lastStatus); err != nil {
 		log.Warn("sd_notify", "err", err)
 	}
@@ -154,7 +156,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 				// STATUS= only when it changed: each change is a
 				// PropertiesChanged signal to every subscriber.
 				msg := "WATCHDOG=1"
-				if st := status(pctx, c); st != lastStatus {
+				if st := status(pctx, parts.Status); st != lastStatus {
 					msg, lastStatus = msg+"\nSTATUS="+st, st
 				}
 				activation.Notify(pctx, msg)
@@ -166,17 +168,17 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 }
 
-// watchdogInterval is half of WatchdogSec, or a minute without a watchdog.
+// watchdogInterval is half of WatchdogSec, or a minute without a watchdog
+// (or one meant for another process: WATCHDOG_PID).
 func watchdogInterval() time.Duration {
-	var usec int64
-	if _, err := fmt.Sscan(os.Getenv("WATCHDOG_USEC"), &usec); err == nil && usec > 0 {
-		return time.Duration(usec) * time.Microsecond / 2
+	if d, err := daemon.SdWatchdogEnabled(false); err == nil && d > 0 {
+		return d / 2
 	}
 	return time.Minute
 }
 
-func status(ctx context.Context, c *pool.Coordinator) string {
-	ps, err := c.ListPools(ctx)
+func status(ctx context.Context, st *pool.Status) string {
+	ps, err := st.ListPools(ctx)
 	if err != nil {
 		return "starting"
 	}

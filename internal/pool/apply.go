@@ -15,10 +15,29 @@ import (
 // GeneratorDir is where corral-generator's units are (systemd's normal-dir).
 const GeneratorDir = "/run/systemd/generator"
 
-// Reloader is what Apply needs of systemd beyond Systemd: a daemon-reload,
-// which reruns the generator.
-type Reloader interface {
+// DaemonReloader is what Apply needs of systemd beyond Systemd: a
+// daemon-reload, which reruns the generator.
+type DaemonReloader interface {
 	DaemonReload(ctx context.Context) error
+}
+
+// Applier makes the pool files in effect: corral apply.
+type Applier struct {
+	co     *Coordinator
+	reload *Reloader
+	sd     Systemd
+	genDir string // where the generator writes
+}
+
+// NewApplier returns the applier of co's pools, with systemd's generator
+// directory; a changed worker unit is rolled with reload.
+func NewApplier(co *Coordinator, reload *Reloader) *Applier {
+	return &Applier{co: co, reload: reload, sd: co.sd, genDir: GeneratorDir}
+}
+
+// Apply implements API.
+func (a *Applier) Apply(ctx context.Context) ([]api.Change, error) {
+	return a.ApplyIn(ctx, a.genDir)
 }
 
 // ApplyIn makes the pool files in effect, with the generator writing into
@@ -30,27 +49,27 @@ type Reloader interface {
 // file is gone is stopped. A changed socket (listen, balance) is reported,
 // not acted on: moving a pool to new sockets refuses connections for a
 // moment, so the operator decides when.
-func (c *Coordinator) ApplyIn(ctx context.Context, genDir string) ([]api.Change, error) {
-	files, err := units.PoolFiles(c.cfg.PoolDir)
+func (a *Applier) ApplyIn(ctx context.Context, genDir string) ([]api.Change, error) {
+	files, err := units.PoolFiles(a.co.cfg.PoolDir)
 	if err != nil {
 		return nil, err
 	}
-	pools, errs := units.LoadAll(files, c.cfg.Host)
+	pools, errs := units.LoadAll(files, a.co.cfg.Host)
 	for _, p := range pools {
-		errs = append(errs, c.cfg.Host.Check(p)...)
+		errs = append(errs, a.co.cfg.Host.Check(p)...)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w; nothing was changed:\n%w", api.ErrInvalidConfig, errs)
 	}
-	rl, ok := c.sd.(Reloader)
+	rl, ok := a.sd.(DaemonReloader)
 	if !ok {
 		return nil, errors.New("pool: this systemd connection cannot daemon-reload")
 	}
 
 	// What systemd runs now, to compare with what the files make.
 	var known []string
-	if err := c.do(ctx, func() {
-		for name := range c.pools {
+	if err := a.co.do(ctx, func(pools poolSet) {
+		for name := range pools {
 			known = append(known, name)
 		}
 	}); err != nil {
@@ -70,7 +89,7 @@ func (c *Coordinator) ApplyIn(ctx context.Context, genDir string) ([]api.Change,
 	if err := rl.DaemonReload(ctx); err != nil {
 		return nil, fmt.Errorf("pool: daemon-reload: %w", err)
 	}
-	if err := c.do(ctx, func() { c.loadPools() }); err != nil {
+	if err := a.co.reread(ctx); err != nil {
 		return nil, err
 	}
 
@@ -89,9 +108,9 @@ func (c *Coordinator) ApplyIn(ctx context.Context, genDir string) ([]api.Change,
 		p := inFiles[n]
 		switch {
 		case p == nil:
-			err := c.Stop(ctx, n)
+			err := a.co.Stop(ctx, n)
 			if errors.Is(err, api.ErrNoPool) {
-				err = c.stopUnits(ctx, n, old)
+				err = a.stopUnits(ctx, n, old)
 			}
 			report = append(report, change(n, "removed", "its file is gone: stopped", err))
 		case len(old) == 0:
@@ -99,7 +118,7 @@ func (c *Coordinator) ApplyIn(ctx context.Context, genDir string) ([]api.Change,
 			var err error
 			if p.StartOnBoot {
 				detail = "started"
-				err = c.Start(ctx, n)
+				err = a.co.Start(ctx, n)
 			}
 			report = append(report, change(n, "added", detail, err))
 		default:
@@ -108,10 +127,10 @@ func (c *Coordinator) ApplyIn(ctx context.Context, genDir string) ([]api.Change,
 				changes = append(changes, api.Change{Pool: n, Action: "socket changed", Detail: "listen or balance changed: to move to the new sockets (connections refused for a moment), run: corral stop " + n + " && corral start " + n})
 			}
 			if old[n+".target"] != now[n+".target"] {
-				changes = append(changes, api.Change{Pool: n, Action: "scaled", Detail: c.countDetail(ctx, n)})
+				changes = append(changes, api.Change{Pool: n, Action: "scaled", Detail: a.countDetail(ctx, n)})
 			}
 			if old[n+"@.service"] != now[n+"@.service"] {
-				err := c.Reload(ctx, n, nil)
+				err := a.reload.Reload(ctx, n, nil)
 				changes = append(changes, change(n, "reloaded", "worker unit changed: rolling reload", err))
 			}
 			if len(changes) == 0 {
@@ -122,7 +141,7 @@ func (c *Coordinator) ApplyIn(ctx context.Context, genDir string) ([]api.Change,
 	}
 	for _, ch := range report {
 		if ch.Action == "failed" {
-			return report, fmt.Errorf("%w: %s: %s", ErrJobFailed, ch.Pool, ch.Detail)
+			return report, fmt.Errorf("%w: %s: %s", api.ErrFailed, ch.Pool, ch.Detail)
 		}
 	}
 	return report, nil
@@ -136,23 +155,23 @@ func change(pool, action, detail string, err error) api.Change {
 }
 
 // countDetail says what became of a changed count.
-func (c *Coordinator) countDetail(ctx context.Context, pool string) string {
+func (a *Applier) countDetail(ctx context.Context, pool string) string {
 	var d Desired
-	c.do(ctx, func() {
-		if p := c.pools[pool]; p != nil {
+	a.co.do(ctx, func(pools poolSet) {
+		if p := pools[pool]; p != nil {
 			d = p.desired
 		}
 	})
 	if d.Scaled {
 		return fmt.Sprintf("the file's count changed; kept %d set by corral scale (corral scale %s N to change it)", d.Count, pool)
 	}
-	c.Dirty(pool)
+	a.co.Dirty(pool)
 	return fmt.Sprintf("%d instances", d.Count)
 }
 
 // stopUnits stops what is left running of a pool corrald no longer knows.
-func (c *Coordinator) stopUnits(ctx context.Context, pool string, old map[string]string) error {
-	o, err := c.sd.Observe(ctx, pool)
+func (a *Applier) stopUnits(ctx context.Context, pool string, old map[string]string) error {
+	o, err := a.sd.Observe(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -163,7 +182,7 @@ func (c *Coordinator) stopUnits(ctx context.Context, pool string, old map[string
 	for _, i := range sortedKeys(o.Sockets) {
 		todo = append(todo, SocketName(pool, i))
 	}
-	return c.runJobs(ctx, c.sd.Stop, todo)
+	return runJobs(ctx, a.co.cfg.JobTimeout, a.sd.Stop, todo)
 }
 
 // generated reads the units the generator wrote for pool.

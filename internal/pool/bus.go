@@ -21,8 +21,7 @@ import (
 // coordinator.
 type server struct {
 	conn  *godbus.Conn
-	api   api.API
-	coord *Coordinator
+	parts Parts
 	group func() (uint32, bool) // the corral group's gid, if it exists
 
 	// senders caches who sent messages: a unique bus name is never reused
@@ -123,7 +122,7 @@ func (s *server) ListPools(from godbus.Sender) ([]api.PoolInfo, *godbus.Error) {
 	if e := s.mayRead(ctx, from); e != nil {
 		return nil, e
 	}
-	out, err := s.poolList.get(ctx, "", s.api.ListPools)
+	out, err := s.poolList.get(ctx, "", s.parts.Status.ListPools)
 	return out, busError(err)
 }
 
@@ -134,7 +133,7 @@ func (s *server) ListInstances(from godbus.Sender, pool string) ([]api.InstanceI
 		return nil, e
 	}
 	out, err := s.instanceList.get(ctx, pool, func(ctx context.Context) ([]api.InstanceInfo, error) {
-		return s.api.ListInstances(ctx, pool)
+		return s.parts.Status.ListInstances(ctx, pool)
 	})
 	return out, busError(err)
 }
@@ -145,21 +144,21 @@ func (s *server) Scale(sender godbus.Sender, pool, spec string) (uint32, *godbus
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	n, err := s.api.Scale(ctx, pool, spec)
+	n, err := s.parts.Coordinator.Scale(ctx, pool, spec)
 	s.changed()
 	return n, busError(err)
 }
 
 func (s *server) Start(sender godbus.Sender, target string) *godbus.Error {
-	return s.act(sender, target, s.api.Start)
+	return s.act(sender, target, s.parts.Coordinator.Start)
 }
 
 func (s *server) Stop(sender godbus.Sender, target string) *godbus.Error {
-	return s.act(sender, target, s.api.Stop)
+	return s.act(sender, target, s.parts.Coordinator.Stop)
 }
 
 func (s *server) Restart(sender godbus.Sender, target string) *godbus.Error {
-	return s.act(sender, target, s.api.Restart)
+	return s.act(sender, target, s.parts.Coordinator.Restart)
 }
 
 func (s *server) Reload(sender godbus.Sender, pool string) *godbus.Error {
@@ -179,7 +178,7 @@ func (s *server) Reload(sender godbus.Sender, pool string) *godbus.Error {
 // goes on when systemctl is interrupted.
 func (s *server) reload(pool string, progress func(api.ReloadStep)) error {
 	defer s.changed()
-	return s.coord.Reload(context.Background(), pool, progress)
+	return s.parts.Reloader.Reload(context.Background(), pool, progress)
 }
 
 func (s *server) Apply(sender godbus.Sender) ([]api.Change, *godbus.Error) {
@@ -188,7 +187,7 @@ func (s *server) Apply(sender godbus.Sender) ([]api.Change, *godbus.Error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	report, err := s.coord.Apply(ctx)
+	report, err := s.parts.Applier.Apply(ctx)
 	s.changed()
 	if err != nil && len(report) == 0 {
 		return nil, busError(err)
@@ -198,14 +197,14 @@ func (s *server) Apply(sender godbus.Sender) ([]api.Change, *godbus.Error) {
 
 func (s *server) Broadcast(sender godbus.Sender, pool, text string, waitUSec uint64) ([]api.MessageWire, *godbus.Error) {
 	return s.message(sender, pool, func(ctx context.Context, wait time.Duration) ([]api.MessageResult, error) {
-		return s.coord.Broadcast(ctx, pool, text, wait)
+		return s.parts.Router.Broadcast(ctx, pool, text, wait)
 	}, waitUSec)
 }
 
 func (s *server) Send(sender godbus.Sender, target, text string, waitUSec uint64) ([]api.MessageWire, *godbus.Error) {
 	pool, _, _ := strings.Cut(target, "@")
 	return s.message(sender, pool, func(ctx context.Context, wait time.Duration) ([]api.MessageResult, error) {
-		return s.coord.Send(ctx, target, text, wait)
+		return s.parts.Router.Send(ctx, target, text, wait)
 	}, waitUSec)
 }
 
@@ -263,7 +262,7 @@ func (s *server) sender(ctx context.Context, from godbus.Sender) sender {
 		pid, _ := creds["ProcessID"].Value().(uint32)
 		var err error
 		who.pid = pid
-		if who.pool, err = s.coord.callerPool(ctx, pid); err != nil {
+		if who.pool, err = s.parts.Workers.Pool(ctx, pid); err != nil {
 			// Not kept: the lookup may work next time. Who it is
 			// is known, which is all that reads need.
 			return sender{uid: who.uid, known: who.known, denied: denied("corrald cannot tell whether the caller is a worker of a pool, so it refuses the message: " + err.Error())}
@@ -344,10 +343,12 @@ func busError(err error) *godbus.Error {
 // ErrNameTaken is returned by Export when another process owns BusName.
 var ErrNameTaken = errors.New("the bus name " + api.BusName + " is owned by another process (is corrald already running?)")
 
-// Export serves api on conn as BusName at ObjectPath, and forwards the
-// coordinator's events as signals until ctx is done.
-func Export(ctx context.Context, conn *godbus.Conn, c *Coordinator) error {
-	s := &server{conn: conn, api: c, coord: c, group: corralGID,
+// Export serves corrald's API on conn as BusName at ObjectPath, each call
+// checked, then forwarded to the component of parts that owns it; and it
+// forwards the coordinator's events as signals until ctx is done.
+func Export(ctx context.Context, conn *godbus.Conn, parts Parts) error {
+	c := parts.Coordinator
+	s := &server{conn: conn, parts: parts, group: corralGID,
 		slowed:       make(chan struct{}, maxSlowed),
 		poolList:     snapshots[[]api.PoolInfo]{ttl: snapshotTTL, max: 1},
 		instanceList: snapshots[[]api.InstanceInfo]{ttl: snapshotTTL, max: 256}}

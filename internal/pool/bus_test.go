@@ -51,7 +51,7 @@ func TestReloadHasNoCallTimeout(t *testing.T) {
 	defer cancel()
 	go c.Run(ctx)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		is, _ := c.ListInstances(ctx, "app")
+		is, _ := NewStatus(c, nil).ListInstances(ctx, "app")
 		if len(is) == 2 && is[1].ActiveState == "active" {
 			break
 		}
@@ -59,7 +59,7 @@ func TestReloadHasNoCallTimeout(t *testing.T) {
 			t.Fatalf("the coordinator does not see app's 2 instances: %+v", is)
 		}
 	}
-	s := &server{coord: c, api: c}
+	s := &server{parts: Assemble(c, nil, nil)}
 	if err := s.reload("app", nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}

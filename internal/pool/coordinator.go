@@ -24,8 +24,10 @@ type Config struct {
 	Rand func() float64
 	// Debounce coalesces bursts of signals: 20ms.
 	Debounce time.Duration
-	// Resync re-reads pool files and reconciles every pool even without a
-	// signal: 5m.
+	// Resync reconciles every pool even without a signal: 5m. It does
+	// not re-read the pool files: corrald acts on the files in effect,
+	// read when it starts, when systemd reloads (which reruns the
+	// generator) and on Apply.
 	Resync time.Duration
 	// JobTimeout bounds one systemd job: 2m.
 	JobTimeout time.Duration
@@ -41,9 +43,15 @@ type Event struct {
 	Reason    string
 }
 
-// Coordinator keeps every pool's instances as the operator asked. One
+// Coordinator keeps every pool's instances as the operator asked: it holds
+// the desired state, reconciles it with systemd's, and runs the loop. One
 // goroutine, Run, owns all its state; the other methods send it requests
 // and are safe for concurrent use.
+//
+// The rest of corrald are components beside it (Status, Reloader,
+// Applier, Router, Workers), each owning one concern and reaching the
+// pools only through do and withPool, which run in the loop
+// (docs/design.md).
 type Coordinator struct {
 	cfg    Config
 	sd     Systemd
@@ -51,13 +59,13 @@ type Coordinator struct {
 	hints  *hints // what changed: a pool, or everything and the pool files
 	jobs   chan jobDone
 	events chan Event
-	// msgs carries messages; unitOf finds a process's unit. Set before Run.
-	msgs   Messenger
-	unitOf func(ctx context.Context, pid uint32) (string, error)
 
 	// Owned by Run.
-	pools map[string]*poolState
+	pools poolSet
 }
+
+// poolSet is every pool by name; owned by the Run goroutine.
+type poolSet map[string]*poolState
 
 type poolState struct {
 	cfg      *units.Pool
@@ -143,16 +151,25 @@ func (c *Coordinator) Changed(unit string) {
 	c.Dirty(unitPool(unit))
 }
 
-// do runs f in the Run goroutine and waits for it.
-func (c *Coordinator) do(ctx context.Context, f func()) error { return loop.Do(ctx, c.reqs, f) }
+// do runs f with the pools in the Run goroutine and waits for it. f must
+// not keep what it is given.
+func (c *Coordinator) do(ctx context.Context, f func(pools poolSet)) error {
+	return loop.Do(ctx, c.reqs, func() { f(c.pools) })
+}
+
+// reread reads the pool files again, as they are now in effect (after a
+// daemon-reload).
+func (c *Coordinator) reread(ctx context.Context) error {
+	return c.do(ctx, func(pools poolSet) { pools.load(c.cfg) })
+}
 
 // Ping returns once the Run goroutine has answered: the watchdog's proof
 // that the coordinator is not stuck.
-func (c *Coordinator) Ping(ctx context.Context) error { return c.do(ctx, func() {}) }
+func (c *Coordinator) Ping(ctx context.Context) error { return c.do(ctx, func(poolSet) {}) }
 
 // Run reconciles until ctx is done. Call it once.
 func (c *Coordinator) Run(ctx context.Context) error {
-	c.loadPools()
+	c.pools.load(c.cfg)
 	dirty := map[string]bool{}
 	for name := range c.pools {
 		dirty[name] = true
@@ -171,7 +188,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-c.hints.wake:
 			all, names := c.hints.take()
 			if all {
-				c.loadPools()
+				c.pools.load(c.cfg)
 				for n := range c.pools {
 					dirty[n] = true
 				}
@@ -192,10 +209,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			dirty[j.pool] = true
 			debounce.Reset(c.cfg.Debounce)
 		case <-resync.C:
+			// Everything observed afresh, the pool files not: what
+			// /etc holds now may not be in effect yet.
 			if inv, ok := c.sd.(Invalidator); ok {
 				inv.Invalidate("")
 			}
-			c.loadPools()
 			for n := range c.pools {
 				dirty[n] = true
 			}
@@ -234,54 +252,53 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 }
 
-// loadPools reads the pool files and the stored state: new pools are added
+// load reads the pool files and the stored state: new pools are added
 // with the count their file or the store gives, removed ones dropped.
-func (c *Coordinator) loadPools() {
-	files, err := units.PoolFiles(c.cfg.PoolDir)
+func (pools poolSet) load(conf Config) {
+	files, err := units.PoolFiles(conf.PoolDir)
 	if err != nil {
-		c.cfg.Log.Error("read pool files", "err", err)
+		conf.Log.Error("read pool files", "err", err)
 		return
 	}
-	cfgs, errs := units.LoadAll(files, c.cfg.Host)
+	cfgs, errs := units.LoadAll(files, conf.Host)
 	for _, e := range errs {
-		c.cfg.Log.Warn("pool file skipped", "err", e.Error())
+		conf.Log.Warn("pool file skipped", "err", e.Error())
 	}
-	st, err := c.cfg.Store.Load()
+	st, err := conf.Store.Load()
 	if err != nil {
-		c.cfg.Log.Error("load state", "err", err)
+		conf.Log.Error("load state", "err", err)
 	}
 	seen := map[string]bool{}
-	for _, cfg := range cfgs {
-		seen[cfg.Name] = true
-		p := c.pools[cfg.Name]
+	for _, pc := range cfgs {
+		seen[pc.Name] = true
+		p := pools[pc.Name]
 		if p == nil {
-			d, ok := st.Pools[cfg.Name]
+			d, ok := st.Pools[pc.Name]
 			if !ok || d.Count < 1 {
-				d = Desired{Count: cfg.Count(c.cfg.CPUs), Auto: cfg.Instances == 0}
+				d = Desired{Count: pc.Count(conf.CPUs), Auto: pc.Instances == 0}
 			}
 			p = &poolState{desired: d, managed: map[int]bool{}, inflight: map[string]bool{}, shrinking: map[int]bool{}, socketOK: true}
-			c.pools[cfg.Name] = p
-			c.cfg.Log.Info("pool", "pool", cfg.Name, "desired", d.Count, "file", cfg.Path)
+			pools[pc.Name] = p
+			conf.Log.Info("pool", "pool", pc.Name, "desired", d.Count, "file", pc.Path)
 		}
-		rp := cfg.Restart
-		pol := Policy{Base: rp.Backoff, Cap: rp.BackoffMax, Jitter: 0.1, LoopFailures: rp.LoopFailures, LoopWindow: rp.LoopWindow}
+		rp := pc.Restart
 		if p.tracker == nil || p.cfg == nil || p.cfg.Restart != rp {
-			p.tracker = NewTracker(pol, c.cfg.Rand)
+			p.tracker = NewTracker(PolicyOf(rp), conf.Rand)
 		}
 		old := p.desired.Count
 		if !p.desired.Scaled {
-			p.desired.Count = cfg.Count(c.cfg.CPUs)
-			p.desired.Auto = cfg.Instances == 0
+			p.desired.Count = pc.Count(conf.CPUs)
+			p.desired.Auto = pc.Instances == 0
 		} else if p.desired.Auto {
-			p.desired.Count = c.cfg.CPUs
+			p.desired.Count = conf.CPUs
 		}
 		p.shrink(old)
-		p.cfg = cfg
+		p.cfg = pc
 	}
-	for name := range c.pools {
+	for name := range pools {
 		if !seen[name] {
-			c.cfg.Log.Info("pool gone", "pool", name)
-			delete(c.pools, name)
+			conf.Log.Info("pool gone", "pool", name)
+			delete(pools, name)
 		}
 	}
 }
@@ -309,7 +326,7 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 	// Wants= covers only the pool file's count, not a scale). One that ran
 	// since and is down again was stopped on purpose meanwhile: signals
 	// are coalesced, so this reconcile may come after that stop.
-	up := o.Target.Active()
+	up := o.Target.Live()
 	if up && !p.targetUp {
 		p.desired.Held = nil
 		for i := 1; i <= p.desired.Count; i++ {
@@ -321,7 +338,7 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 	p.targetUp = up
 	adopt := 0
 	for i, u := range o.Instances {
-		if !u.Active() {
+		if !u.Live() {
 			delete(p.shrinking, i)
 			continue
 		}
@@ -334,7 +351,7 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 		// systemctl start app@5: the operator asked for more.
 		c.cfg.Log.Info("adopted instances started by hand", "pool", name, "count", adopt, "was", p.desired.Count)
 		p.desired.Count, p.desired.Auto, p.desired.Scaled = adopt, false, true
-		c.save()
+		c.pools.save(c.cfg)
 	}
 	sockOK := true
 	for _, u := range o.Sockets {
@@ -355,7 +372,7 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 	p.observed, p.out, p.wake = o, out, out.Wake
 	if !reflect.DeepEqual(out.Desired, p.desired) {
 		p.desired = out.Desired
-		c.save()
+		c.pools.save(c.cfg)
 	}
 	for _, a := range out.Actions {
 		if p.inflight[a.Unit] {
@@ -367,18 +384,19 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 	}
 	for i, ph := range out.Phases {
 		if prev[i] != ph {
-			c.emit(Event{Pool: name, Index: i, Phase: ph, Reason: out.Reasons[i]})
+			emit(c.events, Event{Pool: name, Index: i, Phase: ph, Reason: out.Reasons[i]})
 		}
 	}
 	for _, i := range out.Loops {
 		c.cfg.Log.Warn("crash loop", "pool", name, "instance", i, "reason", out.Reasons[i])
-		c.emit(Event{CrashLoop: true, Pool: name, Index: i, Phase: api.PhaseCrashLoop, Reason: out.Reasons[i]})
+		emit(c.events, Event{CrashLoop: true, Pool: name, Index: i, Phase: api.PhaseCrashLoop, Reason: out.Reasons[i]})
 	}
 }
 
-func (c *Coordinator) emit(e Event) {
+// emit sends e to whoever listens, or drops it.
+func emit(events chan<- Event, e Event) {
 	select {
-	case c.events <- e:
+	case events <- e:
 	default:
 	}
 }
@@ -403,13 +421,13 @@ func (c *Coordinator) runAction(ctx context.Context, pool string, a Action) {
 	}
 }
 
-// save writes every pool's Desired; called from Run.
-func (c *Coordinator) save() {
+// save writes every pool's Desired.
+func (pools poolSet) save(conf Config) {
 	st := State{Version: 1, Pools: map[string]Desired{}}
-	for n, p := range c.pools {
+	for n, p := range pools {
 		st.Pools[n] = p.desired
 	}
-	if err := c.cfg.Store.Save(st); err != nil {
-		c.cfg.Log.Error("save state", "err", err)
+	if err := conf.Store.Save(st); err != nil {
+		conf.Log.Error("save state", "err", err)
 	}
 }

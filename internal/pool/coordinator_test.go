@@ -52,7 +52,28 @@ func (f *fakeSystemd) Jobs() []string {
 	return slices.Clone(f.jobs)
 }
 
-func newTestCoordinator(t *testing.T, sd Systemd) (*Coordinator, context.CancelFunc) {
+// testCorrald is a coordinator with its components, as corrald assembles
+// them, each method reached directly.
+type testCorrald struct {
+	*Coordinator
+	*Status
+	*Reloader
+	*Applier
+	*Router
+	*Workers
+}
+
+func assemble(c *Coordinator, msgs Messenger, unitOf func(context.Context, uint32) (string, error)) *testCorrald {
+	p := Assemble(c, NewWorkers(c, unitOf), msgs)
+	return &testCorrald{p.Coordinator, p.Status, p.Reloader, p.Applier, p.Router, p.Workers}
+}
+
+// useMessenger carries messages through m, as corrald does with its relay.
+func (t *testCorrald) useMessenger(m Messenger, unitOf func(context.Context, uint32) (string, error)) {
+	*t = *assemble(t.Coordinator, m, unitOf)
+}
+
+func newTestCoordinator(t *testing.T, sd Systemd) (*testCorrald, context.CancelFunc) {
 	t.Helper()
 	dir := t.TempDir()
 	pools := filepath.Join(dir, "pools.d")
@@ -62,7 +83,7 @@ func newTestCoordinator(t *testing.T, sd Systemd) (*Coordinator, context.CancelF
 		Debounce: time.Millisecond, Rand: func() float64 { return 0.5 }}, sd)
 	ctx, cancel := context.WithCancel(context.Background())
 	go c.Run(ctx)
-	return c, cancel
+	return assemble(c, nil, nil), cancel
 }
 
 // TestOperatorStopDuringPoolStart: the first reconcile after a pool came up
@@ -214,7 +235,7 @@ func TestReloadHintNotLostInABurst(t *testing.T) {
 
 	release := make(chan struct{})
 	busy := make(chan struct{})
-	go c.do(ctx, func() { close(busy); <-release })
+	go c.do(ctx, func(poolSet) { close(busy); <-release })
 	<-busy
 	for range 5000 {
 		c.Changed("app@1.service")

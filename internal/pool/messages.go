@@ -20,10 +20,17 @@ type Messenger interface {
 	Connected(ctx context.Context, pool string) (map[int]bool, error)
 }
 
-// UseMessenger makes the coordinator carry messages through m. Call it
-// before Run.
-func (c *Coordinator) UseMessenger(m Messenger, unitOf func(ctx context.Context, pid uint32) (string, error)) {
-	c.msgs, c.unitOf = m, unitOf
+// Router carries the operator's messages to a pool's workers: it picks
+// the instances that should get one, and says why the others cannot.
+type Router struct {
+	co   *Coordinator
+	msgs Messenger // nil: corrald carries no messages
+}
+
+// NewRouter returns the router of co's pools through msgs, which is nil
+// when corrald could not open its message socket.
+func NewRouter(co *Coordinator, msgs Messenger) *Router {
+	return &Router{co: co, msgs: msgs}
 }
 
 // Broadcast delivers text to every instance of pool that runs, or should:
@@ -32,22 +39,22 @@ func (c *Coordinator) UseMessenger(m Messenger, unitOf func(ctx context.Context,
 // waits that long (at most relay.MaxWait) for their replies. Each result
 // says why an instance did not get the message. It fails with ErrNoPool
 // for a pool corrald does not know, and when text cannot travel.
-func (c *Coordinator) Broadcast(ctx context.Context, pool, text string, wait time.Duration) ([]api.MessageResult, error) {
-	if c.msgs == nil {
+func (r *Router) Broadcast(ctx context.Context, pool, text string, wait time.Duration) ([]api.MessageResult, error) {
+	if r.msgs == nil {
 		return nil, api.ErrNoMessages
 	}
-	ts, err := c.targets(ctx, pool, 0)
+	ts, err := r.targets(ctx, pool, 0)
 	if err != nil {
 		return nil, err
 	}
-	return messageError(c.msgs.Broadcast(ctx, pool, ts, text, wait))
+	return messageError(r.msgs.Broadcast(ctx, pool, ts, text, wait))
 }
 
 // Send delivers text to one instance, "POOL@I", as Broadcast does. It fails
 // with ErrNoInstance for an instance the pool does not have: above its
 // count, and not running.
-func (c *Coordinator) Send(ctx context.Context, target, text string, wait time.Duration) ([]api.MessageResult, error) {
-	if c.msgs == nil {
+func (r *Router) Send(ctx context.Context, target, text string, wait time.Duration) ([]api.MessageResult, error) {
+	if r.msgs == nil {
 		return nil, api.ErrNoMessages
 	}
 	pool, i, err := api.ParseTarget(target)
@@ -57,18 +64,18 @@ func (c *Coordinator) Send(ctx context.Context, target, text string, wait time.D
 	if i == 0 {
 		return nil, fmt.Errorf("%w %q: send goes to one instance, POOL@I; broadcast goes to a whole pool", api.ErrNoInstance, target)
 	}
-	ts, err := c.targets(ctx, pool, i)
+	ts, err := r.targets(ctx, pool, i)
 	if err != nil {
 		return nil, err
 	}
 	if len(ts) == 0 {
-		if on, err := c.msgs.Connected(ctx, pool); err != nil || !on[i] {
+		if on, err := r.msgs.Connected(ctx, pool); err != nil || !on[i] {
 			return nil, fmt.Errorf("%w %s@%d: the pool runs instances 1 to %d; 'corral scale %s %d' adds it",
-				api.ErrNoInstance, pool, i, c.count(ctx, pool), pool, i)
+				api.ErrNoInstance, pool, i, r.count(ctx, pool), pool, i)
 		}
 		ts = []relay.Target{{Pool: pool, Index: i}} // started by hand, above the count
 	}
-	return messageError(c.msgs.Send(ctx, ts, text, wait))
+	return messageError(r.msgs.Send(ctx, ts, text, wait))
 }
 
 // messageError makes an error of a text that cannot travel (package
@@ -80,10 +87,10 @@ func messageError(rs []api.MessageResult, err error) ([]api.MessageResult, error
 	return rs, err
 }
 
-func (c *Coordinator) count(ctx context.Context, pool string) int {
+func (r *Router) count(ctx context.Context, pool string) int {
 	n := 0
-	c.do(ctx, func() {
-		if p := c.pools[pool]; p != nil {
+	r.co.do(ctx, func(pools poolSet) {
+		if p := pools[pool]; p != nil {
 			n = p.desired.Count
 		}
 	})
@@ -92,11 +99,11 @@ func (c *Coordinator) count(ctx context.Context, pool string) int {
 
 // targets returns the instances of pool a message goes to, from what the
 // coordinator knows now; only instance only if it is not 0.
-func (c *Coordinator) targets(ctx context.Context, pool string, only int) ([]relay.Target, error) {
+func (r *Router) targets(ctx context.Context, pool string, only int) ([]relay.Target, error) {
 	var out []relay.Target
 	found := false
-	err := c.do(ctx, func() {
-		p := c.pools[pool]
+	err := r.co.do(ctx, func(pools poolSet) {
+		p := pools[pool]
 		if p == nil {
 			return
 		}
@@ -157,57 +164,4 @@ func (c *Coordinator) targets(ctx context.Context, pool string, only int) ([]rel
 		return nil, fmt.Errorf("%w %q", api.ErrNoPool, pool)
 	}
 	return out, nil
-}
-
-// Worker returns the pool and instance of the process pid: the relay's
-// Config.Identify. The process must run in an instance unit of a pool
-// corrald manages.
-func (c *Coordinator) Worker(ctx context.Context, pid int32) (string, int, error) {
-	unit, pool, i, err := c.instanceOf(ctx, uint32(pid))
-	if err != nil {
-		return "", 0, fmt.Errorf("%w: only the workers of corral pools may connect", err)
-	}
-	if pool == "" {
-		if unit == "" {
-			unit = "no unit"
-		}
-		return "", 0, fmt.Errorf("process %d runs in %s, not in an instance of a corral pool: only the workers of corral pools may connect", pid, unit)
-	}
-	return pool, i, nil
-}
-
-// callerPool returns the pool whose worker process pid is, or "" for a
-// process that is no worker. It fails closed: when the process cannot be
-// looked up, the error says so and the caller is refused, never taken for
-// an operator.
-func (c *Coordinator) callerPool(ctx context.Context, pid uint32) (string, error) {
-	if pid == 0 {
-		return "", errors.New("the bus did not say which process called")
-	}
-	_, pool, _, err := c.instanceOf(ctx, pid)
-	return pool, err
-}
-
-// instanceOf returns the unit of process pid and, if it is an instance of
-// a pool corrald manages, the pool and index. err is set only when the
-// process cannot be looked up.
-func (c *Coordinator) instanceOf(ctx context.Context, pid uint32) (unit, pool string, index int, err error) {
-	if c.unitOf == nil {
-		return "", "", 0, errors.New("corrald cannot look up processes")
-	}
-	unit, err = c.unitOf(ctx, pid)
-	if err != nil {
-		return "", "", 0, fmt.Errorf("cannot tell which unit process %d runs in: %w", pid, err)
-	}
-	p, i, ok := api.ParseInstance(unit)
-	if ok && unit == InstanceName(p, i) {
-		ok = false
-		if err := c.do(ctx, func() { _, ok = c.pools[p] }); err != nil {
-			return "", "", 0, err
-		}
-		if ok {
-			return unit, p, i, nil
-		}
-	}
-	return unit, "", 0, nil
 }

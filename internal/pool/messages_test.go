@@ -88,7 +88,7 @@ func TestMessageTargets(t *testing.T) {
 	c, cancel := newTestCoordinator(t, sd)
 	defer cancel()
 	m := &fakeMessenger{connected: map[int]bool{7: true}}
-	c.UseMessenger(m, func(_ context.Context, pid uint32) (string, error) {
+	c.useMessenger(m, func(_ context.Context, pid uint32) (string, error) {
 		switch pid {
 		case 1:
 			return "app@1.service", nil
@@ -176,14 +176,14 @@ func TestMessageTargets(t *testing.T) {
 	// The bus's callers: a worker, an operator's process, and one that
 	// cannot be looked up, which is refused rather than taken for an
 	// operator (it failed open).
-	if got, err := c.callerPool(ctx, 1); got != "app" || err != nil {
+	if got, err := c.Pool(ctx, 1); got != "app" || err != nil {
 		t.Errorf("callerPool(1) = %q, %v", got, err)
 	}
-	if got, err := c.callerPool(ctx, 2); got != "" || err != nil {
+	if got, err := c.Pool(ctx, 2); got != "" || err != nil {
 		t.Errorf("callerPool(2) = %q, %v, want an operator", got, err)
 	}
 	for _, pid := range []uint32{0, 3} {
-		if _, err := c.callerPool(ctx, pid); err == nil {
+		if _, err := c.Pool(ctx, pid); err == nil {
 			t.Errorf("callerPool(%d): no error, want a refusal", pid)
 		}
 	}

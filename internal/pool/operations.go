@@ -1,6 +1,7 @@
 package pool
 
-// The API's operations: requests to the Run goroutine, jobs outside it.
+// The operator's changes to the desired state (Scale, Start, Stop,
+// Restart): requests to the Run goroutine, jobs outside it.
 
 import (
 	"context"
@@ -9,181 +10,20 @@ import (
 	"reflect"
 	"slices"
 	"sort"
-	"sync"
+	"time"
 
 	"github.com/corral-pool/corral/api"
 	"github.com/corral-pool/corral/internal/units"
 )
 
-// ListPools implements API.
-func (c *Coordinator) ListPools(ctx context.Context) ([]api.PoolInfo, error) {
-	var out []api.PoolInfo
-	err := c.do(ctx, func() {
-		for name, p := range c.pools {
-			out = append(out, c.poolInfo(name, p))
-		}
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, err
-}
-
-func (c *Coordinator) poolInfo(name string, p *poolState) api.PoolInfo {
-	info := api.PoolInfo{Name: name, Desired: uint32(p.desired.Count), Balance: string(p.cfg.Balance), File: p.cfg.Path}
-	for _, l := range p.cfg.Listen {
-		info.Listen = append(info.Listen, l.Address)
-	}
-	loop, failed := false, false
-	for i, u := range p.observed.Instances {
-		if u.Active() && i <= p.desired.Count {
-			info.Running++
-		}
-		switch p.out.Phases[i] {
-		case api.PhaseCrashLoop:
-			loop = true
-		case api.PhaseBackoff:
-			failed = true
-		}
-	}
-	// An instance retried out of a crash loop stays in it until it has
-	// run for the whole window.
-	for i := 1; i <= p.desired.Count; i++ {
-		if p.tracker.Loop(i) {
-			loop = true
-		}
-	}
-	switch {
-	case p.desired.Stopped:
-		info.State = "stopped"
-	case loop:
-		info.State = "crash-loop"
-	case !p.socketOK:
-		info.State = "socket-failed"
-	case info.Running == 0 && !failed:
-		info.State = "stopped"
-	case int(info.Running) >= p.desired.Count:
-		info.State = "running"
-	default:
-		info.State = "degraded"
-	}
-	return info
-}
-
-// ListInstances implements API. Its counters (pid, memory, CPU) are read
-// from systemd afresh, and whether each worker is connected for messages
-// from the messenger; phases come from the last reconcile.
-func (c *Coordinator) ListInstances(ctx context.Context, pool string) ([]api.InstanceInfo, error) {
-	var (
-		phases   map[int]api.Phase
-		reasons  map[int]string
-		restarts = map[int]int{}
-		count    int
-		found    bool
-	)
-	err := c.do(ctx, func() {
-		p := c.pools[pool]
-		if p == nil {
-			return
-		}
-		found = true
-		phases, reasons, count = maps(p.out.Phases), mapsS(p.out.Reasons), p.desired.Count
-		for i := range p.out.Phases {
-			restarts[i] = p.tracker.Restarts(i)
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		return nil, fmt.Errorf("%w %q", api.ErrNoPool, pool)
-	}
-	o, err := c.sd.Observe(ctx, pool)
-	if err != nil {
-		return nil, err
-	}
-	var connected map[int]bool
-	if c.msgs != nil {
-		if connected, err = c.msgs.Connected(ctx, pool); err != nil {
-			return nil, err
-		}
-	}
-	idx := map[int]bool{}
-	for i := range o.Instances {
-		idx[i] = true
-	}
-	for i := range phases {
-		idx[i] = true
-	}
-	for i := 1; i <= count; i++ {
-		idx[i] = true
-	}
-	var out []api.InstanceInfo
-	for i := range idx {
-		u := o.Instances[i]
-		if i > count && !u.Active() && !u.Failed() {
-			continue // scaled away
-		}
-		ph := phases[i]
-		if ph == "" {
-			ph = api.PhaseStopped
-			if u.Active() {
-				ph = api.PhaseRunning
-			}
-		}
-		info := api.InstanceInfo{Pool: pool, Index: uint32(i), Unit: InstanceName(pool, i), Phase: string(ph),
-			ActiveState: u.ActiveState, SubState: u.SubState, Restarts: u.NRestarts + uint32(restarts[i]),
-			MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Reason: reasons[i], Messages: connected[i]}
-		if info.ActiveState == "" {
-			info.ActiveState, info.SubState = "inactive", "dead"
-		}
-		if u.Active() {
-			info.PID = u.MainPID
-			if !u.ActiveEnter.IsZero() {
-				info.SinceUSec = uint64(u.ActiveEnter.UnixMicro())
-			}
-		}
-		out = append(out, info)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
-	// The counters change without a signal: read them now.
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	for k := range out {
-		if out[k].PID == 0 {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			out[k].MemoryBytes, out[k].CPUNSec = c.sd.Counters(ctx, out[k].Unit)
-		}()
-	}
-	wg.Wait()
-	return out, nil
-}
-
-func maps(m map[int]api.Phase) map[int]api.Phase {
-	out := make(map[int]api.Phase, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-func mapsS(m map[int]string) map[int]string {
-	out := make(map[int]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-// withPool runs f on the named pool in the Run goroutine.
+// withPool runs f on the named pool in the Run goroutine, and saves its
+// desired state if f changed it. It fails with ErrNoPool for a pool
+// corrald does not know.
 func (c *Coordinator) withPool(ctx context.Context, name string, f func(p *poolState) error) error {
 	var ferr error
 	found := false
-	err := c.do(ctx, func() {
-		p := c.pools[name]
+	err := c.do(ctx, func(pools poolSet) {
+		p := pools[name]
 		if p == nil {
 			return
 		}
@@ -191,7 +31,7 @@ func (c *Coordinator) withPool(ctx context.Context, name string, f func(p *poolS
 		before := p.desired
 		ferr = f(p)
 		if !reflect.DeepEqual(before, p.desired) {
-			c.save()
+			pools.save(c.cfg)
 		}
 	})
 	if err != nil {
@@ -254,7 +94,7 @@ func (c *Coordinator) act(ctx context.Context, target string, job func(context.C
 		return err
 	}
 	defer c.Dirty(name)
-	return c.runJobs(ctx, job, todo)
+	return runJobs(ctx, c.cfg.JobTimeout, job, todo)
 }
 
 // Start implements API: a pool starts (its stopped and held marks are
@@ -302,7 +142,7 @@ func (c *Coordinator) Stop(ctx context.Context, target string) error {
 		}
 		stop = append(stop, name+".target")
 		for _, n := range sortedKeys(p.observed.Instances) {
-			if u := p.observed.Instances[n]; u.Active() || u.Failed() {
+			if u := p.observed.Instances[n]; u.Live() || u.Failed() {
 				stop = append(stop, InstanceName(name, n))
 			}
 		}
@@ -320,7 +160,7 @@ func (c *Coordinator) Restart(ctx context.Context, target string) error {
 		}
 		var restart []string
 		for _, n := range sortedKeys(p.observed.Instances) {
-			if p.observed.Instances[n].Active() && n <= p.desired.Count {
+			if p.observed.Instances[n].Live() && n <= p.desired.Count {
 				restart = append(restart, InstanceName(name, n))
 			}
 		}
@@ -343,10 +183,11 @@ func sortedKeys(m map[int]Unit) []int {
 	return keys
 }
 
-// runJobs runs one job after the other and stops at the first failure.
-func (c *Coordinator) runJobs(ctx context.Context, f func(context.Context, string) error, todo []string) error {
+// runJobs runs one job after the other, each within timeout, and stops at
+// the first failure.
+func runJobs(ctx context.Context, timeout time.Duration, f func(context.Context, string) error, todo []string) error {
 	for _, u := range todo {
-		jctx, cancel := context.WithTimeout(ctx, c.cfg.JobTimeout)
+		jctx, cancel := context.WithTimeout(ctx, timeout)
 		err := f(jctx, u)
 		cancel()
 		if err != nil && !errors.Is(err, api.ErrFailed) {
@@ -357,13 +198,4 @@ func (c *Coordinator) runJobs(ctx context.Context, f func(context.Context, strin
 		}
 	}
 	return nil
-}
-
-// ErrJobFailed is wrapped by API errors when systemd refused or failed a
-// job.
-var ErrJobFailed = errors.New("systemd job failed")
-
-// Apply implements API: ApplyIn with systemd's generator directory.
-func (c *Coordinator) Apply(ctx context.Context) ([]api.Change, error) {
-	return c.ApplyIn(ctx, GeneratorDir)
 }

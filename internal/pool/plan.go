@@ -114,7 +114,7 @@ func Plan(in Input, t *Tracker) Output {
 	}
 	o := in.Observed
 
-	if p.d.Stopped && !p.d.StoppedAt.IsZero() && o.Target.Active() && o.Target.ActiveEnter.After(p.d.StoppedAt) {
+	if p.d.Stopped && !p.d.StoppedAt.IsZero() && o.Target.Live() && o.Target.ActiveEnter.After(p.d.StoppedAt) {
 		p.d.Stopped, p.d.StoppedAt = false, time.Time{}
 	}
 	runs := poolRuns(o)
@@ -158,8 +158,6 @@ type planner struct {
 	out       Output
 }
 
-// start is a start action and what it sorts by: its index, then sockets
-// before services.
 // starting reports whether this plan starts instance i's service.
 func (p *planner) starting(i int) bool {
 	for _, st := range p.starts {
@@ -170,6 +168,8 @@ func (p *planner) starting(i int) bool {
 	return false
 }
 
+// start is a start action and what it sorts by: its index, then sockets
+// before services.
 type start struct {
 	i      int
 	socket bool
@@ -178,7 +178,7 @@ type start struct {
 
 // poolRuns reports whether the pool runs (see Plan).
 func poolRuns(o Observed) bool {
-	if o.Target.Active() {
+	if o.Target.Live() {
 		return true
 	}
 	if o.Target.ActiveState == "deactivating" {
@@ -186,15 +186,12 @@ func poolRuns(o Observed) bool {
 	}
 	stopped := o.Target.InactiveEnter
 	for _, u := range o.Instances {
-		if (u.Active() || u.Failed()) && (stopped.IsZero() || u.ActiveEnter.After(stopped)) {
+		if (u.Live() || u.Failed()) && (stopped.IsZero() || u.ActiveEnter.After(stopped)) {
 			return true
 		}
 	}
 	return false
 }
-
-// up reports whether u is active proper: not activating, not stopping.
-func up(u Unit) bool { return u.ActiveState == "active" || u.ActiveState == "reloading" }
 
 func (p *planner) poolReason(s string) {
 	if r := p.out.Reasons[0]; r != "" {
@@ -239,7 +236,7 @@ func (p *planner) surplus() {
 		p.t.Forget(i)
 		if u, ok := o.Instances[i]; ok {
 			switch {
-			case u.Active():
+			case u.Live():
 				p.phase(i, api.PhaseSurplus, "above the desired count "+fmt.Sprint(p.d.Count))
 				if p.acting {
 					p.stops = append(p.stops, Action{StopUnit, InstanceName(p.in.Pool, i), why})
@@ -252,7 +249,7 @@ func (p *planner) surplus() {
 				p.phase(i, api.PhaseStopped, "")
 			}
 		}
-		if s, ok := o.Sockets[i]; ok && p.reuseport && p.acting && s.Active() {
+		if s, ok := o.Sockets[i]; ok && p.reuseport && p.acting && s.Live() {
 			p.stops = append(p.stops, Action{StopUnit, SocketName(p.in.Pool, i), why + ": close its socket"})
 		}
 	}
@@ -263,14 +260,14 @@ func (p *planner) wanted(i int) {
 	u, known := p.in.Observed.Instances[i]
 	now := p.in.Now
 	switch {
-	case u.Active():
+	case u.Live():
 		delete(p.held, i)
 		reason := ""
 		if p.t.Loop(i) {
 			reason = p.t.why(i) + "; up again"
 		}
 		switch {
-		case up(u):
+		case u.Up():
 			p.t.Running(i, u.ActiveEnter, now)
 			p.phase(i, api.PhaseRunning, reason)
 		case u.SubState == "auto-restart":
@@ -367,7 +364,7 @@ func (p *planner) sockets() {
 	sort.Ints(idx)
 	anyUp := false
 	for _, u := range o.Instances {
-		anyUp = anyUp || up(u)
+		anyUp = anyUp || u.Up()
 	}
 	for _, i := range idx {
 		s := o.Sockets[i]
@@ -380,7 +377,7 @@ func (p *planner) sockets() {
 		// connections for nobody.
 		ready := anyUp
 		if p.reuseport {
-			ready = up(o.Instances[i]) || p.starting(i)
+			ready = o.Instances[i].Up() || p.starting(i)
 		}
 		if p.acting && ready {
 			p.starts = append(p.starts, start{i, true, Action{ResetStartUnit, SocketName(p.in.Pool, i),

@@ -12,6 +12,20 @@ import (
 	"github.com/corral-pool/corral/internal/units"
 )
 
+// Reloader runs rolling reloads: each instance of a pool restarted onto
+// the current binaries and units, a few at a time, each ready before the
+// next.
+type Reloader struct {
+	co         *Coordinator
+	sd         Systemd
+	jobTimeout time.Duration
+}
+
+// NewReloader returns the reloads of co's pools.
+func NewReloader(co *Coordinator) *Reloader {
+	return &Reloader{co: co, sd: co.sd, jobTimeout: co.cfg.JobTimeout}
+}
+
 // Reload restarts the active instances of pool onto the current binaries
 // and units, max_unavailable at a time (from the pool file), waiting for
 // each new instance to be ready: READY=1 with readiness = "notify" (the
@@ -20,7 +34,7 @@ import (
 // restarted keep running the old version, and the error says which
 // instance failed and where its log is. progress, if not nil, is called
 // from Reload's goroutine for every step.
-func (c *Coordinator) Reload(ctx context.Context, pool string, progress func(api.ReloadStep)) error {
+func (r *Reloader) Reload(ctx context.Context, pool string, progress func(api.ReloadStep)) error {
 	var (
 		idx      []int
 		batch    int
@@ -28,10 +42,10 @@ func (c *Coordinator) Reload(ctx context.Context, pool string, progress func(api
 		notify   bool
 		notFound = true
 	)
-	err := c.withPool(ctx, pool, func(p *poolState) error {
+	err := r.co.withPool(ctx, pool, func(p *poolState) error {
 		notFound = false
 		for _, n := range sortedKeys(p.observed.Instances) {
-			if p.observed.Instances[n].Active() && n <= p.desired.Count {
+			if p.observed.Instances[n].Live() && n <= p.desired.Count {
 				idx = append(idx, n)
 			}
 		}
@@ -54,7 +68,7 @@ func (c *Coordinator) Reload(ctx context.Context, pool string, progress func(api
 		group := idx[start:min(start+batch, len(idx))]
 		// Down for a moment on purpose: not held, and corrald may start
 		// them if the restart leaves them stopped.
-		if err := c.withPool(ctx, pool, func(p *poolState) error {
+		if err := r.co.withPool(ctx, pool, func(p *poolState) error {
 			for _, i := range group {
 				p.unhold(i)
 			}
@@ -75,7 +89,7 @@ func (c *Coordinator) Reload(ctx context.Context, pool string, progress func(api
 			go func() {
 				defer wg.Done()
 				t0 := time.Now()
-				err := c.restartReady(ctx, InstanceName(pool, i), notify, delay)
+				err := r.restartReady(ctx, InstanceName(pool, i), notify, delay)
 				results[k] = result{i, time.Since(t0), err}
 			}()
 		}
@@ -91,7 +105,7 @@ func (c *Coordinator) Reload(ctx context.Context, pool string, progress func(api
 			done++
 			progress(api.ReloadStep{Pool: pool, Index: r.i, Phase: "ready", Took: r.took, Done: done, Total: len(idx)})
 		}
-		c.Dirty(pool)
+		r.co.Dirty(pool)
 		if len(failed) > 0 {
 			left := len(idx) - start - len(group)
 			return fmt.Errorf("%w: %w; %d instance(s) not reloaded keep serving the old version", api.ErrReload, errors.Join(failed...), left)
@@ -101,10 +115,10 @@ func (c *Coordinator) Reload(ctx context.Context, pool string, progress func(api
 }
 
 // restartReady restarts unit and waits until it is ready.
-func (c *Coordinator) restartReady(ctx context.Context, unit string, notify bool, delay time.Duration) error {
-	jctx, cancel := context.WithTimeout(ctx, c.cfg.JobTimeout)
+func (r *Reloader) restartReady(ctx context.Context, unit string, notify bool, delay time.Duration) error {
+	jctx, cancel := context.WithTimeout(ctx, r.jobTimeout)
 	defer cancel()
-	if err := c.sd.Restart(jctx, unit); err != nil {
+	if err := r.sd.Restart(jctx, unit); err != nil {
 		return err
 	}
 	if notify || delay <= 0 {
@@ -116,7 +130,7 @@ func (c *Coordinator) restartReady(ctx context.Context, unit string, notify bool
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	active, err := c.sd.IsActive(jctx, unit)
+	active, err := r.sd.IsActive(jctx, unit)
 	if err != nil {
 		return err
 	}

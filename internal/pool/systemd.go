@@ -198,7 +198,7 @@ func (s *SystemdBus) Counters(ctx context.Context, unit string) (mem, cpu uint64
 	return mem, cpu
 }
 
-// DaemonReload implements Reloader: systemd reloads its units, rerunning
+// DaemonReload implements DaemonReloader: systemd reloads its units, rerunning
 // the generators, and returns when done.
 func (s *SystemdBus) DaemonReload(ctx context.Context) error {
 	return s.Conn.ReloadContext(ctx)

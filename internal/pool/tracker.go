@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/corral-pool/corral/internal/units"
 )
 
 // Policy is how a Tracker backs off a failed instance and when it calls
@@ -31,10 +33,16 @@ type Policy struct {
 	LoopWindow time.Duration
 }
 
-// DefaultPolicy returns the policy of docs/corrald.md: 1s doubling to 5m,
-// ±10% jitter, 5 failures in 5m are a crash loop.
+// DefaultPolicy returns the policy of a pool file without a [restart]
+// section (units' defaults, docs/corrald.md): 1s doubling to 5m, ±10%
+// jitter, 5 failures in 5m are a crash loop.
 func DefaultPolicy() Policy {
-	return Policy{Base: time.Second, Cap: 5 * time.Minute, Jitter: 0.1, LoopFailures: 5, LoopWindow: 5 * time.Minute}
+	return PolicyOf(units.Defaults().Restart)
+}
+
+// PolicyOf returns the policy of a pool file's [restart] section.
+func PolicyOf(r units.Restart) Policy {
+	return Policy{Base: r.Backoff, Cap: r.BackoffMax, Jitter: 0.1, LoopFailures: r.LoopFailures, LoopWindow: r.LoopWindow}
 }
 
 // withDefaults returns p with its zero fields set to DefaultPolicy's.

@@ -24,10 +24,13 @@ type Unit struct {
 	CPUUsageNSec                             uint64 // nanoseconds, or Unknown
 }
 
-// Active reports whether the unit is up or coming up.
-func (u Unit) Active() bool {
-	return u.ActiveState == "active" || u.ActiveState == "activating" || u.ActiveState == "reloading"
-}
+// Up reports whether the unit is up proper: active or reloading, not
+// activating and not stopping.
+func (u Unit) Up() bool { return u.ActiveState == "active" || u.ActiveState == "reloading" }
+
+// Live reports whether the unit is up or coming up: Up, or activating.
+// corrald counts a live instance as one it need not start.
+func (u Unit) Live() bool { return u.Up() || u.ActiveState == "activating" }
 
 // Failed reports whether systemd gave up on the unit.
 func (u Unit) Failed() bool { return u.ActiveState == "failed" }

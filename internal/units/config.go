@@ -237,8 +237,7 @@ func readErrMsg(err error) string {
 func Parse(path, name string, data []byte) (*Pool, error) {
 	p := &parser{file: path, loc: newLocator(data)}
 	var raw map[string]any
-	md, err := toml.Decode(string(data), &raw)
-	if err != nil {
+	if err := toml.Unmarshal(data, &raw); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			return nil, Errors{{File: path, Line: pe.Position.Line, Col: pe.Position.Col,
@@ -246,7 +245,6 @@ func Parse(path, name string, data []byte) (*Pool, error) {
 		}
 		return nil, Errors{{File: path, Msg: "invalid TOML: " + err.Error()}}
 	}
-	_ = md
 	pool := p.pool(name, raw)
 	if len(p.errs) > 0 {
 		return nil, p.errs

@@ -5,6 +5,7 @@ import (
 	"net"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,19 +18,6 @@ import (
 const (
 	maxUnixPath    = 107 // sizeof(sun_path) - 1
 	maxStopTimeout = time.Hour
-)
-
-// Defaults of a pool file's optional keys.
-const (
-	DefaultStopTimeout     = 30 * time.Second
-	DefaultReadyDelay      = time.Second
-	DefaultRestartDelay    = 0
-	DefaultRestartBurst    = 5
-	DefaultRestartInterval = 10 * time.Second
-	DefaultBackoff         = time.Second
-	DefaultBackoffMax      = 5 * time.Minute
-	DefaultLoopFailures    = 5
-	DefaultLoopWindow      = 5 * time.Minute
 )
 
 var (
@@ -57,47 +45,6 @@ var (
 	loaderE = []string{"LD_", "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCPATH",
 		"MALLOC_TRACE", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF"}
 )
-
-// schema lists every key a pool file may have, with a short description of
-// the expected value used in "unknown key" messages.
-var topKeys = map[string]string{
-	"exec":              `array of strings, exec[0] an absolute path`,
-	"listen":            `array of "host:port", "[v6]:port", ":port" or "/unix/path"`,
-	"instances":         `"auto" or 1..1024`,
-	"balance":           `"reuseport" or "shared"`,
-	"readiness":         `"simple" or "notify"`,
-	"user":              `user name`,
-	"group":             `group name`,
-	"environment":       `table of strings`,
-	"working_directory": `absolute path`,
-	"memory_max":        `"512M", "2G", "50%" or "infinity"`,
-	"open_files":        `whole number`,
-	"stop_timeout":      `duration such as "30s"`,
-	"start_on_boot":     `true or false`,
-	"max_unavailable":   `whole number`,
-	"ready_delay":       `duration such as "1s"`,
-	"description":       `string`,
-	"restart":           `table`,
-	"sandbox":           `table`,
-}
-
-var restartKeys = map[string]string{
-	"policy":              `"on-failure", "always" or "no"`,
-	"delay":               `duration such as "100ms"`,
-	"burst":               `whole number`,
-	"interval":            `duration such as "10s"`,
-	"backoff":             `duration such as "1s"`,
-	"backoff_max":         `duration such as "5m"`,
-	"crash_loop_failures": `whole number`,
-	"crash_loop_window":   `duration such as "5m"`,
-}
-
-var sandboxKeys = map[string]string{
-	"write_execute_memory": `true or false`,
-	"network":              `"none" or "outbound"`,
-	"writable_paths":       `array of absolute paths`,
-	"protect_home":         `"yes", "read-only" or "no"`,
-}
 
 type parser struct {
 	file string
@@ -130,21 +77,20 @@ func typeName(v any) string {
 	return "a date or time"
 }
 
-func (p *parser) unknownKeys(prefix string, m map[string]any, known map[string]string) {
+// unknownKeys reports the keys of m, table prefix ("" for the top level),
+// that keys does not list.
+func (p *parser) unknownKeys(prefix string, m map[string]any) {
+	known := names(prefix)
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if _, ok := known[k]; ok {
+		if slices.Contains(known, k) {
 			continue
 		}
-		names := make([]string, 0, len(known))
-		for n := range known {
-			names = append(names, n)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(slices.Values(known))
 		hint := ""
 		full := k
 		if prefix != "" {
@@ -280,196 +226,51 @@ func (p *parser) absPath(key, s string) bool {
 	return false
 }
 
-// pool builds and validates a Pool from a decoded pool file.
+// pool builds and validates a Pool from a decoded pool file, key by key
+// as keys lists them.
 func (p *parser) pool(name string, raw map[string]any) *Pool {
-	pool := &Pool{
-		Name:           name,
-		Path:           p.file,
-		Balance:        "",
-		Readiness:      ReadinessSimple,
-		StopTimeout:    DefaultStopTimeout,
-		StartOnBoot:    true,
-		MaxUnavailable: 1,
-		ReadyDelay:     DefaultReadyDelay,
-		Restart: Restart{
-			Policy:       "on-failure",
-			Delay:        DefaultRestartDelay,
-			Burst:        DefaultRestartBurst,
-			Interval:     DefaultRestartInterval,
-			Backoff:      DefaultBackoff,
-			BackoffMax:   DefaultBackoffMax,
-			LoopFailures: DefaultLoopFailures,
-			LoopWindow:   DefaultLoopWindow,
-		},
-		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone},
-	}
+	pool := Defaults()
+	pool.Name, pool.Path = name, p.file
 	p.name(name)
-	p.unknownKeys("", raw, topKeys)
-
-	if v, ok := raw["exec"]; ok {
-		if exec, ok := p.strings("exec", v, "an array of strings such as [\"/usr/bin/node\", \"server.js\"]"); ok {
-			p.exec(exec)
-			pool.Exec = exec
+	p.unknownKeys("", raw)
+	tables := map[string]map[string]any{"": raw}
+	for _, f := range keys {
+		table, k, ok := strings.Cut(f.key, ".")
+		if !ok {
+			table, k = "", f.key
 		}
-	} else {
-		p.errorf("exec", `missing exec: the command each instance runs, such as exec = ["/usr/bin/node", "/srv/app/server.js"]`)
-	}
-
-	if v, ok := raw["listen"]; ok {
-		if ls, ok := p.strings("listen", v, `an array of addresses such as ["0.0.0.0:3000"]`); ok {
-			pool.Listen = p.listen(ls)
+		m, ok := tables[table]
+		if !ok {
+			continue // a table the file does not have, or not a table
 		}
-	} else {
-		p.errorf("listen", `missing listen: the addresses systemd listens on, such as listen = ["0.0.0.0:3000"]`)
-	}
-
-	if v, ok := raw["instances"]; ok {
-		switch x := v.(type) {
-		case string:
-			if x != "auto" {
-				p.errorf("instances", `instances must be "auto" (one per CPU) or a whole number from 1 to %d, not %q`, api.MaxInstances, x)
+		v, ok := m[k]
+		switch {
+		case !ok && f.missing != "":
+			p.errorf(f.key, "%s", f.missing)
+		case !ok:
+		case f.table:
+			if t, ok := v.(map[string]any); ok {
+				p.unknownKeys(f.key, t)
+				tables[f.key] = t
+			} else {
+				p.errorf(f.key, "%s must be a table ([%s] with %s), not %s", f.key, f.key, strings.Join(names(f.key), ", "), typeName(v))
 			}
-		case int64:
-			pool.Instances, _ = p.integer("instances", v, 1, api.MaxInstances)
 		default:
-			p.errorf("instances", `instances must be "auto" (one per CPU) or a whole number from 1 to %d, not %s`, api.MaxInstances, typeName(v))
+			f.read(p, pool, v)
 		}
 	}
+	p.settle(pool)
+	return pool
+}
 
-	if v, ok := raw["balance"]; ok {
-		if s, ok := p.str("balance", v, `"reuseport" or "shared"`); ok {
-			switch Balance(s) {
-			case BalanceReusePort, BalanceShared:
-				pool.Balance = Balance(s)
-			default:
-				p.errorf("balance", `balance must be "reuseport" (a socket per instance, the kernel spreads connections) or "shared" (one socket for all), not %q`, s)
-			}
-		}
-	}
-
-	if v, ok := raw["readiness"]; ok {
-		if s, ok := p.str("readiness", v, `"simple" or "notify"`); ok {
-			switch Readiness(s) {
-			case ReadinessSimple, ReadinessNotify:
-				pool.Readiness = Readiness(s)
-			default:
-				p.errorf("readiness", `readiness must be "notify" (the worker sends READY=1) or "simple" (started once executed), not %q`, s)
-			}
-		}
-	}
-
-	for _, k := range []string{"user", "group"} {
-		v, ok := raw[k]
-		if !ok {
-			continue
-		}
-		s, ok := p.str(k, v, "a user or group name")
-		if !ok {
-			continue
-		}
-		if len(s) > 32 || !userRE.MatchString(s) {
-			p.errorf(k, "%s = %q is not a valid %s name (lower-case letters, digits, _ and -, at most 32)", k, s, k)
-			continue
-		}
-		if s == "root" {
-			p.errorf(k, `%s = "root" is refused: workers never run as root; remove %s to run as a dynamic user, or name an unprivileged one`, k, k)
-			continue
-		}
-		if k == "group" && privilegedGroups[s] != "" {
-			p.errorf(k, `group = %q is refused: %s; remove group to use the user's own group, or name an unprivileged one`, s, privilegedGroups[s])
-			continue
-		}
-		if s == "nobody" || s == "nogroup" {
-			p.errorf(k, `%s = %q is refused: files it owns are shared with every other nobody process; remove %s to run as a dynamic user, which is safer`, k, s, k)
-			continue
-		}
-		if k == "user" {
-			pool.User = s
-		} else {
-			pool.Group = s
-		}
-	}
+// settle checks what depends on several keys, and sets the defaults that
+// do.
+func (p *parser) settle(pool *Pool) {
 	if pool.Group != "" && pool.User == "" {
 		p.errorf("group", "group is set but user is not: a dynamic user has its own group; set user too, or remove group")
 	}
-
-	if v, ok := raw["environment"]; ok {
-		pool.Environment = p.environment(v)
-	}
-
-	if v, ok := raw["working_directory"]; ok {
-		if s, ok := p.str("working_directory", v, "an absolute path"); ok && p.absPath("working_directory", s) {
-			pool.WorkingDirectory = s
-		}
-	}
-
-	if v, ok := raw["memory_max"]; ok {
-		switch x := v.(type) {
-		case int64:
-			if x < 1<<20 {
-				p.errorf("memory_max", "memory_max = %d bytes is too small to run anything: use a size such as \"512M\"", x)
-			} else {
-				pool.MemoryMax = strconv.FormatInt(x, 10)
-			}
-		case string:
-			if !memMaxRE.MatchString(x) {
-				p.errorf("memory_max", `memory_max = %q is not a size: use bytes with a K, M, G or T suffix ("512M", "1.5G"), a share of RAM ("50%%"), or "infinity"`, x)
-			} else {
-				pool.MemoryMax = x
-			}
-		default:
-			p.errorf("memory_max", `memory_max must be a size such as "512M", not %s`, typeName(v))
-		}
-	}
-
-	if v, ok := raw["open_files"]; ok {
-		pool.OpenFiles, _ = p.integer("open_files", v, 64, 1<<20)
-	}
-
-	if v, ok := raw["stop_timeout"]; ok {
-		if d, ok := p.duration("stop_timeout", v, time.Second, maxStopTimeout); ok {
-			pool.StopTimeout = d
-		}
-	}
-
-	if v, ok := raw["max_unavailable"]; ok {
-		pool.MaxUnavailable, _ = p.integer("max_unavailable", v, 1, api.MaxInstances)
-	}
-
-	if v, ok := raw["ready_delay"]; ok {
-		if d, ok := p.duration("ready_delay", v, 0, 10*time.Minute); ok {
-			pool.ReadyDelay = d
-		}
-	}
-
-	if v, ok := raw["start_on_boot"]; ok {
-		pool.StartOnBoot, _ = p.boolean("start_on_boot", v)
-	}
-
-	if v, ok := raw["description"]; ok {
-		if s, ok := p.str("description", v, "a string"); ok {
-			if strings.ContainsAny(s, "\x00\n\r") || len(s) > 200 {
-				p.errorf("description", "description must be one line of at most 200 characters")
-			} else {
-				pool.Description = s
-			}
-		}
-	}
-
-	if v, ok := raw["restart"]; ok {
-		if m, ok := v.(map[string]any); ok {
-			p.restart(m, &pool.Restart)
-		} else {
-			p.errorf("restart", "restart must be a table ([restart] with policy, delay, burst, interval), not %s", typeName(v))
-		}
-	}
-
-	if v, ok := raw["sandbox"]; ok {
-		if m, ok := v.(map[string]any); ok {
-			p.sandbox(m, &pool.Sandbox)
-		} else {
-			p.errorf("sandbox", "sandbox must be a table ([sandbox] with write_execute_memory, network, writable_paths, protect_home), not %s", typeName(v))
-		}
+	if r := pool.Restart; r.BackoffMax < r.Backoff {
+		p.errorf("restart.backoff_max", "restart.backoff_max (%v) is shorter than restart.backoff (%v): make it at least as long", r.BackoffMax, r.Backoff)
 	}
 	if pool.Sandbox.ProtectHome == "" {
 		pool.Sandbox.ProtectHome = "yes"
@@ -477,9 +278,62 @@ func (p *parser) pool(name string, raw map[string]any) *Pool {
 			pool.Sandbox.ProtectHome = "read-only"
 		}
 	}
-
 	p.balance(pool)
-	return pool
+}
+
+// instances reads "auto" (0: one per CPU) or a count.
+func (p *parser) instances(pool *Pool, v any) {
+	switch x := v.(type) {
+	case string:
+		if x != "auto" {
+			p.errorf("instances", `instances must be "auto" (one per CPU) or a whole number from 1 to %d, not %q`, api.MaxInstances, x)
+		}
+	case int64:
+		pool.Instances, _ = p.integer("instances", v, 1, api.MaxInstances)
+	default:
+		p.errorf("instances", `instances must be "auto" (one per CPU) or a whole number from 1 to %d, not %s`, api.MaxInstances, typeName(v))
+	}
+}
+
+// account reads user or group (k): a name that is not root's, nor of a
+// group as good as root, nor nobody's.
+func (p *parser) account(k string, v any) (string, bool) {
+	s, ok := p.str(k, v, "a user or group name")
+	switch {
+	case !ok:
+	case len(s) > 32 || !userRE.MatchString(s):
+		p.errorf(k, "%s = %q is not a valid %s name (lower-case letters, digits, _ and -, at most 32)", k, s, k)
+	case s == "root":
+		p.errorf(k, `%s = "root" is refused: workers never run as root; remove %s to run as a dynamic user, or name an unprivileged one`, k, k)
+	case k == "group" && privilegedGroups[s] != "":
+		p.errorf(k, `group = %q is refused: %s; remove group to use the user's own group, or name an unprivileged one`, s, privilegedGroups[s])
+	case s == "nobody" || s == "nogroup":
+		p.errorf(k, `%s = %q is refused: files it owns are shared with every other nobody process; remove %s to run as a dynamic user, which is safer`, k, s, k)
+	default:
+		return s, true
+	}
+	return "", false
+}
+
+// memoryMax reads a size in bytes, with a suffix, a share of RAM or
+// "infinity".
+func (p *parser) memoryMax(pool *Pool, v any) {
+	switch x := v.(type) {
+	case int64:
+		if x < 1<<20 {
+			p.errorf("memory_max", "memory_max = %d bytes is too small to run anything: use a size such as \"512M\"", x)
+		} else {
+			pool.MemoryMax = strconv.FormatInt(x, 10)
+		}
+	case string:
+		if !memMaxRE.MatchString(x) {
+			p.errorf("memory_max", `memory_max = %q is not a size: use bytes with a K, M, G or T suffix ("512M", "1.5G"), a share of RAM ("50%%"), or "infinity"`, x)
+		} else {
+			pool.MemoryMax = x
+		}
+	default:
+		p.errorf("memory_max", `memory_max must be a size such as "512M", not %s`, typeName(v))
+	}
 }
 
 func underHome(s string) bool {
@@ -642,96 +496,6 @@ func (p *parser) environment(v any) map[string]string {
 		env[k] = s
 	}
 	return env
-}
-
-func (p *parser) restart(m map[string]any, r *Restart) {
-	p.unknownKeys("restart", m, restartKeys)
-	if v, ok := m["policy"]; ok {
-		if s, ok := p.str("restart.policy", v, `"on-failure", "always" or "no"`); ok {
-			switch s {
-			case "on-failure", "always", "no":
-				r.Policy = s
-			default:
-				p.errorf("restart.policy", `restart.policy must be "on-failure" (restart after a crash or non-zero exit), "always" or "no", not %q`, s)
-			}
-		}
-	}
-	if v, ok := m["delay"]; ok {
-		if d, ok := p.duration("restart.delay", v, 0, time.Hour); ok {
-			r.Delay = d
-		}
-	}
-	if v, ok := m["burst"]; ok {
-		if n, ok := p.integer("restart.burst", v, 1, 1000); ok {
-			r.Burst = n
-		}
-	}
-	if v, ok := m["interval"]; ok {
-		if d, ok := p.duration("restart.interval", v, time.Second, 24*time.Hour); ok {
-			r.Interval = d
-		}
-	}
-	if v, ok := m["backoff"]; ok {
-		if d, ok := p.duration("restart.backoff", v, 100*time.Millisecond, time.Hour); ok {
-			r.Backoff = d
-		}
-	}
-	if v, ok := m["backoff_max"]; ok {
-		if d, ok := p.duration("restart.backoff_max", v, 100*time.Millisecond, 24*time.Hour); ok {
-			r.BackoffMax = d
-		}
-	}
-	if r.BackoffMax < r.Backoff {
-		p.errorf("restart.backoff_max", "restart.backoff_max (%v) is shorter than restart.backoff (%v): make it at least as long", r.BackoffMax, r.Backoff)
-	}
-	if v, ok := m["crash_loop_failures"]; ok {
-		if n, ok := p.integer("restart.crash_loop_failures", v, 1, 1000); ok {
-			r.LoopFailures = n
-		}
-	}
-	if v, ok := m["crash_loop_window"]; ok {
-		if d, ok := p.duration("restart.crash_loop_window", v, time.Second, 24*time.Hour); ok {
-			r.LoopWindow = d
-		}
-	}
-}
-
-func (p *parser) sandbox(m map[string]any, s *Sandbox) {
-	p.unknownKeys("sandbox", m, sandboxKeys)
-	if v, ok := m["write_execute_memory"]; ok {
-		if b, ok := p.boolean("sandbox.write_execute_memory", v); ok {
-			s.WriteExecuteMemory = b
-		}
-	}
-	if v, ok := m["network"]; ok {
-		if n, ok := p.str("sandbox.network", v, `"none" or "outbound"`); ok {
-			switch Network(n) {
-			case NetworkNone, NetworkOutbound:
-				s.Network = Network(n)
-			default:
-				p.errorf("sandbox.network", `sandbox.network must be "none" (only the inherited sockets) or "outbound" (workers may dial other hosts), not %q`, n)
-			}
-		}
-	}
-	if v, ok := m["writable_paths"]; ok {
-		if ps, ok := p.strings("sandbox.writable_paths", v, "an array of absolute paths"); ok {
-			for i, w := range ps {
-				if p.absPath(fmt.Sprintf("sandbox.writable_paths[%d]", i), w) {
-					s.WritablePaths = append(s.WritablePaths, w)
-				}
-			}
-		}
-	}
-	if v, ok := m["protect_home"]; ok {
-		if h, ok := p.str("sandbox.protect_home", v, `"yes", "read-only" or "no"`); ok {
-			switch h {
-			case "yes", "read-only", "no":
-				s.ProtectHome = h
-			default:
-				p.errorf("sandbox.protect_home", `sandbox.protect_home must be "yes", "read-only" or "no", not %q`, h)
-			}
-		}
-	}
 }
 
 // balance settles the balance mode: reuseport by default, shared when a

@@ -63,7 +63,7 @@ func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
 			s := in.Since().UTC().Format(time.RFC3339)
 			ij.Since = &s
 		}
-		if up(in) {
+		if hasUptime(in) {
 			u := int64(now.Sub(in.Since()) / time.Second)
 			ij.Uptime = &u
 		}
@@ -222,7 +222,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	var looping []string
 	for _, in := range ins {
 		since := "-"
-		if up(in) {
+		if hasUptime(in) {
 			since = stamp(in.Since(), s.at)
 		}
 		rows = append(rows, row{cells: []string{in.Unit, in.Phase, in.ActiveState + "/" + in.SubState,

@@ -86,8 +86,9 @@ func byteOffset(starts []int, cells []string, k int) int {
 	return off
 }
 
-// up reports whether an instance has been up since SinceUSec.
-func up(in api.InstanceInfo) bool {
+// hasUptime reports whether an instance's process has run since
+// SinceUSec: active, reloading, or stopping but not yet gone.
+func hasUptime(in api.InstanceInfo) bool {
 	switch in.ActiveState {
 	case "active", "reloading", "deactivating":
 		return in.SinceUSec != 0
@@ -108,7 +109,7 @@ func pidCell(pid uint32) string {
 }
 
 func uptimeCell(in api.InstanceInfo, now time.Time) string {
-	if !up(in) {
+	if !hasUptime(in) {
 		return "-"
 	}
 	return humanDuration(now.Sub(in.Since()))

@@ -1,0 +1,28 @@
+package pool
+
+// Parts are corrald: the coordinator and the components beside it, each
+// owning one concern and answering the API's calls for it. A new
+// capability is a component of its own here, reaching the pools through
+// the coordinator's do and withPool (docs/design.md).
+type Parts struct {
+	Coordinator *Coordinator // the desired state: Scale, Start, Stop, Restart; events
+	Status      *Status      // ListPools, ListInstances
+	Reloader    *Reloader    // Reload
+	Applier     *Applier     // Apply
+	Router      *Router      // Broadcast, Send
+	Workers     *Workers     // whose worker a process is
+}
+
+// Assemble builds the components around co. msgs is nil when corrald
+// carries no messages.
+func Assemble(co *Coordinator, workers *Workers, msgs Messenger) Parts {
+	reload := NewReloader(co)
+	return Parts{
+		Coordinator: co,
+		Status:      NewStatus(co, msgs),
+		Reloader:    reload,
+		Applier:     NewApplier(co, reload),
+		Router:      NewRouter(co, msgs),
+		Workers:     workers,
+	}
+}

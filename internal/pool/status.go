@@ -1,0 +1,173 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"sync"
+
+	"github.com/corral-pool/corral/api"
+)
+
+// Status answers what the pools and their instances are doing: the
+// coordinator's phases, systemd's counters and whether each worker is
+// connected for messages.
+type Status struct {
+	co   *Coordinator
+	sd   Systemd
+	msgs Messenger // nil when corrald carries no messages
+}
+
+// NewStatus returns the status of co's pools; msgs may be nil.
+func NewStatus(co *Coordinator, msgs Messenger) *Status {
+	return &Status{co: co, sd: co.sd, msgs: msgs}
+}
+
+// ListPools implements API.
+func (s *Status) ListPools(ctx context.Context) ([]api.PoolInfo, error) {
+	var out []api.PoolInfo
+	err := s.co.do(ctx, func(pools poolSet) {
+		for name, p := range pools {
+			out = append(out, p.info(name))
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// info is p as ListPools shows it.
+func (p *poolState) info(name string) api.PoolInfo {
+	info := api.PoolInfo{Name: name, Desired: uint32(p.desired.Count), Balance: string(p.cfg.Balance), File: p.cfg.Path}
+	for _, l := range p.cfg.Listen {
+		info.Listen = append(info.Listen, l.Address)
+	}
+	loop, failed := false, false
+	for i, u := range p.observed.Instances {
+		if u.Live() && i <= p.desired.Count {
+			info.Running++
+		}
+		switch p.out.Phases[i] {
+		case api.PhaseCrashLoop:
+			loop = true
+		case api.PhaseBackoff:
+			failed = true
+		}
+	}
+	// An instance retried out of a crash loop stays in it until it has
+	// run for the whole window.
+	for i := 1; i <= p.desired.Count; i++ {
+		if p.tracker.Loop(i) {
+			loop = true
+		}
+	}
+	switch {
+	case p.desired.Stopped:
+		info.State = "stopped"
+	case loop:
+		info.State = "crash-loop"
+	case !p.socketOK:
+		info.State = "socket-failed"
+	case info.Running == 0 && !failed:
+		info.State = "stopped"
+	case int(info.Running) >= p.desired.Count:
+		info.State = "running"
+	default:
+		info.State = "degraded"
+	}
+	return info
+}
+
+// ListInstances implements API. Its counters (pid, memory, CPU) are read
+// from systemd afresh, and whether each worker is connected for messages
+// from the messenger; phases come from the last reconcile.
+func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.InstanceInfo, error) {
+	var (
+		phases   map[int]api.Phase
+		reasons  map[int]string
+		restarts = map[int]int{}
+		count    int
+		found    bool
+	)
+	err := s.co.do(ctx, func(pools poolSet) {
+		p := pools[pool]
+		if p == nil {
+			return
+		}
+		found = true
+		phases, reasons, count = maps.Clone(p.out.Phases), maps.Clone(p.out.Reasons), p.desired.Count
+		for i := range p.out.Phases {
+			restarts[i] = p.tracker.Restarts(i)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w %q", api.ErrNoPool, pool)
+	}
+	o, err := s.sd.Observe(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	var connected map[int]bool
+	if s.msgs != nil {
+		if connected, err = s.msgs.Connected(ctx, pool); err != nil {
+			return nil, err
+		}
+	}
+	idx := map[int]bool{}
+	for i := range o.Instances {
+		idx[i] = true
+	}
+	for i := range phases {
+		idx[i] = true
+	}
+	for i := 1; i <= count; i++ {
+		idx[i] = true
+	}
+	var out []api.InstanceInfo
+	for i := range idx {
+		u := o.Instances[i]
+		if i > count && !u.Live() && !u.Failed() {
+			continue // scaled away
+		}
+		ph := phases[i]
+		if ph == "" {
+			ph = api.PhaseStopped
+			if u.Live() {
+				ph = api.PhaseRunning
+			}
+		}
+		info := api.InstanceInfo{Pool: pool, Index: uint32(i), Unit: InstanceName(pool, i), Phase: string(ph),
+			ActiveState: u.ActiveState, SubState: u.SubState, Restarts: u.NRestarts + uint32(restarts[i]),
+			MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Reason: reasons[i], Messages: connected[i]}
+		if info.ActiveState == "" {
+			info.ActiveState, info.SubState = "inactive", "dead"
+		}
+		if u.Live() {
+			info.PID = u.MainPID
+			if !u.ActiveEnter.IsZero() {
+				info.SinceUSec = uint64(u.ActiveEnter.UnixMicro())
+			}
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	// The counters change without a signal: read them now.
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for k := range out {
+		if out[k].PID == 0 {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[k].MemoryBytes, out[k].CPUNSec = s.sd.Counters(ctx, out[k].Unit)
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
