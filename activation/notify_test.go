@@ -166,6 +166,8 @@ func TestRunWatchdogDisabled(t *testing.T) {
 	}
 }
 
+// TestNotifyIsSafeForConcurrentUse: messages sent at once each arrive
+// whole, none lost or mixed with another.
 func TestNotifyIsSafeForConcurrentUse(t *testing.T) {
 	sock := notifySocket(t)
 	const n = 8
@@ -173,11 +175,17 @@ func TestNotifyIsSafeForConcurrentUse(t *testing.T) {
 	for i := range n {
 		go func() { errs <- Status(t.Context(), strconv.Itoa(i)) }()
 	}
+	got := map[string]bool{}
 	for range n {
-		if err := errors.Join(<-errs); err != nil {
+		if err := <-errs; err != nil {
 			t.Error(err)
 		}
-		recvNotify(t, sock)
+		got[recvNotify(t, sock)] = true
+	}
+	for i := range n {
+		if want := "STATUS=" + strconv.Itoa(i); !got[want] {
+			t.Errorf("received %v: %q missing", got, want)
+		}
 	}
 }
 

@@ -86,17 +86,9 @@ func Serve(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
 // serving yet and, as any http.Server after Shutdown, cannot serve again.
 // For TLS, wrap the listeners with tls.NewListener.
 func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
-	if len(ls) == 0 {
-		var err error
-		ls, err = AllListeners()
-		if err != nil {
-			closeAll(ls)
-			return err
-		}
-		if len(ls) == 0 {
-			in, _ := inherited()
-			return fmt.Errorf("activation: serve: %w (%s); pass listeners to Serve or run it under a socket unit", ErrNoListener, in.reason)
-		}
+	ls, err := serveListeners(ls)
+	if err != nil {
+		return err
 	}
 	defer closeAll(ls)
 
@@ -105,53 +97,12 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 		stop = StopTimeout()
 	}
 	budget := drainBudget(stop)
-
-	// While draining, every response says "Connection: close": a
-	// keep-alive client is told to leave with the answer to its next
-	// request, instead of having its idle connection closed under a request
-	// it may be sending at that moment.
-	var draining atomic.Bool
-	h := srv.Handler
-	if h == nil {
-		h = http.DefaultServeMux
-	}
-	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&drainWriter{ResponseWriter: w, draining: &draining}, r)
-	})
-
-	conns := &connTracker{states: make(map[net.Conn]http.ConnState)}
-	hook := srv.ConnState
-	srv.ConnState = func(c net.Conn, s http.ConnState) {
-		conns.set(c, s)
-		if hook != nil {
-			hook(c, s)
-		}
-	}
-
-	stopCtx, stopSignals := ctx, context.CancelFunc(func() {})
-	sigs := o.Signals
-	if sigs == nil {
-		sigs = []os.Signal{syscall.SIGTERM, os.Interrupt}
-	}
-	if len(sigs) > 0 {
-		stopCtx, stopSignals = signal.NotifyContext(ctx, sigs...)
-	}
+	draining, conns := instrument(srv)
+	stopCtx, stopSignals := o.stopContext(ctx)
 	defer stopSignals()
 
 	var closing atomic.Bool // Serve closes the listeners itself
-	errc := make(chan error, len(ls))
-	addrs := make([]string, len(ls))
-	for i, l := range ls {
-		addrs[i] = l.Addr().Network() + " " + l.Addr().String()
-		go func() {
-			err := srv.Serve(l)
-			if err == nil || errors.Is(err, http.ErrServerClosed) || closing.Load() && errors.Is(err, net.ErrClosed) {
-				errc <- nil
-				return
-			}
-			errc <- fmt.Errorf("activation: serve on %s: %w", addrs[i], err)
-		}()
-	}
+	errc, addrs := serveEach(srv, ls, &closing)
 	running := len(ls)
 
 	var errs []error
@@ -187,6 +138,91 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 			waiting = false
 		}
 	}
+	errs = append(errs, shutdown(drainCtx, srv, conns, budget))
+	for ; running > 0; running-- {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+// serveListeners returns ls, or the inherited listeners when ls is empty.
+func serveListeners(ls []net.Listener) ([]net.Listener, error) {
+	if len(ls) > 0 {
+		return ls, nil
+	}
+	ls, err := AllListeners()
+	if err != nil {
+		closeAll(ls)
+		return nil, err
+	}
+	if len(ls) == 0 {
+		in, _ := inherited()
+		return nil, fmt.Errorf("activation: serve: %w (%s); pass listeners to Serve or run it under a socket unit", ErrNoListener, in.reason)
+	}
+	return ls, nil
+}
+
+// instrument wraps srv's handler and connection hook: while draining is
+// set, every response says "Connection: close", so that a keep-alive
+// client is told to leave with the answer to its next request instead of
+// having its idle connection closed under a request it may be sending at
+// that moment; and conns tracks each connection's state.
+func instrument(srv *http.Server) (*atomic.Bool, *connTracker) {
+	draining := new(atomic.Bool)
+	h := srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&drainWriter{ResponseWriter: w, draining: draining}, r)
+	})
+	conns := &connTracker{states: make(map[net.Conn]http.ConnState)}
+	hook := srv.ConnState
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		conns.set(c, s)
+		if hook != nil {
+			hook(c, s)
+		}
+	}
+	return draining, conns
+}
+
+// stopContext is ctx, also done on the options' stop signals.
+func (o ServeOptions) stopContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	sigs := o.Signals
+	if sigs == nil {
+		sigs = []os.Signal{syscall.SIGTERM, os.Interrupt}
+	}
+	if len(sigs) == 0 {
+		return ctx, func() {}
+	}
+	return signal.NotifyContext(ctx, sigs...)
+}
+
+// serveEach serves srv on every listener; each sends its end on errc,
+// nil when it ended because srv shut down or Serve closed the listeners
+// (closing).
+func serveEach(srv *http.Server, ls []net.Listener, closing *atomic.Bool) (chan error, []string) {
+	errc := make(chan error, len(ls))
+	addrs := make([]string, len(ls))
+	for i, l := range ls {
+		addrs[i] = l.Addr().Network() + " " + l.Addr().String()
+		go func() {
+			err := srv.Serve(l)
+			if err == nil || errors.Is(err, http.ErrServerClosed) || closing.Load() && errors.Is(err, net.ErrClosed) {
+				errc <- nil
+				return
+			}
+			errc <- fmt.Errorf("activation: serve on %s: %w", addrs[i], err)
+		}()
+	}
+	return errc, addrs
+}
+
+// shutdown ends the drain within drainCtx: it waits for accepted
+// connections to settle and idle keep-alive connections to leave, then
+// shuts srv down, closing what is still open when the budget is spent.
+func shutdown(drainCtx context.Context, srv *http.Server, conns *connTracker, budget time.Duration) error {
 	settleCtx, settled := context.WithTimeout(drainCtx, newConnGrace)
 	conns.waitNoneNew(settleCtx)
 	settled()
@@ -196,20 +232,16 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 	conns.waitNone(idleCtx)
 	idled()
 	srv.SetKeepAlivesEnabled(false)
-
-	if err := srv.Shutdown(drainCtx); err != nil {
-		if drainCtx.Err() == nil {
-			errs = append(errs, fmt.Errorf("activation: shutdown: %w", err))
-		} else {
-			n := conns.open()
-			srv.Close()
-			errs = append(errs, fmt.Errorf("activation: %w after %v: closed %d connection(s) still open", ErrDrainTimeout, budget, n))
-		}
+	err := srv.Shutdown(drainCtx)
+	switch {
+	case err == nil:
+		return nil
+	case drainCtx.Err() == nil:
+		return fmt.Errorf("activation: shutdown: %w", err)
 	}
-	for ; running > 0; running-- {
-		errs = append(errs, <-errc)
-	}
-	return errors.Join(errs...)
+	n := conns.open()
+	srv.Close()
+	return fmt.Errorf("activation: %w after %v: closed %d connection(s) still open", ErrDrainTimeout, budget, n)
 }
 
 // newConnGrace bounds how long a drain waits for accepted connections to

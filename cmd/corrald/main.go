@@ -61,6 +61,40 @@ func main() {
 	}
 }
 
+// assemble builds corrald's parts: the coordinator of the pool files in
+// effect, acting through sd, and the message relay, whose socket and
+// channels come back from the fd store when corrald restarts
+// (docs/messages.md). Without a relay the pools run as ever; only messages
+// fail, and msgs is nil.
+func assemble(log *slog.Logger, sd *sddbus.Conn) (pool.Parts, *relay.Relay) {
+	stateDir := os.Getenv("STATE_DIRECTORY") // StateDirectory=corral
+	if stateDir == "" {
+		stateDir = "/var/lib/corral"
+	}
+	c := pool.New(pool.Config{
+		PoolDir: units.Dir,
+		Store:   pool.Store{Path: stateDir + "/state.json"},
+		CPUs:    runtime.NumCPU(),
+		Log:     log,
+	}, pool.NewSystemdBus(sd))
+	fds, err := activation.FDs()
+	if err != nil {
+		log.Warn("inherited fds", "err", err)
+	}
+	workers := pool.NewWorkers(c, pool.ProcessUnit)
+	msgs, err := relay.New(relay.Config{
+		Inherited: fds,
+		Identify:  workers.Worker,
+		Store:     relay.NotifyStore{},
+		Log:       log,
+	})
+	if err != nil {
+		log.Error("no messages: cannot open the message socket", "path", message.SocketPath, "err", err)
+		return pool.Assemble(c, workers, nil), nil
+	}
+	return pool.Assemble(c, workers, msgs), msgs
+}
+
 func run(ctx context.Context, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -76,38 +110,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer bus.Close()
 
-	stateDir := os.Getenv("STATE_DIRECTORY") // StateDirectory=corral
-	if stateDir == "" {
-		stateDir = "/var/lib/corral"
-	}
-	c := pool.New(pool.Config{
-		PoolDir: units.Dir,
-		Store:   pool.Store{Path: stateDir + "/state.json"},
-		CPUs:    runtime.NumCPU(),
-		Log:     log,
-	}, pool.NewSystemdBus(sd))
-
-	// Messages: the socket and the workers' channels come back from the
-	// fd store when corrald restarts (docs/messages.md). Without them the
-	// pools run as ever; only messages fail.
-	fds, err := activation.FDs()
-	if err != nil {
-		log.Warn("inherited fds", "err", err)
-	}
-	workers := pool.NewWorkers(c, pool.ProcessUnit)
-	msgs, err := relay.New(relay.Config{
-		Inherited: fds,
-		Identify:  workers.Worker,
-		Store:     relay.NotifyStore{},
-		Log:       log,
-	})
-	var messenger pool.Messenger
-	if err != nil {
-		log.Error("no messages: cannot open the message socket", "path", message.SocketPath, "err", err)
-	} else {
-		messenger = msgs
-	}
-	parts := pool.Assemble(c, workers, messenger)
+	parts, msgs := assemble(log, sd)
+	c := parts.Coordinator
 
 	runErr := make(chan error, 2)
 	go func() { runErr <- c.Run(ctx) }()
@@ -137,8 +141,14 @@ func run(ctx context.Context, log *slog.Logger) error {
 			"fix", "sysctl -w net.ipv4.tcp_migrate_req=1 (corral's package sets it in /usr/lib/sysctl.d/50-corral.conf)")
 	}
 
-	// The watchdog is fed through the coordinator's own loop, so a stuck
-	// loop gets corrald restarted; STATUS= follows the pools.
+	return feed(ctx, log, bus, parts, runErr, lastStatus)
+}
+
+// feed feeds the watchdog through the coordinator's own loop, so a stuck
+// loop gets corrald restarted, and keeps STATUS= following the pools, until
+// ctx is done or corrald fails.
+func feed(ctx context.Context, log *slog.Logger, bus *godbus.Conn, parts pool.Parts, runErr <-chan error, lastStatus string) error {
+	c := parts.Coordinator
 	tick := time.NewTicker(watchdogInterval())
 	defer tick.Stop()
 	for {

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"github.com/corral-pool/corral/api"
 	"github.com/corral-pool/corral/internal/units"
@@ -50,37 +51,22 @@ func (a *Applier) Apply(ctx context.Context) ([]api.Change, error) {
 // not acted on: moving a pool to new sockets refuses connections for a
 // moment, so the operator decides when.
 func (a *Applier) ApplyIn(ctx context.Context, genDir string) ([]api.Change, error) {
-	files, err := units.PoolFiles(a.co.cfg.PoolDir)
+	pools, err := a.validate()
 	if err != nil {
 		return nil, err
-	}
-	pools, errs := units.LoadAll(files, a.co.cfg.Host)
-	for _, p := range pools {
-		errs = append(errs, a.co.cfg.Host.Check(p)...)
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w; nothing was changed:\n%w", api.ErrInvalidConfig, errs)
 	}
 	rl, ok := a.sd.(DaemonReloader)
 	if !ok {
 		return nil, errors.New("pool: this systemd connection cannot daemon-reload")
 	}
-
 	// What systemd runs now, to compare with what the files make.
-	var known []string
-	if err := a.co.do(ctx, func(pools poolSet) {
-		for name := range pools {
-			known = append(known, name)
-		}
-	}); err != nil {
+	names := map[string]bool{}
+	if err := a.co.do(ctx, func(ps poolSet) { mark(names, ps, ps.names()) }); err != nil {
 		return nil, err
 	}
-	names := map[string]bool{}
-	for _, n := range known {
-		names[n] = true
-	}
+	inFiles := map[string]*units.Pool{}
 	for _, p := range pools {
-		names[p.Name] = true
+		names[p.Name], inFiles[p.Name] = true, p
 	}
 	before := map[string]map[string]string{}
 	for n := range names {
@@ -92,52 +78,9 @@ func (a *Applier) ApplyIn(ctx context.Context, genDir string) ([]api.Change, err
 	if err := a.co.reread(ctx); err != nil {
 		return nil, err
 	}
-
 	var report []api.Change
-	sorted := make([]string, 0, len(names))
-	for n := range names {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
-	inFiles := map[string]*units.Pool{}
-	for _, p := range pools {
-		inFiles[p.Name] = p
-	}
-	for _, n := range sorted {
-		old, now := before[n], generated(genDir, n)
-		p := inFiles[n]
-		switch {
-		case p == nil:
-			err := a.co.Stop(ctx, n)
-			if errors.Is(err, api.ErrNoPool) {
-				err = a.stopUnits(ctx, n, old)
-			}
-			report = append(report, change(n, "removed", "its file is gone: stopped", err))
-		case len(old) == 0:
-			detail := "not started (start_on_boot = false): systemctl start " + n + ".target"
-			var err error
-			if p.StartOnBoot {
-				detail = "started"
-				err = a.co.Start(ctx, n)
-			}
-			report = append(report, change(n, "added", detail, err))
-		default:
-			var changes []api.Change
-			if old[n+".socket"] != now[n+".socket"] || old[n+"@.socket"] != now[n+"@.socket"] {
-				changes = append(changes, api.Change{Pool: n, Action: "socket changed", Detail: "listen or balance changed: to move to the new sockets (connections refused for a moment), run: corral stop " + n + " && corral start " + n})
-			}
-			if old[n+".target"] != now[n+".target"] {
-				changes = append(changes, api.Change{Pool: n, Action: "scaled", Detail: a.countDetail(ctx, n)})
-			}
-			if old[n+"@.service"] != now[n+"@.service"] {
-				err := a.reload.Reload(ctx, n, nil)
-				changes = append(changes, change(n, "reloaded", "worker unit changed: rolling reload", err))
-			}
-			if len(changes) == 0 {
-				changes = []api.Change{{Pool: n, Action: "unchanged"}}
-			}
-			report = append(report, changes...)
-		}
+	for _, n := range slices.Sorted(maps.Keys(names)) {
+		report = append(report, a.applyPool(ctx, n, inFiles[n], before[n], generated(genDir, n))...)
 	}
 	for _, ch := range report {
 		if ch.Action == "failed" {
@@ -145,6 +88,59 @@ func (a *Applier) ApplyIn(ctx context.Context, genDir string) ([]api.Change, err
 		}
 	}
 	return report, nil
+}
+
+// validate loads every pool file and checks it on this host.
+func (a *Applier) validate() ([]*units.Pool, error) {
+	files, err := units.PoolFiles(a.co.cfg.PoolDir)
+	if err != nil {
+		return nil, err
+	}
+	pools, errs := units.LoadAll(files, a.co.cfg.Host)
+	for _, p := range pools {
+		errs = append(errs, a.co.cfg.Host.Check(p)...)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w; nothing was changed:\n%w", api.ErrInvalidConfig, errs)
+	}
+	return pools, nil
+}
+
+// applyPool puts pool n's file p (nil: gone) in effect, given the units
+// the generator wrote for it before the daemon-reload (old) and after
+// (now).
+func (a *Applier) applyPool(ctx context.Context, n string, p *units.Pool, old, now map[string]string) []api.Change {
+	switch {
+	case p == nil:
+		err := a.co.Stop(ctx, n)
+		if errors.Is(err, api.ErrNoPool) {
+			err = a.stopUnits(ctx, n)
+		}
+		return []api.Change{change(n, "removed", "its file is gone: stopped", err)}
+	case len(old) == 0:
+		detail := "not started (start_on_boot = false): systemctl start " + n + ".target"
+		var err error
+		if p.StartOnBoot {
+			detail = "started"
+			err = a.co.Start(ctx, n)
+		}
+		return []api.Change{change(n, "added", detail, err)}
+	}
+	var changes []api.Change
+	if old[n+".socket"] != now[n+".socket"] || old[n+"@.socket"] != now[n+"@.socket"] {
+		changes = append(changes, api.Change{Pool: n, Action: "socket changed", Detail: "listen or balance changed: to move to the new sockets (connections refused for a moment), run: corral stop " + n + " && corral start " + n})
+	}
+	if old[n+".target"] != now[n+".target"] {
+		changes = append(changes, api.Change{Pool: n, Action: "scaled", Detail: a.countDetail(ctx, n)})
+	}
+	if old[n+"@.service"] != now[n+"@.service"] {
+		err := a.reload.Reload(ctx, n, nil)
+		changes = append(changes, change(n, "reloaded", "worker unit changed: rolling reload", err))
+	}
+	if len(changes) == 0 {
+		changes = []api.Change{{Pool: n, Action: "unchanged"}}
+	}
+	return changes
 }
 
 func change(pool, action, detail string, err error) api.Change {
@@ -170,7 +166,7 @@ func (a *Applier) countDetail(ctx context.Context, pool string) string {
 }
 
 // stopUnits stops what is left running of a pool corrald no longer knows.
-func (a *Applier) stopUnits(ctx context.Context, pool string, old map[string]string) error {
+func (a *Applier) stopUnits(ctx context.Context, pool string) error {
 	o, err := a.sd.Observe(ctx, pool)
 	if err != nil {
 		return err

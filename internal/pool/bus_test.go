@@ -79,7 +79,7 @@ func TestReloadHasNoCallTimeout(t *testing.T) {
 // second; each user has their own; an answer over the rate is held a moment
 // (slowDown), at most maxSlowed at once.
 func TestReadRate(t *testing.T) {
-	s := &server{slowed: make(chan struct{}, 1)}
+	s := &callers{slowed: make(chan struct{}, 1)}
 	for i := range readBurst {
 		if !s.readAllowed(1000) {
 			t.Fatalf("read %d of the burst refused", i)

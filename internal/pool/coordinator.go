@@ -3,8 +3,9 @@ package pool
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/corral-pool/corral/api"
@@ -171,9 +172,7 @@ func (c *Coordinator) Ping(ctx context.Context) error { return c.do(ctx, func(po
 func (c *Coordinator) Run(ctx context.Context) error {
 	c.pools.load(c.cfg)
 	dirty := map[string]bool{}
-	for name := range c.pools {
-		dirty[name] = true
-	}
+	mark(dirty, c.pools, c.pools.names())
 	debounce := time.NewTimer(0)
 	resync := time.NewTicker(c.cfg.Resync)
 	defer resync.Stop()
@@ -189,15 +188,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			all, names := c.hints.take()
 			if all {
 				c.pools.load(c.cfg)
-				for n := range c.pools {
-					dirty[n] = true
-				}
+				names = c.pools.names()
 			}
-			for _, n := range names {
-				if _, ok := c.pools[n]; ok {
-					dirty[n] = true
-				}
-			}
+			mark(dirty, c.pools, names)
 			debounce.Reset(c.cfg.Debounce)
 		case j := <-c.jobs:
 			if p := c.pools[j.pool]; p != nil {
@@ -214,42 +207,57 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			if inv, ok := c.sd.(Invalidator); ok {
 				inv.Invalidate("")
 			}
-			for n := range c.pools {
-				dirty[n] = true
-			}
+			mark(dirty, c.pools, c.pools.names())
 			debounce.Reset(0)
 		case <-wake.C:
-			now := c.cfg.Now()
-			for n, p := range c.pools {
-				if !p.wake.IsZero() && !p.wake.After(now) {
-					dirty[n] = true
-				}
-			}
+			mark(dirty, c.pools, c.pools.due(c.cfg.Now()))
 			debounce.Reset(0)
 		case <-debounce.C:
-			names := make([]string, 0, len(dirty))
-			for n := range dirty {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
+			for _, n := range slices.Sorted(maps.Keys(dirty)) {
 				if p := c.pools[n]; p != nil {
 					c.reconcile(ctx, n, p)
 				}
 				delete(dirty, n)
 			}
-			// The earliest backoff deadline of any pool.
-			var next time.Time
-			for _, p := range c.pools {
-				if !p.wake.IsZero() && (next.IsZero() || p.wake.Before(next)) {
-					next = p.wake
-				}
-			}
-			if !next.IsZero() {
+			if next := c.pools.nextWake(); !next.IsZero() {
 				wake.Reset(max(next.Sub(c.cfg.Now()), time.Millisecond))
 			}
 		}
 	}
+}
+
+// mark adds the pools of names that exist to dirty.
+func mark(dirty map[string]bool, pools poolSet, names []string) {
+	for _, n := range names {
+		if _, ok := pools[n]; ok {
+			dirty[n] = true
+		}
+	}
+}
+
+// names returns every pool's name.
+func (pools poolSet) names() []string { return slices.Collect(maps.Keys(pools)) }
+
+// due returns the pools whose backoff deadline has come.
+func (pools poolSet) due(now time.Time) []string {
+	var out []string
+	for n, p := range pools {
+		if !p.wake.IsZero() && !p.wake.After(now) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// nextWake returns the earliest backoff deadline of any pool, or zero.
+func (pools poolSet) nextWake() time.Time {
+	var next time.Time
+	for _, p := range pools {
+		if !p.wake.IsZero() && (next.IsZero() || p.wake.Before(next)) {
+			next = p.wake
+		}
+	}
+	return next
 }
 
 // load reads the pool files and the stored state: new pools are added

@@ -16,15 +16,49 @@ import (
 
 // fakeSystemd serves a fixed observation and records the jobs it is given.
 type fakeSystemd struct {
-	mu   sync.Mutex
-	obs  Observed
-	jobs []string
+	mu       sync.Mutex
+	obs      Observed
+	jobs     []string
+	observes int // calls of Observe: one per reconcile, and per ListInstances
 }
 
 func (f *fakeSystemd) Observe(context.Context, string) (Observed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.observes++
 	return f.obs, nil
+}
+
+func (f *fakeSystemd) observed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.observes
+}
+
+// settle waits until the coordinator has reconciled pool n more times from
+// now and has no job in flight: whatever it was going to do, it has done.
+// A test asserts then that something did not happen, without sleeping.
+func settle(t *testing.T, c *testCorrald, sd *fakeSystemd, pool string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	start := sd.observed()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		idle := true
+		if err := c.do(ctx, func(ps poolSet) {
+			for _, p := range ps {
+				idle = idle && len(p.inflight) == 0
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if idle && sd.observed() >= start+n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the coordinator did not reconcile %s %d times and settle within 5s", pool, n)
+		}
+		c.Dirty(pool)
+	}
 }
 
 func (f *fakeSystemd) record(verb, unit string) error {
@@ -209,7 +243,7 @@ func TestAdoptInstancesStartedByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJobs(t, sd, "stop app@3.service", "stop app@3.socket")
-	time.Sleep(20 * time.Millisecond)
+	settle(t, c, sd, "app", 3)
 	if ps, _ := c.ListPools(ctx); ps[0].Desired != 2 {
 		t.Errorf("after scale 2 with app@3 still active: desired %d, want 2", ps[0].Desired)
 	}
@@ -298,7 +332,7 @@ func TestAdoptionIsBounded(t *testing.T) {
 	c, cancel := newTestCoordinator(t, sd)
 	defer cancel()
 	ctx := context.Background()
-	time.Sleep(50 * time.Millisecond) // a few reconciles
+	settle(t, c, sd, "app", 3)
 	if ps, err := c.ListPools(ctx); err != nil || len(ps) != 1 || ps[0].Desired != 2 {
 		t.Fatalf("pools %+v %v, want app at 2", ps, err)
 	}

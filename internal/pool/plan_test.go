@@ -535,10 +535,11 @@ func TestPlanSequence(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
+		count int
 		steps []step
 	}{
 		{
-			name: "a failure backs off, then is restarted once, and counted once",
+			name: "a failure backs off, then is restarted once, and counted once", count: 2,
 			steps: []step{
 				{now: 0, instances: instances(failedAt(1, old, at(0), "exit-code"), running(2, old)),
 					want: planWant{phases: map[int]api.Phase{1: api.PhaseBackoff, 2: api.PhaseRunning}, wake: at(s),
@@ -574,7 +575,7 @@ func TestPlanSequence(t *testing.T) {
 			},
 		},
 		{
-			name: "crash loop after 3 failures in the window, reported once",
+			name: "crash loop after 3 failures in the window, reported once", count: 1,
 			steps: []step{
 				{now: s, instances: instances(failedAt(1, old, at(0), "exit-code")),
 					want:     planWant{actions: []string{"reset-failed+start app@1.service"}, phases: map[int]api.Phase{1: api.PhaseStarting}},
@@ -610,10 +611,7 @@ func TestPlanSequence(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := NewTracker(testPolicy, noJitter)
-			d := Desired{Count: 2}
-			if strings.HasPrefix(tt.name, "crash loop") {
-				d.Count = 1
-			}
+			d := Desired{Count: tt.count}
 			for n, st := range tt.steps {
 				in := Input{Pool: "app", Balance: "reuseport", Desired: d, Now: at(st.now), Managed: st.managed,
 					Observed: Observed{Target: upTarget, Instances: st.instances}}

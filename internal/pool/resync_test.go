@@ -48,7 +48,14 @@ func TestActsOnFilesInEffect(t *testing.T) {
 			}
 
 			os.WriteFile(file, []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 3\n[restart]\nbackoff = \"7s\"\n"), 0o644)
-			time.Sleep(100 * time.Millisecond) // about 20 resyncs
+			// Resyncs are the only hint here: wait for 10 reconciles.
+			deadline := time.Now().Add(5 * time.Second)
+			for start := sd.observed(); sd.observed() < start+10; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no resync within 5s")
+				}
+			}
+			settle(t, c, sd.fakeSystemd, "app", 1)
 			if n, b := inEffect(); n != 2 || b != time.Second {
 				t.Errorf("after resyncs of an edited file: %d instances, backoff %v; want the file in effect, 2 and 1s", n, b)
 			}
@@ -64,7 +71,7 @@ func TestActsOnFilesInEffect(t *testing.T) {
 			case "systemd reload":
 				c.Changed("")
 			}
-			deadline := time.Now().Add(5 * time.Second)
+			deadline = time.Now().Add(5 * time.Second)
 			for n, b := inEffect(); n != 3 || b != 7*time.Second; n, b = inEffect() {
 				if time.Now().After(deadline) {
 					t.Fatalf("after %s: %d instances, backoff %v; want 3 and 7s", how, n, b)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 
@@ -83,21 +84,12 @@ func (p *poolState) info(name string) api.PoolInfo {
 // from the messenger; phases come from the last reconcile.
 func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.InstanceInfo, error) {
 	var (
-		phases   map[int]api.Phase
-		reasons  map[int]string
-		restarts = map[int]int{}
-		count    int
-		found    bool
+		v     phaseView
+		found bool
 	)
 	err := s.co.do(ctx, func(pools poolSet) {
-		p := pools[pool]
-		if p == nil {
-			return
-		}
-		found = true
-		phases, reasons, count = maps.Clone(p.out.Phases), maps.Clone(p.out.Reasons), p.desired.Count
-		for i := range p.out.Phases {
-			restarts[i] = p.tracker.Restarts(i)
+		if p := pools[pool]; p != nil {
+			found, v = true, p.phaseView()
 		}
 	})
 	if err != nil {
@@ -116,23 +108,48 @@ func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.Instance
 			return nil, err
 		}
 	}
+	out := v.instances(pool, o, connected)
+	s.readCounters(ctx, out)
+	return out, nil
+}
+
+// phaseView is what the last reconcile said of a pool's instances, copied
+// out of the loop.
+type phaseView struct {
+	phases   map[int]api.Phase
+	reasons  map[int]string
+	restarts map[int]int
+	count    int
+}
+
+func (p *poolState) phaseView() phaseView {
+	v := phaseView{phases: maps.Clone(p.out.Phases), reasons: maps.Clone(p.out.Reasons), restarts: map[int]int{}, count: p.desired.Count}
+	for i := range p.out.Phases {
+		v.restarts[i] = p.tracker.Restarts(i)
+	}
+	return v
+}
+
+// instances returns a row for every instance up to the count, and every
+// other one systemd knows that is not scaled away, sorted by index.
+func (v phaseView) instances(pool string, o Observed, connected map[int]bool) []api.InstanceInfo {
 	idx := map[int]bool{}
 	for i := range o.Instances {
 		idx[i] = true
 	}
-	for i := range phases {
+	for i := range v.phases {
 		idx[i] = true
 	}
-	for i := 1; i <= count; i++ {
+	for i := 1; i <= v.count; i++ {
 		idx[i] = true
 	}
 	var out []api.InstanceInfo
-	for i := range idx {
+	for _, i := range slices.Sorted(maps.Keys(idx)) {
 		u := o.Instances[i]
-		if i > count && !u.Live() && !u.Failed() {
+		if i > v.count && !u.Live() && !u.Failed() {
 			continue // scaled away
 		}
-		ph := phases[i]
+		ph := v.phases[i]
 		if ph == "" {
 			ph = api.PhaseStopped
 			if u.Live() {
@@ -140,8 +157,8 @@ func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.Instance
 			}
 		}
 		info := api.InstanceInfo{Pool: pool, Index: uint32(i), Unit: InstanceName(pool, i), Phase: string(ph),
-			ActiveState: u.ActiveState, SubState: u.SubState, Restarts: u.NRestarts + uint32(restarts[i]),
-			MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Reason: reasons[i], Messages: connected[i]}
+			ActiveState: u.ActiveState, SubState: u.SubState, Restarts: u.NRestarts + uint32(v.restarts[i]),
+			MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Reason: v.reasons[i], Messages: connected[i]}
 		if info.ActiveState == "" {
 			info.ActiveState, info.SubState = "inactive", "dead"
 		}
@@ -153,8 +170,12 @@ func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.Instance
 		}
 		out = append(out, info)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
-	// The counters change without a signal: read them now.
+	return out
+}
+
+// readCounters reads the memory and CPU of each running instance of out
+// from systemd: they change without a signal.
+func (s *Status) readCounters(ctx context.Context, out []api.InstanceInfo) {
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	for k := range out {
@@ -169,5 +190,4 @@ func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.Instance
 		}()
 	}
 	wg.Wait()
-	return out, nil
 }

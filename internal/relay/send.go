@@ -74,49 +74,12 @@ func (r *Relay) send(ctx context.Context, targets []Target, pool, text string, w
 		if pool != "" {
 			targets = r.withConnected(pool, targets)
 		}
-		// Answers may come while later instances are written to. Broken
-		// channels are dropped after: drop takes wmu too.
 		var broken []*channel
-		defer func() {
-			for _, ch := range broken {
-				r.drop(ctx, ch)
-			}
-		}()
-		r.wmu.Lock()
-		defer r.wmu.Unlock()
-		w = &waiter{results: make([]api.MessageResult, len(targets)), done: make(chan struct{}), ids: map[string]int{}, via: map[int]*channel{}}
-		for i, t := range targets {
-			res := &w.results[i]
-			res.Pool, res.Index = t.Pool, t.Index
-			ch := r.chans[key(t.Pool, t.Index)]
-			if ch == nil {
-				res.Status, res.Detail = api.NotDelivered, r.notConnected(t)
-				continue
-			}
-			r.seq++
-			id := r.prefix + "-" + strconv.FormatUint(r.seq, 10)
-			line, err := tpl.Line(id)
-			if err != nil {
-				encErr = err
-				return
-			}
-			if err := write(ch, line); err != nil {
-				res.Status, res.Detail = api.NotDelivered, err.Error()
-				if errors.Is(err, errBroken) {
-					broken = append(broken, ch)
-				}
-				continue
-			}
-			res.Status = api.Delivered
-			if wait > 0 {
-				res.Status, res.Detail = api.NoReply, fmt.Sprintf("no reply within %s", wait)
-				w.ids[id] = i
-				w.via[i] = ch
-				w.pending++
-				r.waiting[id] = w
-			}
+		w, broken, encErr = r.writeAll(tpl, targets, wait)
+		// Broken channels are dropped after the writes: drop takes wmu too.
+		for _, ch := range broken {
+			r.drop(ctx, ch)
 		}
-		w.check()
 	})
 	if err != nil {
 		return nil, err
@@ -140,6 +103,47 @@ func (r *Relay) send(ctx context.Context, targets []Target, pool, text string, w
 		delete(r.waiting, id)
 	}
 	return append([]api.MessageResult(nil), w.results...), nil
+}
+
+// writeAll writes the message to each target's channel and, with wait >
+// 0, registers the waiter of their answers, which may come while later
+// targets are written to. It returns the channels found broken. In Run.
+func (r *Relay) writeAll(tpl message.Template, targets []Target, wait time.Duration) (w *waiter, broken []*channel, err error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	w = &waiter{results: make([]api.MessageResult, len(targets)), done: make(chan struct{}), ids: map[string]int{}, via: map[int]*channel{}}
+	defer w.check()
+	for i, t := range targets {
+		res := &w.results[i]
+		res.Pool, res.Index = t.Pool, t.Index
+		ch := r.chans[key(t.Pool, t.Index)]
+		if ch == nil {
+			res.Status, res.Detail = api.NotDelivered, r.notConnected(t)
+			continue
+		}
+		r.seq++
+		id := r.prefix + "-" + strconv.FormatUint(r.seq, 10)
+		line, err := tpl.Line(id)
+		if err != nil {
+			return w, broken, err
+		}
+		if err := write(ch, line); err != nil {
+			res.Status, res.Detail = api.NotDelivered, err.Error()
+			if errors.Is(err, errBroken) {
+				broken = append(broken, ch)
+			}
+			continue
+		}
+		res.Status = api.Delivered
+		if wait > 0 {
+			res.Status, res.Detail = api.NoReply, fmt.Sprintf("no reply within %s", wait)
+			w.ids[id] = i
+			w.via[i] = ch
+			w.pending++
+			r.waiting[id] = w
+		}
+	}
+	return w, broken, nil
 }
 
 // withConnected adds to targets every channel of pool they do not name,

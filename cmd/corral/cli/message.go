@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,16 +75,9 @@ func sendMessage(ctx context.Context, env *Env, cmd string, args []string) error
 	if err := message.CheckMessage(text); err != nil {
 		return badUsage(cmd, "the message is %v", err)
 	}
-	var wait time.Duration
-	if opts["wait"] != "" {
-		wait = defaultWait
-	}
-	if v, ok := opts["timeout"]; ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 || d > api.MaxWait {
-			return badUsage(cmd, "bad --timeout %q: give a duration from 1ms to %v, such as 500ms or 10s", v, api.MaxWait)
-		}
-		wait = d
+	wait, err := messageWait(cmd, opts)
+	if err != nil {
+		return err
 	}
 
 	corrald, closeAPI, err := connect(ctx, env)
@@ -112,19 +104,39 @@ func sendMessage(ctx context.Context, env *Env, cmd string, args []string) error
 	}
 
 	if opts["json"] != "" {
-		out := make([]messageJSON, len(rs))
-		for i, r := range rs {
-			out[i] = messageJSON{r.Instance(), r.Pool, r.Index, string(r.Status), r.Reply, r.Detail}
-		}
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := writeJSON(env.Stdout, resultsJSON(rs)); err != nil {
 			return err
 		}
 	} else {
 		writeResults(env.Stdout, rs)
 	}
 	return messageOutcome(to, rs, wait > 0)
+}
+
+// messageWait is how long to wait for replies: none, or --wait's default,
+// or --timeout.
+func messageWait(cmd string, opts map[string]string) (time.Duration, error) {
+	var wait time.Duration
+	if opts["wait"] != "" {
+		wait = defaultWait
+	}
+	if v, ok := opts["timeout"]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > api.MaxWait {
+			return 0, badUsage(cmd, "bad --timeout %q: give a duration from 1ms to %v, such as 500ms or 10s", v, api.MaxWait)
+		}
+		wait = d
+	}
+	return wait, nil
+}
+
+// resultsJSON is the results as --json writes them.
+func resultsJSON(rs []api.MessageResult) []messageJSON {
+	out := make([]messageJSON, len(rs))
+	for i, r := range rs {
+		out[i] = messageJSON{r.Instance(), r.Pool, r.Index, string(r.Status), r.Reply, r.Detail}
+	}
+	return out
 }
 
 // readMessage reads the message from standard input, for secrets that do
