@@ -30,7 +30,7 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each wrk run")
 	conns := flag.Int("c", 100, "wrk connections")
 	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
-	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "reload", "messages", or "all"`)
+	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "scale" (corrald's costs by pool size), "reload", "messages", or "all"`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -47,8 +47,8 @@ type result struct {
 }
 
 func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns, ms int) error {
-	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "reload" && suite != "messages" {
-		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "reload", "messages" or "all"`, suite)
+	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "scale" && suite != "reload" && suite != "messages" {
+		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "scale", "reload", "messages" or "all"`, suite)
 	}
 	if deb == "" {
 		return errors.New("-deb is required: run 'make bench'")
@@ -88,6 +88,9 @@ func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns,
 	}
 	if suite == "corrald" {
 		return benchCorrald(ctx, box, shOut)
+	}
+	if suite == "scale" {
+		return benchScale(ctx, box, shOut)
 	}
 	if suite == "reload" {
 		return benchReload(ctx, box, shOut, conns, dur, next)
@@ -154,7 +157,11 @@ func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns,
 		if err := benchMessages(ctx, box, shOut); err != nil {
 			return err
 		}
-		return benchCorrald(ctx, box, shOut)
+		if err := benchCorrald(ctx, box, shOut); err != nil {
+			return err
+		}
+		fmt.Println()
+		return benchScale(ctx, box, shOut)
 	}
 	return nil
 }
