@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/test/sdbox"
+	wrkpkg "github.com/corral-pool/corral/test/wrk"
 )
 
 func main() {
@@ -181,53 +181,18 @@ func waitHTTP(ctx context.Context, url string) error {
 	return fmt.Errorf("%s does not answer", url)
 }
 
-var (
-	rpsRE    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	pctRE    = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)`)
-	totalRE  = regexp.MustCompile(`(\d+) requests in`)
-	sockErrs = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
-	non2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-)
-
+// wrk runs wrk against url, keep-alive, and returns its figures, p50 and
+// p99 to 100 µs.
 func wrk(ctx context.Context, url string, conns int, dur time.Duration) (result, error) {
-	c, cancel := context.WithTimeout(ctx, dur+30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(c, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+dur.String(), "--timeout", "10s", "--latency", url).CombinedOutput()
+	r, err := wrkpkg.Run(ctx, wrkpkg.Options{URL: url, Conns: conns, Duration: dur})
 	if err != nil {
-		return result{}, fmt.Errorf("wrk: %w: %s", err, out)
+		return result{}, err
 	}
-	return parseWrk(string(out))
+	return toResult(r), nil
 }
 
-func parseWrk(out string) (result, error) {
-	var r result
-	m := rpsRE.FindStringSubmatch(out)
-	if m == nil {
-		return r, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
-	}
-	r.rps, _ = strconv.ParseFloat(m[1], 64)
-	for _, p := range pctRE.FindAllStringSubmatch(out, -1) {
-		v, _ := strconv.ParseFloat(p[2], 64)
-		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[p[3]]
-		d := time.Duration(v * float64(unit)).Round(100 * time.Microsecond)
-		if p[1] == "50" {
-			r.p50 = d
-		} else {
-			r.p99 = d
-		}
-	}
-	if m := totalRE.FindStringSubmatch(out); m != nil {
-		r.total, _ = strconv.Atoi(m[1])
-	}
-	if m := sockErrs.FindStringSubmatch(out); m != nil {
-		for _, s := range m[1:] {
-			n, _ := strconv.Atoi(s)
-			r.errors += n
-		}
-	}
-	if m := non2xx.FindStringSubmatch(out); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		r.errors += n
-	}
-	return r, nil
+// toResult is what the bench reports of a wrk run.
+func toResult(r wrkpkg.Result) result {
+	return result{rps: r.RPS, p50: r.P50.Round(100 * time.Microsecond), p99: r.P99.Round(100 * time.Microsecond),
+		errors: r.Errors.Failed(), total: r.Requests}
 }

@@ -39,7 +39,7 @@ type bench struct {
 	work      string // temporary directory on the host
 	app       string // the Node app's copy in work
 	clusterJS string // cluster.js in work
-	script    string // count.lua in work
+	script    string // count.lua's source, run by wrk with its report
 	demo      string // corral-demo from the .deb, unpacked in work
 	pm2Bin    string
 	pm2Home   string
@@ -86,8 +86,8 @@ func setup(ctx context.Context, cfg config, sel []spec) (*bench, error) {
 	}
 	b.app = filepath.Join(b.work, "server.js")
 	b.clusterJS = filepath.Join(b.work, "cluster.js")
-	b.script = filepath.Join(b.work, "count.lua")
-	for name, data := range map[string][]byte{b.app: app, b.clusterJS: clusterJS, b.script: countLua} {
+	b.script = string(countLua)
+	for name, data := range map[string][]byte{b.app: app, b.clusterJS: clusterJS} {
 		if err := os.WriteFile(name, data, 0o644); err != nil {
 			return b, err
 		}

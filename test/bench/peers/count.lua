@@ -39,8 +39,9 @@ function setup(thread)
 end
 
 -- One line per body: "peers: pid P responses N first MS" (pid "-" when the
--- body names none, such as an error page).
-function done(summary, latency, requests)
+-- body names none, such as an error page). wrk runs this script with the
+-- benchmarks' report (test/wrk), whose done() calls extra_done first.
+function extra_done(summary, latency, requests)
   for _, t in ipairs(threads) do
     local c, f = t:get("counts"), t:get("first")
     for body, n in pairs(c) do

@@ -9,39 +9,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	wrkpkg "github.com/corral-pool/corral/test/wrk"
 )
 
-const wrkOut = `Running 10s test @ http://127.0.0.1:18080/cpu?ms=5
-  1 threads and 100 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency   254.12ms   50.00ms   1.10s    90.00%
-    Req/Sec   400.00     50.00   500.00     70.00%
-  Latency Distribution
-     50%  254.12ms
-     75%  260.00ms
-     90%  270.00ms
-     99%    1.02s
-  3921 requests in 10.01s, 500.00KB read
-  Socket errors: connect 1, read 2, write 0, timeout 3
-  Non-2xx or 3xx responses: 4
-Requests/sec:    391.72
-Transfer/sec:     49.95KB
-peers: pid 4242 responses 1900 first 1795300677728.726
-peers: pid 77 responses 2017 first 1795300677729.500
-peers: pid - responses 4 first 1795300677730.000
-`
-
-func TestParseWrk(t *testing.T) {
-	l, err := parseWrk(wrkOut)
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestLoadOf: a load is wrk's figures and count.lua's lines, by pid.
+func TestLoadOf(t *testing.T) {
+	l := loadOf(wrkpkg.Result{RPS: 391.72, P50: 254120 * time.Microsecond, P99: 1020 * time.Millisecond, Requests: 3921,
+		Errors: wrkpkg.Errors{Connect: 1, Read: 2, Timeout: 3, Status: 4}, CPU: time.Second,
+		Lines: []string{
+			"peers: pid 4242 responses 1900 first 1795300677728.726",
+			"peers: pid 77 responses 2017 first 1795300677729.500",
+			"peers: pid - responses 4 first 1795300677730.000",
+			"something else",
+		}})
 	want := load{rps: 391.72, p50: 254120 * time.Microsecond, p99: 1020 * time.Millisecond, requests: 3921,
-		connect: 1, read: 2, timeout: 3, non2xx: 4}
+		connect: 1, read: 2, timeout: 3, non2xx: 4, wrkCPU: time.Second}
 	got := l
 	got.pids = nil
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("parseWrk:\n got %+v\nwant %+v", got, want)
+		t.Errorf("loadOf:\n got %+v\nwant %+v", got, want)
 	}
 	if l.failed() != 10 {
 		t.Errorf("failed = %d, want 10", l.failed())
@@ -57,32 +44,8 @@ func TestParseWrk(t *testing.T) {
 	if c := l.counts(); !reflect.DeepEqual(c, []int{2017, 1900}) {
 		t.Errorf("counts = %v, want [2017 1900]", c)
 	}
-}
-
-func TestParseWrkUnits(t *testing.T) {
-	out := "  Latency Distribution\n     50%  812.00us\n     99%    1.10m\n  10 requests in 1.00s, 1KB read\nRequests/sec:     10.00\n"
-	l, err := parseWrk(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.p50 != 812*time.Microsecond || l.p99 != 66*time.Second || l.failed() != 0 || l.pids != nil {
-		t.Errorf("parseWrk = %+v", l)
-	}
-	if _, err := parseWrk("unable to connect to 127.0.0.1:18080 Connection refused\n"); err == nil {
-		t.Error("parseWrk of an error: no error")
-	}
-}
-
-func TestWrkArgs(t *testing.T) {
-	got := wrkArgs("http://127.0.0.1:18080/", connClose, 100, 2500*time.Millisecond, "count.lua")
-	want := []string{"-t1", "-c100", "-d3s", "--timeout", "10s", "--latency", "-H", "Connection: close", "-s", "count.lua", "http://127.0.0.1:18080/"}
-	if !slices.Equal(got, want) {
-		t.Errorf("wrkArgs:\n got %q\nwant %q", got, want)
-	}
-	got = wrkArgs("http://127.0.0.1:18080/", keepAlive, 10, 10*time.Second, "")
-	want = []string{"-t1", "-c10", "-d10s", "--timeout", "10s", "--latency", "http://127.0.0.1:18080/"}
-	if !slices.Equal(got, want) {
-		t.Errorf("wrkArgs:\n got %q\nwant %q", got, want)
+	if p := pidCounts([]string{"peers: pid x"}); p != nil {
+		t.Errorf("pidCounts of no count lines = %v, want nil", p)
 	}
 }
 

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	wrkpkg "github.com/corral-pool/corral/test/wrk"
 )
 
 // A shape is how wrk's connections carry requests.
@@ -60,79 +61,42 @@ type pidCount struct {
 	first time.Time // when wrk received the first of them
 }
 
-// wrkArgs is wrk's command line: one thread, conns connections, latency
-// percentiles, a 10 s timeout (Node's p99 under CPU load is seconds), and
-// the count.lua script unless script is "".
-func wrkArgs(url string, s shape, conns int, dur time.Duration, script string) []string {
-	secs := max(int(math.Ceil(dur.Seconds())), 1)
-	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s", "--timeout", "10s", "--latency"}
-	if s == connClose {
-		args = append(args, "-H", "Connection: close")
-	}
-	if script != "" {
-		args = append(args, "-s", script)
-	}
-	return append(args, url)
-}
-
-// runWrk runs wrk against url and parses what it printed.
+// runWrk runs wrk against url (one thread, conns connections, a 10 s
+// timeout: Node's p99 under CPU load is seconds) with script, count.lua's
+// source or "", and reads its figures.
 func runWrk(ctx context.Context, url string, s shape, conns int, dur time.Duration, script string) (load, error) {
-	c, cancel := context.WithTimeout(ctx, dur+30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(c, "wrk", wrkArgs(url, s, conns, dur, script)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return load{}, fmt.Errorf("wrk %s (%s): %w: %s", url, s, err, out)
+	o := wrkpkg.Options{URL: url, Conns: conns, Duration: dur, Extra: script}
+	if s == connClose {
+		o.Headers = []string{"Connection: close"}
 	}
-	l, err := parseWrk(string(out))
+	r, err := wrkpkg.Run(ctx, o)
 	if err != nil {
-		return load{}, err
+		return load{}, fmt.Errorf("%w (%s)", err, s)
 	}
-	l.wrkCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	l.dur = time.Duration(max(int(math.Ceil(dur.Seconds())), 1)) * time.Second
+	l := loadOf(r)
+	l.dur = time.Duration(wrkpkg.Seconds(dur)) * time.Second
 	return l, nil
 }
 
-var (
-	rpsRE     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	pctRE     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s|m)\s*$`)
-	totalRE   = regexp.MustCompile(`(\d+) requests in`)
-	sockErrRE = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
-	non2xxRE  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-	countRE   = regexp.MustCompile(`(?m)^peers: pid (\S+) responses (\d+) first ([0-9.]+)$`)
-)
+// loadOf is a load of wrk's figures and count.lua's lines.
+func loadOf(r wrkpkg.Result) load {
+	e := r.Errors
+	return load{rps: r.RPS, p50: r.P50, p99: r.P99, requests: r.Requests,
+		connect: e.Connect, read: e.Read, write: e.Write, timeout: e.Timeout, non2xx: e.Status,
+		wrkCPU: r.CPU, pids: pidCounts(r.Lines)}
+}
 
-// parseWrk reads wrk's report (with --latency) and count.lua's lines.
-func parseWrk(out string) (load, error) {
-	var l load
-	m := rpsRE.FindStringSubmatch(out)
-	if m == nil {
-		return l, fmt.Errorf("no Requests/sec in wrk's output:\n%s", out)
-	}
-	l.rps, _ = strconv.ParseFloat(m[1], 64)
-	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "m": time.Minute}
-	for _, p := range pctRE.FindAllStringSubmatch(out, -1) {
-		v, _ := strconv.ParseFloat(p[2], 64)
-		d := time.Duration(v * float64(unit[p[3]]))
-		if p[1] == "50" {
-			l.p50 = d
-		} else {
-			l.p99 = d
-		}
-	}
-	if m := totalRE.FindStringSubmatch(out); m != nil {
-		l.requests, _ = strconv.Atoi(m[1])
-	}
-	if m := sockErrRE.FindStringSubmatch(out); m != nil {
-		for i, p := range []*int{&l.connect, &l.read, &l.write, &l.timeout} {
-			*p, _ = strconv.Atoi(m[i+1])
-		}
-	}
-	if m := non2xxRE.FindStringSubmatch(out); m != nil {
-		l.non2xx, _ = strconv.Atoi(m[1])
-	}
+var countRE = regexp.MustCompile(`^peers: pid (\S+) responses (\d+) first ([0-9.]+)$`)
+
+// pidCounts reads count.lua's lines: the responses of each worker process
+// and when the first came. nil without them.
+func pidCounts(lines []string) []pidCount {
 	byPID := map[int]pidCount{}
-	for _, c := range countRE.FindAllStringSubmatch(out, -1) {
+	for _, l := range lines {
+		c := countRE.FindStringSubmatch(l)
+		if c == nil {
+			continue
+		}
 		pid, _ := strconv.Atoi(c[1]) // "-": 0
 		n, _ := strconv.Atoi(c[2])
 		ms, _ := strconv.ParseFloat(c[3], 64)
@@ -144,11 +108,12 @@ func parseWrk(out string) (load, error) {
 		pc.pid, pc.n = pid, pc.n+n
 		byPID[pid] = pc
 	}
+	var out []pidCount
 	for _, pc := range byPID {
-		l.pids = append(l.pids, pc)
+		out = append(out, pc)
 	}
-	sort.Slice(l.pids, func(i, j int) bool { return l.pids[i].pid < l.pids[j].pid })
-	return l, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
+	return out
 }
 
 // counts returns the responses of each worker process (pid > 0).
