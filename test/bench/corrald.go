@@ -28,101 +28,36 @@ func benchCorrald(ctx context.Context, box *sdbox.Box, sh func(...string) (strin
 			return err
 		}
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		out, _ := sh("systemctl", "list-units", "--plain", "--no-legend", "--state=active", "big@*.service")
-		if strings.Count(out, "\n") >= 64 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("64 instances not active after 2m")
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := waitActive(sh, "big@*.service", 64, 2*time.Minute); err != nil {
+		return err
 	}
 	time.Sleep(2 * time.Second)
 
 	// corral list, the whole command as a user runs it.
 	var list []time.Duration
-	for i := 0; i < 20; i++ {
-		out, err := sh("sh", "-c", "s=$(date +%s%N); corral list >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000 ))")
+	for range 20 {
+		d, err := timeInBox(sh, "corral list >/dev/null")
 		if err != nil {
 			return err
 		}
-		us, _ := strconv.Atoi(strings.TrimSpace(out))
-		list = append(list, time.Duration(us)*time.Microsecond)
+		list = append(list, d)
 	}
 
 	pid, _ := sh("systemctl", "show", "-P", "MainPID", "corral.service")
 	pid = strings.TrimSpace(pid)
 	rss, _ := sh("sh", "-c", "grep VmRSS /proc/"+pid+"/status")
 
-	// Wake-ups while idle: context switches of every corrald thread, in
-	// 10 s windows after the list calls above have settled. The watchdog
-	// is fed every 30 s (WatchdogSec=60s); nothing else should wake it.
-	time.Sleep(5 * time.Second)
-	var idle []int
-	prev, err := ctxSwitches(sh, pid)
+	idle, quiet, err := idleSwitches(sh, pid)
 	if err != nil {
 		return err
-	}
-	for range 9 {
-		time.Sleep(10 * time.Second)
-		n, err := ctxSwitches(sh, pid)
-		if err != nil {
-			return err
-		}
-		idle = append(idle, n-prev)
-		prev = n
-	}
-	quiet := 0
-	for _, n := range idle {
-		if n == 0 {
-			quiet++
-		}
 	}
 	if _, err := sh("systemctl", "stop", "big.target", "big@*.service", "big@*.socket"); err != nil {
 		return err
 	}
 
-	// Crash to replacement serving: a one-instance pool; SIGKILL its
-	// worker, then time a request that waits in the socket's queue until
-	// the new worker answers it.
-	if err := box.WriteFile("/etc/corral/pools.d/one.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18193\"]\ninstances = 1\nreadiness = \"notify\"\n[restart]\nburst = 1000\n"), 0o644); err != nil {
+	crash, err := crashToServing(ctx, box, sh)
+	if err != nil {
 		return err
-	}
-	for _, c := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "start", "one.target"}} {
-		if _, err := sh(c...); err != nil {
-			return err
-		}
-	}
-	if err := waitHTTP(ctx, "http://127.0.0.1:18193/"); err != nil {
-		return err
-	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	pidRE := regexp.MustCompile(`pid (\d+)`)
-	var crash []time.Duration
-	for i := 0; i < 20; i++ {
-		old, _ := sh("systemctl", "show", "-P", "MainPID", "one@1.service")
-		old = strings.TrimSpace(old)
-		t0 := time.Now()
-		if _, err := sh("kill", "-KILL", old); err != nil {
-			return err
-		}
-		for {
-			resp, err := client.Get("http://127.0.0.1:18193/")
-			if err == nil {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if m := pidRE.FindSubmatch(body); m != nil && string(m[1]) != old {
-					crash = append(crash, time.Since(t0))
-					break
-				}
-			}
-			if time.Since(t0) > 30*time.Second {
-				return fmt.Errorf("no replacement of one@1 after 30s")
-			}
-		}
-		time.Sleep(500 * time.Millisecond)
 	}
 
 	fmt.Printf("corrald, %s\n\n", time.Now().Format("2006-01-02"))
@@ -159,4 +94,78 @@ func pct(ds []time.Duration, p int) time.Duration {
 	i := (len(s)*p + 99) / 100
 	i = min(max(i-1, 0), len(s)-1)
 	return s[i].Round(100 * time.Microsecond)
+}
+
+// idleSwitches counts corrald's wake-ups while idle: the context switches
+// of every thread of pid in 10 s windows, after the calls before have
+// settled, and how many windows had none. The watchdog is fed every 30 s
+// (WatchdogSec=60s); nothing else should wake it.
+func idleSwitches(sh func(...string) (string, error), pid string) ([]int, int, error) {
+	time.Sleep(5 * time.Second)
+	var idle []int
+	prev, err := ctxSwitches(sh, pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	for range 9 {
+		time.Sleep(10 * time.Second)
+		n, err := ctxSwitches(sh, pid)
+		if err != nil {
+			return nil, 0, err
+		}
+		idle = append(idle, n-prev)
+		prev = n
+	}
+	quiet := 0
+	for _, n := range idle {
+		if n == 0 {
+			quiet++
+		}
+	}
+	return idle, quiet, nil
+}
+
+// crashToServing times, for a one-instance pool, a SIGKILL of its worker to
+// the answer of a request that waits in the socket's queue until the new
+// worker answers it; 20 times.
+func crashToServing(ctx context.Context, box *sdbox.Box, sh func(...string) (string, error)) ([]time.Duration, error) {
+	if err := box.WriteFile("/etc/corral/pools.d/one.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18193\"]\ninstances = 1\nreadiness = \"notify\"\n[restart]\nburst = 1000\n"), 0o644); err != nil {
+		return nil, err
+	}
+	for _, c := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "start", "one.target"}} {
+		if _, err := sh(c...); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitHTTP(ctx, "http://127.0.0.1:18193/"); err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	pidRE := regexp.MustCompile(`pid (\d+)`)
+	var crash []time.Duration
+	for i := 0; i < 20; i++ {
+		old, _ := sh("systemctl", "show", "-P", "MainPID", "one@1.service")
+		old = strings.TrimSpace(old)
+		t0 := time.Now()
+		if _, err := sh("kill", "-KILL", old); err != nil {
+			return nil, err
+		}
+		for {
+			resp, err := client.Get("http://127.0.0.1:18193/")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if m := pidRE.FindSubmatch(body); m != nil && string(m[1]) != old {
+					crash = append(crash, time.Since(t0))
+					break
+				}
+			}
+			if time.Since(t0) > 30*time.Second {
+				return nil, fmt.Errorf("no replacement of one@1 after 30s")
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	return crash, nil
 }

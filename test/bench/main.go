@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -50,106 +49,24 @@ func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns,
 	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "scale" && suite != "reload" && suite != "messages" {
 		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "scale", "reload", "messages" or "all"`, suite)
 	}
-	if deb == "" {
-		return errors.New("-deb is required: run 'make bench'")
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		return errors.New("wrk not found: apt-get install wrk")
-	}
-	data, err := os.ReadFile(deb)
-	if err != nil {
-		return err
-	}
-	bootCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	box, err := sdbox.Boot(bootCtx, sdbox.Options{})
-	cancel()
+	box, shOut, err := boot(ctx, deb)
 	if err != nil {
 		return err
 	}
 	defer box.Close()
-	shOut := func(args ...string) (string, error) {
-		c, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		out, stderr, err := box.Exec(c, args...)
-		if err != nil {
-			return out, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, stderr)
-		}
-		return out, nil
-	}
-	sh := func(args ...string) error {
-		_, err := shOut(args...)
-		return err
-	}
-	if err := box.WriteFile("/opt/corral-bench/corral.deb", data, 0o644); err != nil {
-		return err
-	}
-	if err := sh("apt-get", "install", "-y", "/opt/corral-bench/corral.deb"); err != nil {
-		return err
-	}
-	if suite == "corrald" {
+	switch suite {
+	case "corrald":
 		return benchCorrald(ctx, box, shOut)
-	}
-	if suite == "scale" {
+	case "scale":
 		return benchScale(ctx, box, shOut)
-	}
-	if suite == "reload" {
+	case "reload":
 		return benchReload(ctx, box, shOut, conns, dur, next)
-	}
-	if suite == "messages" {
+	case "messages":
 		return benchMessages(ctx, box, shOut)
 	}
-	url := fmt.Sprintf("http://127.0.0.1:8080/cpu?ms=%d", ms)
-	cores := runtime.NumCPU()
-
-	// The count is corrald's: ask for it as an operator does, then start
-	// the pool.
-	measure := func(count string) (result, error) {
-		if err := sh("corral", "scale", "app", count); err != nil {
-			return result{}, err
-		}
-		if err := sh("systemctl", "start", "app.target"); err != nil {
-			return result{}, err
-		}
-		want := "1"
-		if count != "1" {
-			want = strconv.Itoa(cores)
-		}
-		deadline := time.Now().Add(time.Minute)
-		for {
-			out, _ := shOut("systemctl", "list-units", "--plain", "--no-legend", "--state=active", "app@*.service")
-			if n := strings.Count(out, ".service"); strconv.Itoa(n) == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				return result{}, fmt.Errorf("app: %s instances not active after 1m", want)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err := waitHTTP(ctx, url); err != nil {
-			return result{}, err
-		}
-		// Warm up, then measure.
-		if _, err := wrk(ctx, url, conns, 2*time.Second); err != nil {
-			return result{}, err
-		}
-		return wrk(ctx, url, conns, dur)
-	}
-	one, err := measure("1")
-	if err != nil {
+	if err := benchCluster(ctx, shOut, dur, conns, ms); err != nil {
 		return err
 	}
-	many, err := measure("auto")
-	if err != nil {
-		return err
-	}
-	if err := sh("corral", "stop", "app"); err != nil {
-		return err
-	}
-	fmt.Printf("corral demo pool, GET /cpu?ms=%d, wrk -t1 -c%d -d%s --latency on 127.0.0.1, %d cores, %s\n\n", ms, conns, dur, cores, time.Now().Format("2006-01-02"))
-	fmt.Printf("| instances | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n")
-	fmt.Printf("| 1 | %.0f | %v | %v | %d |\n", one.rps, one.p50, one.p99, one.errors)
-	fmt.Printf("| %d (one per core) | %.0f | %v | %v | %d |\n", cores, many.rps, many.p50, many.p99, many.errors)
-	fmt.Printf("\nratio %d instances / 1 instance: %.2fx\n\n", cores, many.rps/one.rps)
 	if suite == "all" {
 		if err := benchReload(ctx, box, shOut, conns, dur, next); err != nil {
 			return err
@@ -164,6 +81,99 @@ func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns,
 		return benchScale(ctx, box, shOut)
 	}
 	return nil
+}
+
+// boot boots a box with deb installed by apt, and returns it with a
+// function that runs a command in it.
+func boot(ctx context.Context, deb string) (*sdbox.Box, func(...string) (string, error), error) {
+	if deb == "" {
+		return nil, nil, errors.New("-deb is required: run 'make bench'")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return nil, nil, errors.New("wrk not found: apt-get install wrk")
+	}
+	data, err := os.ReadFile(deb)
+	if err != nil {
+		return nil, nil, err
+	}
+	bootCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	box, err := sdbox.Boot(bootCtx, sdbox.Options{})
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	shOut := func(args ...string) (string, error) {
+		c, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		out, stderr, err := box.Exec(c, args...)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, stderr)
+		}
+		return out, nil
+	}
+	err = box.WriteFile("/opt/corral-bench/corral.deb", data, 0o644)
+	if err == nil {
+		_, err = shOut("apt-get", "install", "-y", "/opt/corral-bench/corral.deb")
+	}
+	if err != nil {
+		box.Close()
+		return nil, nil, err
+	}
+	return box, shOut, nil
+}
+
+// benchCluster measures the demo's CPU-bound route with one instance, then
+// one per core.
+func benchCluster(ctx context.Context, sh func(...string) (string, error), dur time.Duration, conns, ms int) error {
+	url := fmt.Sprintf("http://127.0.0.1:8080/cpu?ms=%d", ms)
+	cores := runtime.NumCPU()
+	one, err := clusterRun(ctx, sh, url, "1", 1, conns, dur)
+	if err != nil {
+		return err
+	}
+	many, err := clusterRun(ctx, sh, url, "auto", cores, conns, dur)
+	if err != nil {
+		return err
+	}
+	if _, err := sh("corral", "stop", "app"); err != nil {
+		return err
+	}
+	fmt.Printf("corral demo pool, GET /cpu?ms=%d, wrk -t1 -c%d -d%s --latency on 127.0.0.1, %d cores, %s\n\n", ms, conns, dur, cores, time.Now().Format("2006-01-02"))
+	fmt.Printf("| instances | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n")
+	fmt.Printf("| 1 | %.0f | %v | %v | %d |\n", one.rps, one.p50, one.p99, one.errors)
+	fmt.Printf("| %d (one per core) | %.0f | %v | %v | %d |\n", cores, many.rps, many.p50, many.p99, many.errors)
+	fmt.Printf("\nratio %d instances / 1 instance: %.2fx\n\n", cores, many.rps/one.rps)
+	return nil
+}
+
+// clusterRun sets the demo pool's count as an operator does (corral
+// scale, count), starts it, waits for want instances, warms up and
+// measures.
+func clusterRun(ctx context.Context, sh func(...string) (string, error), url, count string, want, conns int, dur time.Duration) (result, error) {
+	for _, c := range [][]string{{"corral", "scale", "app", count}, {"systemctl", "start", "app.target"}} {
+		if _, err := sh(c...); err != nil {
+			return result{}, err
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, _ := sh("systemctl", "list-units", "--plain", "--no-legend", "--state=active", "app@*.service")
+		if strings.Count(out, ".service") == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			return result{}, fmt.Errorf("app: %d instances not active after 1m", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := waitHTTP(ctx, url); err != nil {
+		return result{}, err
+	}
+	// Warm up, then measure.
+	if _, err := wrk(ctx, url, conns, 2*time.Second); err != nil {
+		return result{}, err
+	}
+	return wrk(ctx, url, conns, dur)
 }
 
 func waitHTTP(ctx context.Context, url string) error {

@@ -19,20 +19,7 @@ import (
 // one instance with corrald's memory before and after. The client is
 // test/bench/msgload, built here and run in the box over the system bus.
 func benchMessages(ctx context.Context, box *sdbox.Box, sh func(...string) (string, error)) error {
-	tmp, err := os.MkdirTemp("", "msgload")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "msgload")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./test/bench/msgload").CombinedOutput(); err != nil {
-		return fmt.Errorf("build msgload: %w: %s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		return err
-	}
-	if err := box.WriteFile("/opt/corral-bench/msgload", data, 0o755); err != nil {
+	if err := installMsgload(ctx, box); err != nil {
 		return err
 	}
 	if err := box.WriteFile("/etc/corral/pools.d/msg.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18196\"]\ninstances = 2\nreadiness = \"notify\"\n"), 0o644); err != nil {
@@ -75,8 +62,54 @@ func benchMessages(ctx context.Context, box *sdbox.Box, sh func(...string) (stri
 		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", kv["instances"], kv["n"], kv["p50"], kv["p99"], kv["max"], bar)
 	}
 
-	// Sustained rate to one instance, three windows, corrald's memory
-	// around each.
+	if err := messageRate(sh); err != nil {
+		return err
+	}
+	fmt.Println()
+	// Leave no pool behind for the next suite, whose pool files would
+	// otherwise come after msg's.
+	if _, err := sh("corral", "stop", "msg"); err != nil {
+		return err
+	}
+	_, err := sh("rm", "/etc/corral/pools.d/msg.toml")
+	return err
+}
+
+// fields parses "k=v k=v".
+func fields(s string) map[string]string {
+	m := map[string]string{}
+	for _, f := range strings.Fields(s) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// installMsgload builds test/bench/msgload and copies it into the box.
+func installMsgload(ctx context.Context, box *sdbox.Box) error {
+	tmp, err := os.MkdirTemp("", "msgload")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "msgload")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./test/bench/msgload").CombinedOutput(); err != nil {
+		return fmt.Errorf("build msgload: %w: %s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	if err := box.WriteFile("/opt/corral-bench/msgload", data, 0o755); err != nil {
+		return err
+	}
+	return nil
+}
+
+// messageRate measures the sustained rate of messages to one instance, in
+// three windows, and corrald's memory around each.
+func messageRate(sh func(...string) (string, error)) error {
 	if _, err := sh("corral", "scale", "msg", "2"); err != nil {
 		return err
 	}
@@ -98,23 +131,5 @@ func benchMessages(ctx context.Context, box *sdbox.Box, sh func(...string) (stri
 		kv := fields(out)
 		fmt.Printf("| %d | %s | %s | %s |\n", w, kv["per_second"], kv["not_delivered"], rss())
 	}
-	fmt.Println()
-	// Leave no pool behind for the next suite, whose pool files would
-	// otherwise come after msg's.
-	if _, err := sh("corral", "stop", "msg"); err != nil {
-		return err
-	}
-	_, err = sh("rm", "/etc/corral/pools.d/msg.toml")
-	return err
-}
-
-// fields parses "k=v k=v".
-func fields(s string) map[string]string {
-	m := map[string]string{}
-	for _, f := range strings.Fields(s) {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
+	return nil
 }

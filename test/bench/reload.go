@@ -34,69 +34,24 @@ func benchReload(ctx context.Context, box *sdbox.Box, sh func(...string) (string
 	if err != nil {
 		return err
 	}
-	// during runs wrk for dur and op a quarter of the way in.
-	during := func(op func() (string, error)) (result, string, time.Duration, error) {
-		type out struct {
-			r   result
-			err error
-		}
-		ch := make(chan out, 1)
-		go func() {
-			r, err := wrk(ctx, url, conns, dur)
-			ch <- out{r, err}
-		}()
-		time.Sleep(dur / 4)
-		t0 := time.Now()
-		text, err := op()
-		took := time.Since(t0)
-		o := <-ch
-		if err != nil {
-			return result{}, text, took, fmt.Errorf("%w\n%s", err, text)
-		}
-		return o.r, text, took, o.err
-	}
-	type row struct {
-		name string
-		r    result
-		took time.Duration
-	}
-	var rows []row
-
-	rel, relText, relTook, err := during(func() (string, error) { return sh("corral", "reload", "app") })
+	l := loadRun{ctx: ctx, url: url, conns: conns, dur: dur}
+	var rows []reloadRow
+	rel, relText, relTook, err := l.during(func() (string, error) { return sh("corral", "reload", "app") })
 	if err != nil {
 		return err
 	}
-	rows = append(rows, row{"corral reload app", rel, relTook})
-
-	pool, err := sh("cat", "/etc/corral/pools.d/app.toml")
+	rows = append(rows, reloadRow{"corral reload app", rel, relTook})
+	app, err := applyDuring(l, box, sh)
 	if err != nil {
 		return err
 	}
-	if err := box.WriteFile("/etc/corral/pools.d/app.toml", []byte(strings.Replace(pool, "[sandbox]", "environment = { BENCH = \"apply\" }\n\n[sandbox]", 1)), 0o644); err != nil {
-		return err
-	}
-	app, appText, appTook, err := during(func() (string, error) { return sh("corral", "apply") })
-	if err != nil {
-		return err
-	}
-	if !strings.Contains(appText, "app: reloaded") {
-		return fmt.Errorf("corral apply did not reload app:\n%s", appText)
-	}
-	rows = append(rows, row{"corral apply (app's environment changed)", app, appTook})
-
+	rows = append(rows, app)
 	if nextDeb != "" {
-		data, err := os.ReadFile(nextDeb)
+		up, err := upgradeDuring(l, box, sh, nextDeb)
 		if err != nil {
 			return err
 		}
-		if err := box.WriteFile("/opt/corral-bench/next.deb", data, 0o644); err != nil {
-			return err
-		}
-		up, _, upTook, err := during(func() (string, error) { return sh("apt-get", "install", "-y", "/opt/corral-bench/next.deb") })
-		if err != nil {
-			return err
-		}
-		rows = append(rows, row{"apt-get install of the next version", up, upTook})
+		rows = append(rows, up)
 	}
 
 	// Per instance: restart to ready, as corral reload reports it.
@@ -116,4 +71,79 @@ func benchReload(ctx context.Context, box *sdbox.Box, sh func(...string) (string
 	fmt.Printf("\ncorral reload, each instance from restart to ready: %v\n\n", each)
 	_, err = sh("corral", "stop", "app")
 	return err
+}
+
+// loadRun is wrk's load on url, as benchReload runs it.
+type loadRun struct {
+	ctx   context.Context
+	url   string
+	conns int
+	dur   time.Duration
+}
+
+// reloadRow is one run under load with an operation in it.
+type reloadRow struct {
+	name string
+	r    result
+	took time.Duration
+}
+
+// during runs wrk for dur, and op a quarter of the way in; it returns
+// wrk's figures, what op printed and how long it took.
+func (l loadRun) during(op func() (string, error)) (result, string, time.Duration, error) {
+	type out struct {
+		r   result
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		r, err := wrk(l.ctx, l.url, l.conns, l.dur)
+		ch <- out{r, err}
+	}()
+	time.Sleep(l.dur / 4)
+	t0 := time.Now()
+	text, err := op()
+	took := time.Since(t0)
+	o := <-ch
+	if err != nil {
+		return result{}, text, took, fmt.Errorf("%w\n%s", err, text)
+	}
+	return o.r, text, took, o.err
+}
+
+// applyDuring changes app's pool file (a new environment variable: the
+// worker unit changes) and runs corral apply under load; apply must roll
+// the pool.
+func applyDuring(l loadRun, box *sdbox.Box, sh func(...string) (string, error)) (reloadRow, error) {
+	pool, err := sh("cat", "/etc/corral/pools.d/app.toml")
+	if err != nil {
+		return reloadRow{}, err
+	}
+	if err := box.WriteFile("/etc/corral/pools.d/app.toml", []byte(strings.Replace(pool, "[sandbox]", "environment = { BENCH = \"apply\" }\n\n[sandbox]", 1)), 0o644); err != nil {
+		return reloadRow{}, err
+	}
+	r, text, took, err := l.during(func() (string, error) { return sh("corral", "apply") })
+	if err != nil {
+		return reloadRow{}, err
+	}
+	if !strings.Contains(text, "app: reloaded") {
+		return reloadRow{}, fmt.Errorf("corral apply did not reload app:\n%s", text)
+	}
+	return reloadRow{"corral apply (app's environment changed)", r, took}, nil
+}
+
+// upgradeDuring installs the next version's .deb under load.
+func upgradeDuring(l loadRun, box *sdbox.Box, sh func(...string) (string, error), nextDeb string) (reloadRow, error) {
+	data, err := os.ReadFile(nextDeb)
+	if err != nil {
+		return reloadRow{}, err
+	}
+	if err := box.WriteFile("/opt/corral-bench/next.deb", data, 0o644); err != nil {
+		return reloadRow{}, err
+	}
+	r, _, took, err := l.during(func() (string, error) { return sh("apt-get", "install", "-y", "/opt/corral-bench/next.deb") })
+	if err != nil {
+		return reloadRow{}, err
+	}
+	return reloadRow{"apt-get install of the next version", r, took}, nil
 }

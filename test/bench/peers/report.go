@@ -283,9 +283,17 @@ type goal struct {
 }
 
 func (r *report) goalList() []goal {
+	return slices.Concat(r.throughputGoals(), r.balanceGoals(), r.killGoals())
+}
+
+// The corral pools of the default balance, reuseport.
+const corralNode, corralGo = "corral-node-reuseport", "corral-go-reuseport"
+
+// throughputGoals compares corral's throughput with the cluster module's,
+// pm2's and one Go process's.
+func (r *report) throughputGoals() []goal {
 	var gs []goal
 	ratio := func(a, b float64) float64 { return a / math.Max(b, 1e-9) }
-	const corralNode, corralGo = "corral-node-reuseport", "corral-go-reuseport" // the default balance
 	for _, rt := range r.routes {
 		c, ok := r.get(corralNode, rt.name, keepAlive)
 		cl, ok2 := r.get("cluster", rt.name, keepAlive)
@@ -318,6 +326,12 @@ func (r *report) goalList() []goal {
 		gs = append(gs, goal{fmt.Sprintf("Go demo pool: p99 ≤ 1.5x p50, `%s`, keep-alive", cpu.path),
 			fmt.Sprintf("p50 %s, p99 %s: %.2fx", fmtDur(g.p50), fmtDur(g.p99), ratio(float64(g.p99), float64(g.p50))), g.p99 <= g.p50*3/2})
 	}
+	return gs
+}
+
+// balanceGoals holds the default balance to an even spread.
+func (r *report) balanceGoals() []goal {
+	var gs []goal
 	for _, id := range []string{corralNode, corralGo} {
 		worst, where, n := 2.0, "", 0
 		for _, rt := range r.routes {
@@ -335,6 +349,13 @@ func (r *report) goalList() []goal {
 				fmt.Sprintf("lowest %.3f (%s) of %d cells", worst, where, n), worst >= 0.98})
 		}
 	}
+	return gs
+}
+
+// killGoals holds a SIGKILLed worker to no refused connection and a quick
+// replacement.
+func (r *report) killGoals() []goal {
+	var gs []goal
 	for _, s := range r.sel {
 		if !s.corral || !s.kill {
 			continue
