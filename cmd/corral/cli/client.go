@@ -77,6 +77,25 @@ func checkPoolName(cmd, name string) error {
 	return nil
 }
 
+// onePool returns the one operand of cmd, a pool's name; without exactly
+// one, a usage error that says want.
+func onePool(cmd string, operands []string, want string) (string, error) {
+	if len(operands) != 1 {
+		return "", badUsage(cmd, "%s", want)
+	}
+	return operands[0], checkPoolName(cmd, operands[0])
+}
+
+// oneTarget returns the one operand of cmd, "POOL" or "POOL@I", and the
+// pool's name; without exactly one, a usage error that says want.
+func oneTarget(cmd string, operands []string, want string) (target, name string, err error) {
+	if len(operands) != 1 {
+		return "", "", badUsage(cmd, "%s", want)
+	}
+	name, err = parseTarget(cmd, operands[0])
+	return operands[0], name, err
+}
+
 // parseTarget checks "POOL" or "POOL@I" and returns the pool's name.
 func parseTarget(cmd, target string) (string, error) {
 	name, _, err := api.ParseTarget(target)

@@ -80,11 +80,7 @@ func control(ctx context.Context, env *Env, cmd string, args []string,
 	if err != nil {
 		return err
 	}
-	if len(operands) != 1 {
-		return badUsage(cmd, "give one pool or instance")
-	}
-	target := operands[0]
-	name, err := parseTarget(cmd, target)
+	target, name, err := oneTarget(cmd, operands, "give one pool or instance")
 	if err != nil {
 		return err
 	}

@@ -214,11 +214,7 @@ func runLogs(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(operands) != 1 {
-		return badUsage("logs", "give one pool")
-	}
-	target := operands[0]
-	name, err := parseTarget("logs", target)
+	target, name, err := oneTarget("logs", operands, "give one pool")
 	if err != nil {
 		return err
 	}

@@ -16,11 +16,8 @@ func runReload(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(operands) != 1 {
-		return badUsage("reload", "give one pool")
-	}
-	name := operands[0]
-	if err := checkPoolName("reload", name); err != nil {
+	name, err := onePool("reload", operands, "give one pool")
+	if err != nil {
 		return err
 	}
 	corrald, done, err := connect(ctx, env)

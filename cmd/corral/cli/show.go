@@ -183,11 +183,8 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(operands) != 1 {
-		return badUsage("status", "give one pool ('corral list' shows them all)")
-	}
-	name := operands[0]
-	if err := checkPoolName("status", name); err != nil {
+	name, err := onePool("status", operands, "give one pool ('corral list' shows them all)")
+	if err != nil {
 		return err
 	}
 	corrald, done, err := connect(ctx, env)
