@@ -155,6 +155,15 @@ func TestOperatorStopIsHeld(t *testing.T) {
 	if _, err := get(demoURL); err == nil {
 		t.Errorf("the demo still answers after corral stop app")
 	}
+	// A count set while the pool is stopped waits for its start, and
+	// corral scale says so.
+	if out := b.must("corral", "scale", "app", "2"); !strings.Contains(out, "the pool is stopped, so none runs: 'corral start app' starts them") {
+		t.Errorf("corral scale app 2 on a stopped pool printed %q, want it to say the pool is stopped", out)
+	}
+	time.Sleep(time.Second)
+	if got := b.activeInstances("app"); len(got) != 0 {
+		t.Errorf("corral scale started instances of a stopped pool: %v", got)
+	}
 	b.must("corral", "start", "app")
 	b.waitActive("app", "1", "2")
 }

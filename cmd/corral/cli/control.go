@@ -32,10 +32,10 @@ func runScale(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return apiError(env, "list pools", name, err)
 	}
-	old, found := uint32(0), false
+	old, state, found := uint32(0), "", false
 	for _, p := range pools {
 		if p.Name == name {
-			old, found = p.Desired, true
+			old, state, found = p.Desired, p.State, true
 		}
 	}
 	if !found {
@@ -49,13 +49,19 @@ func runScale(ctx context.Context, env *Env, args []string) error {
 	if n == 1 {
 		count = "1 instance"
 	}
+	// A stopped pool keeps its count for when it starts: say that nothing
+	// runs, and what starts it.
+	stopped := ""
+	if state == "stopped" {
+		stopped = fmt.Sprintf("; the pool is stopped, so none runs: 'corral start %s' starts them", name)
+	}
 	switch {
 	case spec == "auto":
-		fmt.Fprintf(env.Stdout, "%s: %s (auto, one per CPU; was %d)\n", name, count, old)
+		fmt.Fprintf(env.Stdout, "%s: %s (auto, one per CPU; was %d)%s\n", name, count, old, stopped)
 	case n == old:
-		fmt.Fprintf(env.Stdout, "%s: %s (unchanged)\n", name, count)
+		fmt.Fprintf(env.Stdout, "%s: %s (unchanged)%s\n", name, count, stopped)
 	default:
-		fmt.Fprintf(env.Stdout, "%s: %s (was %d)\n", name, count, old)
+		fmt.Fprintf(env.Stdout, "%s: %s (was %d)%s\n", name, count, old, stopped)
 	}
 	return nil
 }

@@ -13,18 +13,22 @@ const deniedScale = "corral: permission denied: run 'sudo corral scale app 4' or
 
 func TestScale(t *testing.T) {
 	for _, tt := range []struct {
-		args  []string
-		errs  map[string]error
-		code  int
-		out   string // stdout, exactly
-		err   string // in the error line
-		calls string // the API calls, if set
+		args    []string
+		errs    map[string]error
+		code    int
+		out     string // stdout, exactly
+		err     string // in the error line
+		calls   string // the API calls, if set
+		stopped bool   // app is stopped
 	}{
 		{args: []string{"app", "4"}, out: "app: 4 instances (was 2)\n", calls: "ListPools|Scale app 4"},
 		{args: []string{"app", "+3"}, out: "app: 5 instances (was 2)\n"},
 		{args: []string{"app", "-1"}, out: "app: 1 instance (was 2)\n"},
 		{args: []string{"app", "2"}, out: "app: 2 instances (unchanged)\n"},
 		{args: []string{"app", "auto"}, out: "app: 8 instances (auto, one per CPU; was 2)\n"},
+		// A stopped pool takes the count for when it starts.
+		{args: []string{"app", "4"}, stopped: true, out: "app: 4 instances (was 2); the pool is stopped, so none runs: 'corral start app' starts them\n"},
+		{args: []string{"app", "2"}, stopped: true, out: "app: 2 instances (unchanged); the pool is stopped, so none runs: 'corral start app' starts them\n"},
 		{args: []string{"app", "-2"}, code: ExitInvalid, err: "corral: scale app -2: bad scale: app would have no instances; a pool runs 1 to 1024 instances: give N, +N, -N or auto"},
 		// Bad specs are usage errors, found before asking corrald.
 		{args: []string{"app", "0"}, code: ExitUsage, err: `scale: bad count "0": give N (1 to 1024), +N or -N to add or remove N, or auto for one per CPU; usage: corral scale POOL N|+N|-N|auto`, calls: "-"},
@@ -46,6 +50,9 @@ func TestScale(t *testing.T) {
 			f := newFake()
 			if tt.errs != nil {
 				f.errs = tt.errs
+			}
+			if tt.stopped {
+				f.pools[0].State, f.pools[0].Running = "stopped", 0
 			}
 			env, out, _ := testEnv(f, nil)
 			code, e := runEnv(t, context.Background(), env, append([]string{"scale"}, tt.args...)...)
