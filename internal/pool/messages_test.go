@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/message"
 	"github.com/corral-pool/corral/internal/relay"
 )
 
@@ -186,5 +187,25 @@ func TestMessageTargets(t *testing.T) {
 		if _, err := c.Pool(ctx, pid); err == nil {
 			t.Errorf("callerPool(%d): no error, want a refusal", pid)
 		}
+	}
+}
+
+// TestMessageErrorIsBadMessage: a text the relay cannot carry (too large,
+// not UTF-8, empty) reaches the caller as the API's BadMessage, with the
+// relay's words; any other error goes as it is.
+func TestMessageErrorIsBadMessage(t *testing.T) {
+	for _, sentinel := range []error{message.ErrTooLarge, message.ErrNotText, message.ErrEmpty} {
+		relayErr := fmt.Errorf("message %w", fmt.Errorf("%w: what went wrong", sentinel))
+		_, err := messageError(nil, relayErr)
+		if !errors.Is(err, api.ErrBadMessage) || !strings.Contains(err.Error(), "what went wrong") {
+			t.Errorf("%v: got %v, want BadMessage with the relay's words", sentinel, err)
+		}
+		if name := api.ErrorName(err); name != "org.corral.Corral1.Error.BadMessage" {
+			t.Errorf("%v travels as %s", sentinel, name)
+		}
+	}
+	other := errors.New("ctx done")
+	if _, err := messageError(nil, other); err != other {
+		t.Errorf("another error became %v", err)
 	}
 }

@@ -190,11 +190,11 @@ func runJobs(ctx context.Context, timeout time.Duration, f func(context.Context,
 		jctx, cancel := context.WithTimeout(ctx, timeout)
 		err := f(jctx, u)
 		cancel()
-		if err != nil && !errors.Is(err, api.ErrFailed) {
-			err = fmt.Errorf("%w: %w", api.ErrFailed, err)
+		if err != nil && errors.Is(err, api.ErrFailed) {
+			return err
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", api.ErrFailed, err)
 		}
 	}
 	return nil

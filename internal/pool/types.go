@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/corral-pool/corral/api"
 )
 
 // Unit is what the coordinator observed of one systemd unit.
@@ -109,7 +111,7 @@ type Action struct {
 func (a Action) String() string { return fmt.Sprintf("%s %s (%s)", a.Kind, a.Unit, a.Reason) }
 
 // InstanceName returns the unit of instance i of pool.
-func InstanceName(pool string, i int) string { return pool + "@" + strconv.Itoa(i) + ".service" }
+func InstanceName(pool string, i int) string { return api.InstanceTarget(pool, i) + ".service" }
 
 // SocketName returns the socket unit of instance i (reuseport) or of the
 // pool (shared, i = 0).

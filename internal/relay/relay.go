@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-pool/corral/activation"
+	"github.com/corral-pool/corral/api"
 	"github.com/corral-pool/corral/internal/loop"
 	"github.com/corral-pool/corral/internal/message"
 )
@@ -129,9 +130,7 @@ type channel struct {
 	bad   int // lines that were not frames
 }
 
-func (ch *channel) key() string { return key(ch.pool, ch.index) }
-
-func key(pool string, i int) string { return pool + "@" + strconv.Itoa(i) }
+func (ch *channel) key() string { return api.InstanceTarget(ch.pool, ch.index) }
 
 // New returns a relay listening on the inherited listener, or on a new
 // socket at cfg.Path (a stale socket file there is replaced), readable and
@@ -369,7 +368,7 @@ func (r *Relay) admit(ctx context.Context, c *net.UnixConn) {
 		refuse(err.Error())
 		return
 	}
-	f, err := channelFile(c, key(pool, index))
+	f, err := channelFile(c, api.InstanceTarget(pool, index))
 	if err != nil {
 		r.refusals.warn(r.cfg.Log, "refused a connection to the message socket", "pid", pid, "err", err)
 		return

@@ -116,7 +116,7 @@ func (r *Relay) writeAll(tpl message.Template, targets []Target, wait time.Durat
 	for i, t := range targets {
 		res := &w.results[i]
 		res.Pool, res.Index = t.Pool, t.Index
-		ch := r.chans[key(t.Pool, t.Index)]
+		ch := r.chans[api.InstanceTarget(t.Pool, t.Index)]
 		if ch == nil {
 			res.Status, res.Detail = api.NotDelivered, r.notConnected(t)
 			continue
@@ -188,7 +188,7 @@ func (r *Relay) notConnected(t Target) string {
 	case t.Starting:
 		return "it is starting; its worker has not connected for messages yet"
 	}
-	if at, ok := r.left[key(t.Pool, t.Index)]; ok && time.Since(at) < recently {
+	if at, ok := r.left[api.InstanceTarget(t.Pool, t.Index)]; ok && time.Since(at) < recently {
 		return fmt.Sprintf("its worker's connection closed %v ago: the instance is restarting, or its worker stopped reading messages", time.Since(at).Round(time.Millisecond))
 	}
 	return "its worker is not connected to corral's message socket: it does not read messages (docs/messages.md)"

@@ -116,8 +116,11 @@ func messageRate(sh func(...string) (string, error)) error {
 	pid, _ := sh("systemctl", "show", "-P", "MainPID", "corral.service")
 	pid = strings.TrimSpace(pid)
 	rss := func() string {
-		out, _ := sh("sh", "-c", "grep VmRSS /proc/"+pid+"/status")
-		return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "VmRSS:"))
+		kb, err := vmRSS(sh, pid)
+		if err != nil {
+			return "?"
+		}
+		return fmt.Sprintf("%d kB", kb)
 	}
 	fmt.Println()
 	fmt.Println("| window (10 s, 4 callers, `Send msg@1` without waiting) | delivered/s | not delivered | corrald VmRSS after |")
