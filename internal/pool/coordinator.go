@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"time"
@@ -303,11 +305,21 @@ func (pools poolSet) load(conf Config) {
 		p.shrink(old)
 		p.cfg = pc
 	}
+	gone := false
 	for name := range pools {
 		if !seen[name] {
 			conf.Log.Info("pool gone", "pool", name)
 			delete(pools, name)
+			gone = true
 		}
+	}
+	for name := range st.Pools {
+		if _, err := os.Lstat(filepath.Join(conf.PoolDir, name+units.Ext)); err != nil {
+			gone = true // its file was removed while it was invalid, or corrald was down
+		}
+	}
+	if gone {
+		pools.save(conf) // forget what corral scale or stop set for pools whose file is gone
 	}
 }
 
@@ -429,9 +441,18 @@ func (c *Coordinator) runAction(ctx context.Context, pool string, a Action) {
 	}
 }
 
-// save writes every pool's Desired.
+// save writes every pool's Desired. The stored state of a pool whose file
+// is there but invalid now is kept, for when it is fixed; that of a pool
+// whose file is gone is forgotten.
 func (pools poolSet) save(conf Config) {
 	st := State{Version: 1, Pools: map[string]Desired{}}
+	if old, err := conf.Store.Load(); err == nil {
+		for n, d := range old.Pools {
+			if _, err := os.Lstat(filepath.Join(conf.PoolDir, n+units.Ext)); err == nil {
+				st.Pools[n] = d
+			}
+		}
+	}
 	for n, p := range pools {
 		st.Pools[n] = p.desired
 	}

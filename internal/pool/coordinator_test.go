@@ -340,3 +340,58 @@ func TestAdoptionIsBounded(t *testing.T) {
 		t.Errorf("Start(app@99999) = %v, want the limit", err)
 	}
 }
+
+// TestStateForgottenWithItsFile: what corral scale and stop set for a pool
+// stays while its file is there, even invalid for a while, and is
+// forgotten once the file is gone: a pool made again under that name
+// starts from its new file.
+func TestStateForgottenWithItsFile(t *testing.T) {
+	sd := &fakeSystemd{}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	if _, err := c.Scale(ctx, "app", "4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(c.cfg.PoolDir, "app.toml")
+	stored := func() (Desired, bool) {
+		st, err := c.cfg.Store.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, ok := st.Pools["app"]
+		return d, ok
+	}
+	if d, ok := stored(); !ok || d.Count != 4 || !d.Stopped {
+		t.Fatalf("stored %+v %v, want 4 and stopped", d, ok)
+	}
+
+	os.WriteFile(file, []byte("exec = [\n"), 0o644) // invalid: the pool is skipped
+	if err := c.reread(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := stored(); !ok || d.Count != 4 || !d.Stopped {
+		t.Errorf("with the file invalid, stored %+v %v, want it kept", d, ok)
+	}
+
+	os.Remove(file)
+	if err := c.reread(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := stored(); ok {
+		t.Errorf("with the file gone, stored %+v, want nothing", d)
+	}
+
+	os.WriteFile(file, []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 3\n"), 0o644)
+	if err := c.reread(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var d Desired
+	c.do(ctx, func(pools poolSet) { d = pools["app"].desired })
+	if d.Count != 3 || d.Scaled || d.Stopped {
+		t.Errorf("the pool made again: %+v, want 3 instances from its file, not stopped", d)
+	}
+}

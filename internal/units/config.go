@@ -12,6 +12,10 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
+// NodePreloadPath is where the package installs the Node preload
+// (activation/node/preload.js).
+const NodePreloadPath = "/usr/share/corral/node/preload.js"
+
 // Dir is where pool files live on a host: one pool per NAME.toml.
 const Dir = "/etc/corral/pools.d"
 
@@ -146,8 +150,14 @@ type Pool struct {
 	// instance that cannot send READY=1 (readiness = "simple") before it
 	// counts it as ready, if it still runs (default 1s).
 	ReadyDelay time.Duration
-	Restart    Restart
-	Sandbox    Sandbox
+	// NodePreload puts corral's Node preload (NodePreloadPath) into the
+	// workers' NODE_OPTIONS: a listen() of the pool's port is served on the
+	// inherited socket, SIGTERM drains, and process.on('message') gets
+	// corral's messages. Default: on when exec[0] is node.
+	NodePreload    bool
+	nodePreloadSet bool
+	Restart        Restart
+	Sandbox        Sandbox
 }
 
 // Error is one problem found in a pool file, at a position in it when known.

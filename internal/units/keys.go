@@ -70,6 +70,11 @@ var keys = []field{
 	intKey("max_unavailable", 1, api.MaxInstances, 1, func(pool *Pool, n int) { pool.MaxUnavailable = n }),
 	durationKey("ready_delay", 0, 10*time.Minute, time.Second, func(pool *Pool, d time.Duration) { pool.ReadyDelay = d }),
 	boolKey("start_on_boot", true, func(pool *Pool, b bool) { pool.StartOnBoot = b }),
+	{key: "node_preload", read: func(p *parser, pool *Pool, v any) {
+		if b, ok := p.boolean("node_preload", v); ok {
+			pool.NodePreload, pool.nodePreloadSet = b, true
+		}
+	}},
 	{key: "description", read: func(p *parser, pool *Pool, v any) {
 		if s, ok := p.str("description", v, "a string"); ok {
 			if strings.ContainsAny(s, "\x00\n\r") || len(s) > 200 {

@@ -279,7 +279,16 @@ func (p *parser) settle(pool *Pool) {
 		}
 	}
 	p.balance(pool)
+	if !pool.nodePreloadSet {
+		pool.NodePreload = len(pool.Exec) > 0 && IsNode(pool.Exec[0])
+	}
 }
+
+// nodeRE matches the names Node's binary goes by: node, nodejs, node20.
+var nodeRE = regexp.MustCompile(`^node(js)?[0-9]*$`)
+
+// IsNode reports whether program is Node, by its name.
+func IsNode(program string) bool { return nodeRE.MatchString(path.Base(program)) }
 
 // instances reads "auto" (0: one per CPU) or a count.
 func (p *parser) instances(pool *Pool, v any) {

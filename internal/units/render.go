@@ -2,7 +2,8 @@ package units
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -169,13 +170,9 @@ func renderService(p *Pool) []byte {
 	w.set("ExecStart", strings.Join(args, " "))
 	w.set("Environment", quoteEnv("CORRAL_POOL="+p.Name)+" CORRAL_INSTANCE=%i "+quoteEnv("CORRAL_STOP_TIMEOUT="+p.StopTimeout.String())+
 		" "+quoteEnv(message.EnvSocket+"="+message.SocketPath))
-	keys := make([]string, 0, len(p.Environment))
-	for k := range p.Environment {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		w.set("Environment", quoteEnv(k+"="+p.Environment[k]))
+	w.set("Environment", quoteEnv("CORRAL_LISTEN="+listenList(p)))
+	for _, kv := range environment(p) {
+		w.set("Environment", quoteEnv(kv))
 	}
 	if p.WorkingDirectory != "" {
 		w.set("WorkingDirectory", escSpec(p.WorkingDirectory))
@@ -201,6 +198,37 @@ func renderService(p *Pool) []byte {
 		w.set(kv.Key, kv.Value)
 	}
 	return []byte(w.String())
+}
+
+// listenList is CORRAL_LISTEN: the pool's listen addresses, space-separated,
+// in the order of their file descriptors (3, 4, …).
+func listenList(p *Pool) string {
+	addrs := make([]string, len(p.Listen))
+	for i, l := range p.Listen {
+		addrs[i] = l.Address
+	}
+	return strings.Join(addrs, " ")
+}
+
+// environment returns the pool's environment as KEY=VALUE, sorted, with the
+// Node preload put first in NODE_OPTIONS when it is on.
+func environment(p *Pool) []string {
+	env := maps.Clone(p.Environment)
+	if p.NodePreload {
+		opts := "--require=" + NodePreloadPath
+		if o := env["NODE_OPTIONS"]; o != "" {
+			opts += " " + o
+		}
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["NODE_OPTIONS"] = opts
+	}
+	out := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
 }
 
 func renderSocket(p *Pool) []byte {

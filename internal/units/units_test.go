@@ -254,6 +254,7 @@ func TestParseErrors(t *testing.T) {
 		{"balance", "p", base + "balance = \"round-robin\"", `balance must be "reuseport"`},
 		{"reuseport unix", "p", "exec = [\"/bin/x\"]\nlisten = [\"/run/p.sock\"]\nbalance = \"reuseport\"", "cannot split a unix socket"},
 		{"readiness", "p", base + "readiness = \"ready\"", `readiness must be "notify"`},
+		{"node_preload", "p", base + "node_preload = \"yes\"", "p.toml:3:16: node_preload must be true or false"},
 		{"hostname", "p", "exec = [\"/bin/x\"]\nlisten = [\"localhost:80\"]", "systemd does not resolve host names"},
 		{"port", "p", "exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1:0\"]", "port must be a number from 1 to 65535"},
 		{"no port", "p", "exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1\"]", "not an address"},
@@ -609,4 +610,43 @@ func TestWritablePathsDollar(t *testing.T) {
 		}
 	}
 	t.Error("no ReadWritePaths=")
+}
+
+// TestNodePreload: on by default when exec is node (by any of its names),
+// off otherwise, as the pool file says when set; the pool's own
+// NODE_OPTIONS follows the preload's --require.
+func TestNodePreload(t *testing.T) {
+	for _, tc := range []struct {
+		exec, extra string
+		want        string // NODE_OPTIONS in the service, "" for none
+	}{
+		{"/usr/bin/node", "", "--require=" + NodePreloadPath},
+		{"/usr/local/bin/nodejs", "", "--require=" + NodePreloadPath},
+		{"/opt/node-v20/bin/node20", "", "--require=" + NodePreloadPath},
+		{"/usr/bin/node", "node_preload = false", ""},
+		{"/usr/bin/python3", "", ""},
+		{"/usr/bin/nodemon", "", ""},
+		{"/usr/local/bin/run-node-app", "node_preload = true", "--require=" + NodePreloadPath},
+		{"/usr/bin/node", "environment = { NODE_OPTIONS = \"--max-old-space-size=512\" }", "--require=" + NodePreloadPath + " --max-old-space-size=512"},
+		{"/usr/bin/node", "node_preload = false\nenvironment = { NODE_OPTIONS = \"--max-old-space-size=512\" }", "--max-old-space-size=512"},
+	} {
+		src := fmt.Sprintf("exec = [%q, \"/srv/app.js\"]\nlisten = [\"127.0.0.1:1\", \"[::1]:1\"]\n%s\n", tc.exec, tc.extra)
+		p, err := Parse("p.toml", "p", []byte(src))
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		var got string
+		service := string(renderService(p))
+		for _, line := range strings.Split(service, "\n") {
+			if v, ok := strings.CutPrefix(line, `Environment="NODE_OPTIONS=`); ok {
+				got = strings.TrimSuffix(v, `"`)
+			}
+		}
+		if got != tc.want || p.NodePreload != (strings.Contains(tc.want, "--require")) {
+			t.Errorf("%s %s: NODE_OPTIONS=%q (NodePreload %v), want %q", tc.exec, tc.extra, got, p.NodePreload, tc.want)
+		}
+		if !strings.Contains(service, `Environment="CORRAL_LISTEN=127.0.0.1:1 [::1]:1"`) {
+			t.Errorf("no CORRAL_LISTEN in:\n%s", service)
+		}
+	}
 }

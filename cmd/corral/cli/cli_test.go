@@ -61,6 +61,12 @@ func TestValidate(t *testing.T) {
 		t.Errorf("stdout:\n%s", out)
 	}
 
+	// A Node pool says that the preload is on, and how to turn it off.
+	node := writePool(t, t.TempDir(), "shop.toml", "exec = [\"/usr/bin/node\", \"/srv/shop/index.js\"]\nlisten = [\"127.0.0.1:7005\", \"[::1]:7005\", \"127.0.0.1:7006\"]\n")
+	if out, errs, code := run(t, dir, "validate", node); code != ExitOK || !strings.Contains(out, "node       preload on: the app's listen() of 7005 or 7006 is served on systemd's socket") || !strings.Contains(out, "node_preload = false turns it off") {
+		t.Errorf("validate shop.toml: exit %d:\n%s%s", code, out, errs)
+	}
+
 	// Only the good file: exit 0.
 	if _, errs, code := run(t, dir, "validate", filepath.Join(dir, "good.toml")); code != ExitOK {
 		t.Errorf("validate good.toml: exit %d: %s", code, errs)

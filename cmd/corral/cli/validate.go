@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/corral-pool/corral/internal/units"
@@ -118,6 +119,9 @@ func summarize(ctx context.Context, env *Env, p *units.Pool) {
 		user = p.User
 	}
 	fmt.Fprintf(w, "  runs as    %s; start on boot: %v\n", user, p.StartOnBoot)
+	if p.NodePreload {
+		fmt.Fprintf(w, "  node       preload on: the app's listen() of %s is served on systemd's socket, SIGTERM drains, process.on('message') gets messages; node_preload = false turns it off\n", listenTargets(p))
+	}
 
 	score, err := units.Exposure(ctx, p)
 	if err != nil {
@@ -138,6 +142,22 @@ func summarize(ctx context.Context, env *Env, p *units.Pool) {
 	if p.Sandbox.Network == units.NetworkNone {
 		fmt.Fprintf(w, "    note: workers cannot open network connections (databases, APIs); set sandbox.network = \"outbound\" if they must\n")
 	}
+}
+
+// listenTargets names what a Node app's listen() may ask for: "3000",
+// "3000 or 3001", a socket path.
+func listenTargets(p *units.Pool) string {
+	var ts []string
+	for _, l := range p.Listen {
+		t := l.Address
+		if !l.Unix {
+			t = t[strings.LastIndex(t, ":")+1:]
+		}
+		if !slices.Contains(ts, t) {
+			ts = append(ts, t)
+		}
+	}
+	return strings.Join(ts, " or ")
 }
 
 func socketName(p *units.Pool) string {

@@ -1,0 +1,195 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nodeApp is one app of nodeapps/, written as its framework's users write
+// it, with the port it listens on in its own code.
+type nodeApp struct {
+	name string // pool, file nodeapps/NAME.js, and what / says: "hello from NAME, pid P"
+	port int
+}
+
+var nodeApps = []nodeApp{{"express", 5555}, {"fastify", 5556}, {"koa", 5557}, {"http", 5558}}
+
+// TestNodeAppsUnchanged: express, fastify, koa and plain http apps that
+// call listen(PORT), with no line changed and a three-line pool file, are
+// served by every instance through the Node preload; an Express app that
+// only knows process.on('message')/process.send answers corral broadcast;
+// and corral reload under load (new connections and keep-alive ones) fails
+// no request, each old process draining on SIGTERM.
+func TestNodeAppsUnchanged(t *testing.T) {
+	b := installed(t)
+	installNodeApps(t, b)
+	for _, a := range nodeApps {
+		b.writePool(a.name, fmt.Sprintf("exec      = [\"/usr/bin/node\", \"/srv/nodeapps/%s.js\"]\nlisten    = [\"127.0.0.1:%d\"]\ninstances = 2\n", a.name, a.port))
+	}
+	out := b.must("corral", "validate")
+	for _, a := range nodeApps {
+		if !strings.Contains(out, a.name+": ok") || !strings.Contains(out, fmt.Sprintf("preload on: the app's listen() of %d", a.port)) {
+			t.Errorf("corral validate says nothing of %s's preload:\n%s", a.name, out)
+		}
+	}
+	for _, a := range nodeApps {
+		b.must("corral", "start", a.name)
+	}
+	for _, a := range nodeApps {
+		url := fmt.Sprintf("http://127.0.0.1:%d/", a.port)
+		waitFor(t, a.name+" answers", 30*time.Second, func() error {
+			_, err := get(url)
+			return err
+		})
+		if pids := pidsSeen(t, url, a.name, 40); len(pids) < 2 {
+			t.Errorf("%s: answers named pids %v, want both instances'", a.name, pids)
+		}
+		logs := b.must("journalctl", "-u", a.name+"@1.service", "--no-pager", "-o", "cat")
+		if want := fmt.Sprintf("corral: listen(%d) is served on systemd's socket 127.0.0.1:%d (fd 3)", a.port, a.port); !strings.Contains(logs, want) {
+			t.Errorf("%s@1's journal lacks %q:\n%s", a.name, want, logs)
+		}
+	}
+
+	// Messages: one reply per instance, from process.on('message').
+	waitFor(t, "express answers messages", 30*time.Second, func() error {
+		out, err := b.run("corral", "broadcast", "express", "x", "--wait")
+		if err == nil && strings.Count(out, `got "x"`) != 2 {
+			err = fmt.Errorf("want 2 replies")
+		}
+		if err != nil {
+			return fmt.Errorf("%v:\n%s", err, out)
+		}
+		return nil
+	})
+
+	for _, a := range nodeApps {
+		nodeReloadUnderLoad(t, b, a)
+	}
+	if t.Failed() {
+		logs, _ := b.run("journalctl", "-u", "express@*", "-u", "fastify@*", "-u", "koa@*", "-u", "http@*", "--no-pager", "-o", "short-precise")
+		t.Logf("journal:\n%s", logs)
+	}
+}
+
+// nodeReloadUnderLoad runs corral reload on pool a while 16 clients send
+// 20 ms requests on new connections and 4 on keep-alive ones: none may
+// fail, and each old process drained.
+func nodeReloadUnderLoad(t *testing.T, b *box, a nodeApp) {
+	t.Helper()
+	url := fmt.Sprintf("http://127.0.0.1:%d/slow?ms=20", a.port)
+	ctx, cancel := context.WithCancel(context.Background())
+	fresh := make(chan loadResult, 1)
+	kept := make(chan loadResult, 1)
+	go func() { fresh <- load(ctx, url, 16) }()
+	go func() { kept <- loadKeepAlive(ctx, url, 4) }()
+	time.Sleep(time.Second)
+	out, err := b.run("corral", "reload", a.name)
+	time.Sleep(time.Second)
+	cancel()
+	rf, rk := <-fresh, <-kept
+	t.Logf("%s: corral reload under 16 clients on new connections: %v; 4 on keep-alive: %v", a.name, rf, rk)
+	if err != nil || !strings.Contains(out, a.name+": reloaded 2 instance(s)") {
+		t.Errorf("corral reload %s: %v\n%s", a.name, err, out)
+	}
+	for what, r := range map[string]loadResult{"new connections": rf, "keep-alive connections": rk} {
+		if r.refused != 0 || r.failed != 0 || r.ok < 50 {
+			t.Errorf("%s, %s: %v during corral reload, want none failed (first failures: %q)", a.name, what, r, r.samples)
+		}
+	}
+	for _, i := range []string{"1", "2"} {
+		logs := b.must("journalctl", "-u", a.name+"@"+i+".service", "--no-pager", "-o", "cat")
+		if !strings.Contains(logs, "corral: drained in") || strings.Contains(logs, "drain timed out") {
+			t.Errorf("%s@%s: no clean drain in its journal:\n%s", a.name, i, logs)
+		}
+	}
+}
+
+var pidRE = regexp.MustCompile(`hello from (\w+), pid (\d+)`)
+
+// pidsSeen makes n requests on fresh connections and returns the pids
+// that answered.
+func pidsSeen(t *testing.T, url, app string, n int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		body, err := get(url)
+		if err != nil {
+			t.Fatalf("%s request %d: %v", app, i, err)
+		}
+		m := pidRE.FindStringSubmatch(body)
+		if m == nil || m[1] != app {
+			t.Fatalf("%s answered %q", app, body)
+		}
+		seen[m[2]]++
+	}
+	return seen
+}
+
+// installNodeApps installs nodeapps/ with its npm packages, as pinned in
+// its package-lock.json, at /srv/nodeapps in the box. npm ci runs once per
+// lock file, into the user's cache directory.
+func installNodeApps(t *testing.T, b *box) {
+	t.Helper()
+	src := "nodeapps"
+	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatalf("no cache directory for npm ci: %v", err)
+	}
+	sum := sha256.Sum256(lock)
+	dir := filepath.Join(cache, "corral-test-nodeapps", hex.EncodeToString(sum[:8]))
+	if _, err := os.Stat(filepath.Join(dir, "installed")); err != nil {
+		for _, f := range []string{"package.json", "package-lock.json"} {
+			data, err := os.ReadFile(filepath.Join(src, f))
+			if err == nil {
+				err = os.MkdirAll(dir, 0o755)
+			}
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, f), data, 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in %s: %v (make deps installs npm)\n%s", dir, err, out)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "installed"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apps, err := filepath.Glob(filepath.Join(src, "*.js"))
+	if err != nil || len(apps) == 0 {
+		t.Fatalf("no apps in %s: %v", src, err)
+	}
+	for _, app := range apps {
+		data, err := os.ReadFile(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WriteFile("/srv/nodeapps/"+filepath.Base(app), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(dir, "node_modules"), filepath.Join(b.Root(), "srv", "nodeapps")).CombinedOutput(); err != nil {
+		t.Fatalf("copy node_modules into the box: %v\n%s", err, out)
+	}
+}
