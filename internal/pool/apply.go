@@ -165,20 +165,47 @@ func (a *Applier) countDetail(ctx context.Context, pool string) string {
 	return fmt.Sprintf("%d instances", d.Count)
 }
 
-// stopUnits stops what is left running of a pool corrald no longer knows.
+// stopUnits stops what is left running of a pool corrald no longer knows,
+// then clears the failed state of its units, so that systemd unloads them
+// all: a deleted pool leaves no unit behind.
 func (a *Applier) stopUnits(ctx context.Context, pool string) error {
 	o, err := a.sd.Observe(ctx, pool)
 	if err != nil {
 		return err
 	}
-	todo := []string{pool + ".target"}
+	stop := poolUnits(pool, o, func(u Unit) bool { return u.ActiveState != "" && u.ActiveState != "inactive" && !u.Failed() })
+	a.co.cfg.Log.Info("stopping the units of a pool whose file is gone", "pool", pool, "units", stop)
+	if err := runJobs(ctx, a.co.cfg.JobTimeout, a.sd.Stop, stop); err != nil {
+		return err
+	}
+	if o, err = a.sd.Observe(ctx, pool); err != nil {
+		return err
+	}
+	for _, u := range poolUnits(pool, o, Unit.Failed) {
+		if err := a.sd.ResetFailed(ctx, u); err != nil {
+			return fmt.Errorf("%w: %w", api.ErrFailed, err)
+		}
+	}
+	return nil
+}
+
+// poolUnits names the units of o that match: target, instances, sockets.
+func poolUnits(pool string, o Observed, match func(Unit) bool) []string {
+	var out []string
+	if match(o.Target) {
+		out = append(out, pool+".target")
+	}
 	for _, i := range sortedKeys(o.Instances) {
-		todo = append(todo, InstanceName(pool, i))
+		if match(o.Instances[i]) {
+			out = append(out, InstanceName(pool, i))
+		}
 	}
 	for _, i := range sortedKeys(o.Sockets) {
-		todo = append(todo, SocketName(pool, i))
+		if match(o.Sockets[i]) {
+			out = append(out, SocketName(pool, i))
+		}
 	}
-	return runJobs(ctx, a.co.cfg.JobTimeout, a.sd.Stop, todo)
+	return out
 }
 
 // generated reads the units the generator wrote for pool.

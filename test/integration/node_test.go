@@ -193,3 +193,71 @@ func installNodeApps(t *testing.T, b *box) {
 		t.Fatalf("copy node_modules into the box: %v\n%s", err, out)
 	}
 }
+
+// TestCreateAndDelete: as pm2 start and pm2 delete, from the app's
+// directory: `corral start NAME … -- node express.js` writes the pool
+// file, makes its units and serves the app on every instance; it refuses
+// to overwrite; `corral delete` leaves the units, the pool directory and
+// corrald's state as they were before, also for a pool whose instances
+// failed, and a second delete is not an error.
+func TestCreateAndDelete(t *testing.T) {
+	b := installed(t)
+	installNodeApps(t, b)
+	unitsOf := func(pattern string) string {
+		return b.must("systemctl", "list-units", "--all", "--plain", "--no-legend", pattern)
+	}
+	poolDir := func() string { return b.must("ls", "-la", "--time-style=+", "/etc/corral/pools.d") }
+	beforeUnits, beforeDir := unitsOf("shop*")+unitsOf("bad*"), poolDir()
+
+	out := b.must("sh", "-c", "cd /srv/nodeapps && corral start shop -i 2 --listen 127.0.0.1:5555 -e NODE_ENV=production -- node express.js")
+	for _, want := range []string{"shop: created /etc/corral/pools.d/shop.toml", "shop: started 2 instance(s) on 127.0.0.1:5555"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("corral start shop … -- node express.js: no %q:\n%s", want, out)
+		}
+	}
+	t.Logf("the pool file it made:\n%s", b.must("cat", "/etc/corral/pools.d/shop.toml"))
+	waitFor(t, "shop answers", 30*time.Second, func() error {
+		_, err := get("http://127.0.0.1:5555/")
+		return err
+	})
+	if pids := pidsSeen(t, "http://127.0.0.1:5555/", "express", 40); len(pids) < 2 {
+		t.Errorf("shop: answers named pids %v, want both instances'", pids)
+	}
+	if out, err := b.run("corral", "start", "shop", "--listen", "127.0.0.1:5556", "--", "/usr/bin/node", "/srv/nodeapps/koa.js"); err == nil || !strings.Contains(out, "shop.toml exists") {
+		t.Errorf("a second corral start shop … -- CMD: %v\n%s", err, out)
+	}
+
+	// A pool whose instance failed: delete leaves no failed unit behind.
+	b.must("corral", "start", "bad", "-i", "1", "--listen", "127.0.0.1:5560", "--", "/bin/false")
+	waitFor(t, "bad@1 fails", 60*time.Second, func() error {
+		if st := b.show("bad@1.service", "ActiveState"); st != "failed" {
+			return fmt.Errorf("ActiveState=%s", st)
+		}
+		return nil
+	})
+
+	for _, pool := range []string{"shop", "bad"} {
+		if out := b.must("corral", "delete", pool); !strings.Contains(out, pool+": deleted") {
+			t.Errorf("corral delete %s:\n%s", pool, out)
+		}
+	}
+	if after := unitsOf("shop*") + unitsOf("bad*"); after != beforeUnits {
+		t.Errorf("units after delete:\n%s\nbefore:\n%s", after, beforeUnits)
+	}
+	if after := poolDir(); after != beforeDir {
+		t.Errorf("pool directory after delete:\n%s\nbefore:\n%s", after, beforeDir)
+	}
+	if state, _ := b.run("cat", "/var/lib/corral/state.json"); strings.Contains(state, "shop") || strings.Contains(state, "bad") {
+		t.Errorf("corrald's state still has the pools:\n%s", state)
+	}
+	if _, err := get("http://127.0.0.1:5555/"); err == nil {
+		t.Errorf("127.0.0.1:5555 still answers after delete")
+	}
+	if out := b.must("corral", "delete", "shop"); !strings.Contains(out, "shop: no such pool; nothing to delete") {
+		t.Errorf("corral delete shop again:\n%s", out)
+	}
+	if t.Failed() {
+		logs, _ := b.run("journalctl", "-u", "corral", "-u", "bad*", "--no-pager", "-o", "short-precise")
+		t.Logf("journal of corral and bad:\n%s", logs)
+	}
+}

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+
+	"github.com/corral-pool/corral/api"
 )
 
 // runApply is `corral apply`: corrald validates every pool file, reloads
@@ -27,11 +29,7 @@ func runApply(ctx context.Context, env *Env, args []string) error {
 	}
 	failed := 0
 	for _, c := range report {
-		line := c.Pool + ": " + c.Action
-		if c.Detail != "" {
-			line += " (" + c.Detail + ")"
-		}
-		fmt.Fprintln(env.Stdout, line)
+		fmt.Fprintln(env.Stdout, changeLine(c))
 		if c.Action == "failed" {
 			failed++
 		}
@@ -40,4 +38,14 @@ func runApply(ctx context.Context, env *Env, args []string) error {
 		return &ExitError{Code: ExitInvalid, Err: fmt.Errorf("apply: %d pool(s) failed: see above", failed)}
 	}
 	return nil
+}
+
+// changeLine is one line of an apply's report: "app: reloaded (worker unit
+// changed: rolling reload)".
+func changeLine(c api.Change) string {
+	line := c.Pool + ": " + c.Action
+	if c.Detail != "" {
+		line += " (" + c.Detail + ")"
+	}
+	return line
 }

@@ -66,10 +66,6 @@ func runScale(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-func runStart(ctx context.Context, env *Env, args []string) error {
-	return control(ctx, env, "start", args, api.API.Start, "started %s\n")
-}
-
 func runStop(ctx context.Context, env *Env, args []string) error {
 	return control(ctx, env, "stop", args, api.API.Stop, "stopped %[1]s; it stays stopped until 'corral start %[1]s'\n")
 }

@@ -30,6 +30,7 @@ type fakeAPI struct {
 	calls     []string
 	cpuStep   uint64 // added to every known CPU counter at each ListInstances
 	closed    bool
+	report    []api.Change // what Apply reports, if set
 }
 
 func newFake() *fakeAPI {
@@ -169,6 +170,9 @@ func (f *fakeAPI) Reload(ctx context.Context, name string, progress func(api.Rel
 func (f *fakeAPI) Apply(ctx context.Context) ([]api.Change, error) {
 	if err := f.call("Apply"); err != nil {
 		return nil, err
+	}
+	if f.report != nil {
+		return f.report, nil
 	}
 	return []api.Change{{Pool: "app", Action: "unchanged"}}, nil
 }

@@ -10,6 +10,7 @@ import (
 type option struct {
 	long, short string
 	takesValue  bool
+	repeat      bool // may be given more than once: the values joined by "\n"
 }
 
 var negativeNumber = regexp.MustCompile(`^-[0-9]+$`)
@@ -51,6 +52,9 @@ func parseOptions(name string, args []string, opts ...option) (map[string]string
 			value = args[i]
 		case !o.takesValue:
 			value = "true"
+		}
+		if prev, ok := set[o.long]; ok && o.repeat {
+			value = prev + "\n" + value
 		}
 		set[o.long] = value
 	}
