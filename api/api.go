@@ -34,7 +34,7 @@ const MaxWait = 5 * time.Minute
 // PoolInfo is one pool as `corral list` shows it.
 type PoolInfo struct {
 	Name    string // pool name
-	State   string // "running", "degraded", "crash-loop", "socket-failed", "stopped"
+	State   string // "running", "degraded", "crash-loop", "socket-failed", "not-accepting", "stopped"
 	Desired uint32 // instances wanted
 	Running uint32 // instances active
 	Balance string // "reuseport" or "shared"
@@ -57,6 +57,7 @@ type InstanceInfo struct {
 	CPUNSec     uint64 // Unknown when not accounted
 	Reason      string // why it is in this phase, e.g. "exit-code 1; next try in 4s"
 	Messages    bool   // its worker is connected to corrald for messages
+	Queued      uint32 // not-accepting: connections waiting in its socket's queue
 }
 
 // Since returns SinceUSec as a time (zero if never active).
@@ -80,6 +81,10 @@ const (
 	PhaseBackoff   Phase = "backoff"    // failed; corrald restarts it when its delay is over
 	PhaseCrashLoop Phase = "crash-loop" // failed too often in the window; backing off longer
 	PhaseSurplus   Phase = "surplus"    // above the desired count, being stopped
+	// PhaseNotAccepting: it runs, but connections wait in its socket's
+	// queue and it has taken none for seconds (it likely listens on a port
+	// of its own).
+	PhaseNotAccepting Phase = "not-accepting"
 )
 
 // Change is one line of Apply's report.

@@ -115,6 +115,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	runErr := make(chan error, 2)
 	go func() { runErr <- c.Run(ctx) }()
+	go parts.Acceptance.Run(ctx)
 	if msgs != nil {
 		go func() {
 			if err := msgs.Run(ctx); err != nil {

@@ -51,7 +51,7 @@ func TestReloadHasNoCallTimeout(t *testing.T) {
 	defer cancel()
 	go c.Run(ctx)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		is, _ := NewStatus(c, nil).ListInstances(ctx, "app")
+		is, _ := NewStatus(c, nil, nil).ListInstances(ctx, "app")
 		if len(is) == 2 && is[1].ActiveState == "active" {
 			break
 		}

@@ -11,15 +11,18 @@ type Parts struct {
 	Applier     *Applier     // Apply
 	Router      *Router      // Broadcast, Send
 	Workers     *Workers     // whose worker a process is
+	Acceptance  *Acceptance  // which instances accept no connection; Run it
 }
 
 // Assemble builds the components around co. msgs is nil when corrald
 // carries no messages.
 func Assemble(co *Coordinator, workers *Workers, msgs Messenger) Parts {
 	reload := NewReloader(co)
+	acc := NewAcceptance(co)
 	return Parts{
 		Coordinator: co,
-		Status:      NewStatus(co, msgs),
+		Acceptance:  acc,
+		Status:      NewStatus(co, msgs, acc),
 		Reloader:    reload,
 		Applier:     NewApplier(co, reload),
 		Router:      NewRouter(co, msgs),

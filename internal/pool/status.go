@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/corral-pool/corral/api"
 )
@@ -17,12 +18,13 @@ import (
 type Status struct {
 	co   *Coordinator
 	sd   Systemd
-	msgs Messenger // nil when corrald carries no messages
+	msgs Messenger   // nil when corrald carries no messages
+	acc  *Acceptance // nil when nothing checks that instances accept
 }
 
-// NewStatus returns the status of co's pools; msgs may be nil.
-func NewStatus(co *Coordinator, msgs Messenger) *Status {
-	return &Status{co: co, sd: co.sd, msgs: msgs}
+// NewStatus returns the status of co's pools; msgs and acc may be nil.
+func NewStatus(co *Coordinator, msgs Messenger, acc *Acceptance) *Status {
+	return &Status{co: co, sd: co.sd, msgs: msgs, acc: acc}
 }
 
 // ListPools implements API.
@@ -34,6 +36,13 @@ func (s *Status) ListPools(ctx context.Context) ([]api.PoolInfo, error) {
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for i := range out {
+		if out[i].State == "running" || out[i].State == "degraded" {
+			if len(s.acc.Stuck(out[i].Name)) > 0 {
+				out[i].State = string(api.PhaseNotAccepting)
+			}
+		}
+	}
 	return out, err
 }
 
@@ -109,8 +118,28 @@ func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.Instance
 		}
 	}
 	out := v.instances(pool, o, connected)
+	markStuck(out, s.acc.Stuck(pool), s.co.cfg.Now())
 	s.readCounters(ctx, out)
 	return out, nil
+}
+
+// markStuck shows the running instances that accept no connection as
+// not-accepting, with the queue and the likely cause; index 0 stands for
+// every instance of a shared socket.
+func markStuck(out []api.InstanceInfo, stuck map[int]Stuck, now time.Time) {
+	for k := range out {
+		in := &out[k]
+		st, ok := stuck[int(in.Index)]
+		if !ok {
+			st, ok = stuck[0]
+		}
+		if !ok || in.Phase != string(api.PhaseRunning) {
+			continue
+		}
+		in.Phase, in.Queued = string(api.PhaseNotAccepting), st.Queued
+		in.Reason = fmt.Sprintf("%d connection(s) wait in its socket's queue, none taken for %s: it likely listens on a port of its own instead of fd 3",
+			st.Queued, now.Sub(st.Since).Round(time.Second))
+	}
 }
 
 // phaseView is what the last reconcile said of a pool's instances, copied

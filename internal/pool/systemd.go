@@ -133,11 +133,6 @@ func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error)
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for i, st := range list {
-		if strings.HasSuffix(st.Name, ".socket") {
-			units[i] = Unit{Name: st.Name, LoadState: st.LoadState, ActiveState: st.ActiveState, SubState: st.SubState,
-				MemoryCurrent: api.Unknown, CPUUsageNSec: api.Unknown}
-			continue
-		}
 		if u, ok := s.cache.get(st); ok {
 			units[i] = u
 			continue
@@ -152,7 +147,7 @@ func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error)
 	}
 	wg.Wait()
 	for i, u := range units {
-		if errs[i] == nil && !strings.HasSuffix(u.Name, ".socket") {
+		if errs[i] == nil {
 			s.cache.put(u, gens[i])
 		}
 	}

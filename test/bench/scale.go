@@ -20,7 +20,18 @@ type scalePoint struct {
 	list       time.Duration // corral list, p50 of 10
 	reconcile  time.Duration // corrald's CPU per reconcile of the pool
 	reconciles int
+	idle       float64 // corrald's CPU while nothing happens, in % of a core
 }
+
+// idleFor is how long corrald's idle CPU is measured at each size.
+const idleFor = 20 * time.Second
+
+// idleGoal is the most corrald may use of a core at idleGoalAt instances,
+// reading every socket's queue each second (issue 14).
+const (
+	idleGoal   = 0.1
+	idleGoalAt = 64
+)
 
 // scaleSizes are the pool sizes the curve is measured at.
 var scaleSizes = []int{1, 16, 64, 256}
@@ -39,9 +50,18 @@ func benchScale(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 		points = append(points, p)
 	}
 	fmt.Printf("corrald by pool size, %s\n\n", time.Now().Format("2006-01-02"))
-	fmt.Printf("| instances | corral start to all ready | systemctl start, corrald stopped | corrald VmRSS | corral list, p50 of 10 | corrald CPU per reconcile |\n|---|---|---|---|---|---|\n")
+	fmt.Printf("| instances | corral start to all ready | systemctl start, corrald stopped | corrald VmRSS | corral list, p50 of 10 | corrald CPU per reconcile | corrald idle CPU (%v) |\n|---|---|---|---|---|---|---|\n", idleFor)
 	for _, p := range points {
-		fmt.Printf("| %d | %v | %v | %d kB | %v | %v |\n", p.n, p.ready.Round(time.Millisecond), p.alone.Round(time.Millisecond), p.rssKB, p.list, p.reconcile)
+		fmt.Printf("| %d | %v | %v | %d kB | %v | %v | %.3f%% |\n", p.n, p.ready.Round(time.Millisecond), p.alone.Round(time.Millisecond), p.rssKB, p.list, p.reconcile, p.idle)
+	}
+	for _, p := range points {
+		if p.n == idleGoalAt {
+			verdict := "met"
+			if p.idle > idleGoal {
+				verdict = "NOT met"
+			}
+			fmt.Printf("\nGoal: corrald idle at %d instances ≤ %.1f%% of a core: %.3f%%, %s\n", p.n, idleGoal, p.idle, verdict)
+		}
 	}
 	a, b := points[len(points)-2], points[len(points)-1]
 	x := float64(b.n) / float64(a.n)
@@ -109,6 +129,19 @@ func scaleOnce(ctx context.Context, box *sdbox.Box, sh func(...string) (string, 
 	if p.rssKB, err = vmRSS(sh, pid); err != nil {
 		return p, err
 	}
+	// Idle: nothing asked, nothing changing; corrald reads the sockets'
+	// queues every second and answers the watchdog.
+	before, err := cpuTime(sh, pid)
+	if err != nil {
+		return p, err
+	}
+	time.Sleep(idleFor)
+	after, err := cpuTime(sh, pid)
+	if err != nil {
+		return p, err
+	}
+	p.idle = 100 * float64(after-before) / float64(idleFor)
+
 	// Reconciles on demand: each `corral scale` to the same count marks
 	// the pool, and corrald reconciles it once. corrald's CPU over them,
 	// less what as many of the same calls for a pool that does not exist

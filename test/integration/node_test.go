@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -259,5 +260,59 @@ func TestCreateAndDelete(t *testing.T) {
 	if t.Failed() {
 		logs, _ := b.run("journalctl", "-u", "corral", "-u", "bad*", "--no-pager", "-o", "short-precise")
 		t.Logf("journal of corral and bad:\n%s", logs)
+	}
+}
+
+// TestNotAcceptingReported: a worker that binds a port of its own (a Node
+// app with the preload turned off) runs, and connections to the pool wait
+// in its socket's queue: within 5s corral list and corral status say
+// not-accepting with the queue, and corrald's journal says the likely
+// cause and the fix, once.
+func TestNotAcceptingReported(t *testing.T) {
+	b := installed(t)
+	installNodeApps(t, b)
+	b.writePool("own", "exec = [\"/usr/bin/node\", \"/srv/nodeapps/http.js\"]\nlisten = [\"127.0.0.1:5558\"]\ninstances = 2\nnode_preload = false\n")
+	b.must("corral", "start", "own")
+	b.waitJournal("own@1.service", "Started own@1.service")
+	time.Sleep(2 * time.Second) // node is up and listening on its own port
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 8 { // the kernel hashes them to both instances' sockets
+		c, err := net.DialTimeout("tcp", "127.0.0.1:5558", 2*time.Second)
+		if err != nil {
+			t.Fatalf("connect: %v (the socket is systemd's: connecting works, accepting does not)", err)
+		}
+		conns = append(conns, c)
+	}
+	t0 := time.Now()
+	var list string
+	waitFor(t, "corral list says not-accepting", 10*time.Second, func() error {
+		list = b.must("corral", "list")
+		if !strings.Contains(list, "not-accepting") {
+			return fmt.Errorf("corral list:\n%s", list)
+		}
+		return nil
+	})
+	took := time.Since(t0)
+	t.Logf("reported after %v:\n%s", took.Round(100*time.Millisecond), list)
+	if took > 5*time.Second {
+		t.Errorf("not-accepting reported after %v, want within 5s", took)
+	}
+	if !regexp.MustCompile(`own@\d\s+not-accepting, \d+ queued`).MatchString(list) {
+		t.Errorf("corral list has no instance line with the queue:\n%s", list)
+	}
+	status := b.must("corral", "status", "own")
+	if !strings.Contains(status, "it likely listens on a port of its own instead of fd 3") {
+		t.Errorf("corral status gives no reason:\n%s", status)
+	}
+	b.waitJournal("corral.service", "accepts no connections")
+	logs := b.must("journalctl", "-u", "corral.service", "--no-pager", "-o", "cat")
+	if !strings.Contains(logs, "keep node_preload on") {
+		t.Errorf("corrald's journal line has no fix:\n%s", logs)
 	}
 }

@@ -43,6 +43,7 @@ type instanceJSON struct {
 	CPUNSec     *uint64 `json:"cpu_nsec"`     // null: unknown
 	Reason      string  `json:"reason"`
 	Messages    bool    `json:"messages"` // its worker is connected for messages
+	Queued      uint32  `json:"queued"`   // connections waiting in its socket's queue (not-accepting)
 }
 
 func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
@@ -54,7 +55,7 @@ func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
 	for _, in := range ins {
 		ij := instanceJSON{Name: instanceName(in), Unit: in.Unit, Index: in.Index, Phase: in.Phase,
 			ActiveState: in.ActiveState, SubState: in.SubState, Restarts: in.Restarts, Reason: in.Reason,
-			Messages: in.Messages}
+			Messages: in.Messages, Queued: in.Queued}
 		if in.PID != 0 {
 			pid := in.PID
 			ij.PID = &pid
@@ -135,11 +136,11 @@ func listHeader(cpu string) []string {
 func listRows(s *snapshot, cpu func(api.InstanceInfo) string) []row {
 	var rows []row
 	for _, p := range s.pools {
-		rows = append(rows, row{cells: []string{p.Name, p.State}, note: poolNote(p), alert: crashLoop(p.State)})
+		rows = append(rows, row{cells: []string{p.Name, p.State}, note: poolNote(p), alert: alert(p.State)})
 		for _, in := range s.instances[p.Name] {
-			rows = append(rows, row{cells: []string{instanceName(in), in.Phase, pidCell(in.PID),
+			rows = append(rows, row{cells: []string{instanceName(in), phaseCell(in), pidCell(in.PID),
 				uptimeCell(in, s.at), fmt.Sprint(in.Restarts), cpu(in), memory(in.MemoryBytes)},
-				alert: crashLoop(in.Phase)})
+				alert: alert(in.Phase)})
 		}
 	}
 	return rows
@@ -202,7 +203,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	}
 	w := env.Stdout
 	state := p.State
-	if env.IsTerminal && crashLoop(state) {
+	if env.IsTerminal && alert(state) {
 		state = ansiAlert + state + ansiReset
 	}
 	fmt.Fprintf(w, "%s: %s\n", p.Name, state)
@@ -222,9 +223,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		if hasUptime(in) {
 			since = stamp(in.Since(), s.at)
 		}
-		rows = append(rows, row{cells: []string{in.Unit, in.Phase, in.ActiveState + "/" + in.SubState,
+		rows = append(rows, row{cells: []string{in.Unit, phaseCell(in), in.ActiveState + "/" + in.SubState,
 			pidCell(in.PID), since, uptimeCell(in, s.at), fmt.Sprint(in.Restarts),
-			memory(in.MemoryBytes), cpuTime(in.CPUNSec), messagesCell(in), in.Reason}, alert: crashLoop(in.Phase)})
+			memory(in.MemoryBytes), cpuTime(in.CPUNSec), messagesCell(in), in.Reason}, alert: alert(in.Phase)})
 		if crashLoop(in.Phase) {
 			looping = append(looping, instanceName(in))
 		}
@@ -242,6 +243,15 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "hint: %s are in crash-loop: see why with 'corral logs %s'\n", strings.Join(looping, ", "), name)
 	}
 	return nil
+}
+
+// phaseCell is an instance's phase, with the queue of one that accepts
+// no connection: "not-accepting, 12 queued".
+func phaseCell(in api.InstanceInfo) string {
+	if in.Phase == string(api.PhaseNotAccepting) {
+		return fmt.Sprintf("%s, %d queued", in.Phase, in.Queued)
+	}
+	return in.Phase
 }
 
 // messagesCell says whether an instance's worker is connected for

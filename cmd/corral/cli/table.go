@@ -169,3 +169,7 @@ func poolNote(p api.PoolInfo) string {
 }
 
 func crashLoop(state string) bool { return state == string(api.PhaseCrashLoop) }
+
+// alert reports whether a state is shown highlighted: a crash loop, or
+// instances that accept no connection.
+func alert(state string) bool { return crashLoop(state) || state == string(api.PhaseNotAccepting) }
