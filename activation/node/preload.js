@@ -143,7 +143,8 @@
   let draining = false;
 
   function track(server) {
-    if (servers.size === 0) process.on('SIGTERM', () => drain('SIGTERM'));
+    // First of the SIGTERM handlers, whenever the app adds its own.
+    if (servers.size === 0) process.prependListener('SIGTERM', () => drain('SIGTERM'));
     const conns = new Map();
     // http and https servers; anything else only stops accepting, and its
     // connections end as the app's protocol ends them (or at the timeout).
@@ -173,10 +174,21 @@
     });
   }
 
+  const exit = process.exit.bind(process);
+  let exitCode = null; // what the app's own process.exit() asked for during the drain
+
   function drain(signal) {
     if (draining) return;
     draining = true;
     const started = Date.now();
+    // An app whose SIGTERM handler calls process.exit() at once would drop
+    // the requests in flight: its exit waits for the drain.
+    process.exit = (code) => {
+      if (exitCode === null) {
+        exitCode = code ?? process.exitCode ?? 0;
+        log(`process.exit(${exitCode}) waits for the drain`);
+      }
+    };
     let open = 0;
     for (const { conns } of servers.values()) open += conns.size;
     log(`${signal}: draining ${open} connection(s), up to ${budget} ms`);
@@ -190,14 +202,17 @@
         }
       }
       log(`drain timed out after ${budget} ms: closed ${left} connection(s)`);
-      process.exit(1);
+      exit(1);
     }, budget).unref();
 
     const done = () => {
       log(`drained in ${Date.now() - started} ms`);
+      process.exit = exit; // from now on the app's exit is its own
       // An app that handles SIGTERM itself finishes its own way (the timer
-      // above still ends it in time); otherwise this is the end.
-      if (process.listenerCount('SIGTERM') <= 1) process.exit(0);
+      // above still ends it in time), unless it already asked to exit;
+      // otherwise this is the end.
+      if (exitCode !== null) exit(exitCode);
+      else if (process.listenerCount('SIGTERM') <= 1) exit(0);
     };
     let left = servers.size;
     if (left === 0) return done();

@@ -317,6 +317,54 @@ process.on('SIGTERM', () => setTimeout(() => { console.log('app cleanup done'); 
 	}
 }
 
+// TestDrainDefersTheAppsExit: an app whose SIGTERM handler calls
+// process.exit() at once (added before its listen()) still answers the
+// request in flight, then exits with the code it asked for; one that
+// exits from server.close's callback exits at once after the drain.
+func TestDrainDefersTheAppsExit(t *testing.T) {
+	for _, tc := range []struct {
+		name, handler string
+		code          int
+	}{
+		{"exit at once", `process.on('SIGTERM', () => process.exit(4));`, 4},
+		{"exit when closed", `process.on('SIGTERM', () => server.close(() => process.exit(5)));`, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := start(t, `const http = require('http');
+const server = http.createServer((req, res) => setTimeout(() => res.end('done'), 500));
+setInterval(() => {}, 1000); // something else keeps the loop alive
+`+tc.handler+`
+server.listen(5555, () => console.log('listening'));`, opts{})
+			w.waitOutput("listening")
+			c, err := net.Dial("tcp", w.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			time.Sleep(100 * time.Millisecond)
+			t0 := time.Now()
+			w.cmd.Process.Signal(syscall.SIGTERM)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("the request in flight: %v", err)
+			}
+			if body, _ := io.ReadAll(resp.Body); string(body) != "done" {
+				t.Errorf("answer %q", body)
+			}
+			select {
+			case <-w.done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("still runs 5s after SIGTERM:\n%s", w.output())
+			}
+			if code := w.cmd.ProcessState.ExitCode(); code != tc.code || time.Since(t0) > 3*time.Second {
+				t.Errorf("exit %d after %v, want %d soon after the answer", code, time.Since(t0), tc.code)
+			}
+		})
+	}
+}
+
 // messages is a fake corrald message socket: it accepts one worker.
 type messages struct {
 	path  string
