@@ -57,9 +57,23 @@ const (
 	unixDiagRqlen  = 4
 )
 
+// Families says which sockets to read.
+type Families uint8
+
+const (
+	IPv4 Families = 1 << iota // TCP over IPv4
+	IPv6                      // TCP over IPv6
+	Unix                      // unix stream sockets
+	All  = IPv4 | IPv6 | Unix
+)
+
 // Listening returns the listening TCP and unix stream sockets of the
 // network namespace.
-func Listening() ([]Socket, error) {
+func Listening() ([]Socket, error) { return Read(All) }
+
+// Read returns the listening sockets of the families fs: one netlink dump
+// for each.
+func Read(fs Families) ([]Socket, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("listenq: netlink socket: %w", err)
@@ -71,6 +85,9 @@ func Listening() ([]Socket, error) {
 	var out []Socket
 	buf := make([]byte, os.Getpagesize()*8)
 	for seq, family := range []uint8{unix.AF_INET, unix.AF_INET6, unix.AF_UNIX} {
+		if fs&(1<<seq) == 0 {
+			continue
+		}
 		var req []byte
 		if family == unix.AF_UNIX {
 			req = make([]byte, sizeofUnixReq)

@@ -117,3 +117,13 @@ func BenchmarkListening(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadIPv4: what corrald reads each second for pools on IPv4
+// addresses.
+func BenchmarkReadIPv4(b *testing.B) {
+	for b.Loop() {
+		if _, err := Read(IPv4); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

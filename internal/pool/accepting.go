@@ -18,7 +18,7 @@ import (
 // Acceptance tells an instance that runs but never accepts a connection
 // from its socket: a worker that bound a port of its own (in its own
 // network namespace) instead of serving on fd 3 looks healthy to systemd
-// while its socket's queue only grows. Once a second it reads the accept
+// while its socket's queue only grows. Every Interval it reads the accept
 // queues of the listening sockets from the kernel (package listenq: one
 // netlink dump, no fd of theirs, no process read) and matches them to the
 // pools' sockets. A queue that is not empty and has not gone down for
@@ -26,11 +26,13 @@ import (
 // gets one line with the likely cause and the fix.
 type Acceptance struct {
 	co *Coordinator
-	// Interval between readings (1s) and how long a queue must stay
-	// without going down (3s).
-	Interval, After time.Duration
-	// Listening reads the sockets: listenq.Listening.
-	Listening func() ([]listenq.Socket, error)
+	// Interval between readings while every queue of the pools is empty
+	// (2s), Busy while one is not (500ms), and how long a queue must stay
+	// without going down (2s). A stuck worker is told within Interval +
+	// After + Busy; idle, corrald reads the queues every Interval only.
+	Interval, Busy, After time.Duration
+	// Listening reads the sockets of some families: listenq.Read.
+	Listening func(listenq.Families) ([]listenq.Socket, error)
 
 	mu    sync.Mutex
 	stuck map[string]map[int]Stuck // by pool, by instance (0: every instance of a shared socket)
@@ -52,7 +54,7 @@ type queueSeen struct {
 
 // NewAcceptance returns the acceptance check of co's pools.
 func NewAcceptance(co *Coordinator) *Acceptance {
-	return &Acceptance{co: co, Interval: time.Second, After: 3 * time.Second, Listening: listenq.Listening,
+	return &Acceptance{co: co, Interval: 2 * time.Second, Busy: 500 * time.Millisecond, After: 2 * time.Second, Listening: listenq.Read,
 		stuck: map[string]map[int]Stuck{}, seen: map[uint32]*queueSeen{}}
 }
 
@@ -67,20 +69,27 @@ func (a *Acceptance) Stuck(pool string) map[int]Stuck {
 	return maps.Clone(a.stuck[pool])
 }
 
-// Run reads the queues every Interval until ctx is done.
+// Run reads the queues every Interval, or Busy while one is not empty,
+// until ctx is done.
 func (a *Acceptance) Run(ctx context.Context) error {
-	tick := time.NewTicker(a.Interval)
-	defer tick.Stop()
+	next := time.NewTimer(a.Interval)
+	defer next.Stop()
 	warned := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-next.C:
 		}
-		if err := a.check(ctx); err != nil && !warned {
+		busy, err := a.check(ctx)
+		if err != nil && !warned {
 			a.co.cfg.Log.Warn("cannot read the listening sockets' queues: instances that accept nothing go unnoticed", "err", err)
 			warned = true
+		}
+		if busy {
+			next.Reset(a.Busy)
+		} else {
+			next.Reset(a.Interval)
 		}
 	}
 }
@@ -94,8 +103,9 @@ type poolSockets struct {
 	running map[int]bool // instances that run
 }
 
-// check takes one reading and updates the verdicts.
-func (a *Acceptance) check(ctx context.Context) error {
+// check takes one reading and updates the verdicts; busy is true when a
+// socket of a running pool has connections waiting.
+func (a *Acceptance) check(ctx context.Context) (busy bool, err error) {
 	var pools []poolSockets
 	if err := a.co.do(ctx, func(ps poolSet) {
 		for name, p := range ps {
@@ -117,11 +127,22 @@ func (a *Acceptance) check(ctx context.Context) error {
 			pools = append(pools, s)
 		}
 	}); err != nil {
-		return err
+		return false, err
 	}
-	socks, err := a.Listening()
-	if err != nil {
-		return err
+	// Only the families the pools listen on, and nothing while no
+	// instance runs: idle, this is all corrald does each second.
+	var fs listenq.Families
+	for _, p := range pools {
+		if len(p.running) > 0 {
+			fs |= families(p.listen)
+		}
+	}
+	var socks []listenq.Socket
+	if fs != 0 {
+		var err error
+		if socks, err = a.Listening(fs); err != nil {
+			return false, err
+		}
 	}
 	now := a.co.cfg.Now()
 	byAddr := map[string][]listenq.Socket{}
@@ -138,34 +159,37 @@ func (a *Acceptance) check(ctx context.Context) error {
 	}
 	stuck := map[string]map[int]Stuck{}
 	for _, p := range pools {
-		if m := a.verdicts(p, byAddr, now); len(m) > 0 {
+		m, waiting := a.verdicts(p, byAddr, now)
+		if len(m) > 0 {
 			stuck[p.name] = m
 		}
+		busy = busy || waiting
 	}
 	a.mu.Lock()
 	a.stuck = stuck
 	a.mu.Unlock()
-	return nil
+	return busy, nil
 }
 
-// observe follows one socket's queue: it is stuck from the last time it
-// was empty or went down.
+// observe follows one socket's queue: it is stuck from the first reading
+// that found it not empty, or that found it shorter than the one before.
 func (a *Acceptance) observe(s listenq.Socket, now time.Time) {
 	q := a.seen[s.Inode]
 	if q == nil {
 		a.seen[s.Inode] = &queueSeen{queued: s.Queued, since: now}
 		return
 	}
-	if s.Queued == 0 || s.Queued < q.queued {
+	if s.Queued == 0 || q.queued == 0 || s.Queued < q.queued {
 		q.since = now
 	}
 	q.queued = s.Queued
 }
 
 // verdicts matches a pool's sockets to the kernel's and returns the
-// instances whose socket is stuck, logging each change once.
-func (a *Acceptance) verdicts(p poolSockets, byAddr map[string][]listenq.Socket, now time.Time) map[int]Stuck {
-	out := map[int]Stuck{}
+// instances whose socket is stuck, logging each change once; waiting is
+// true when a socket of a running instance has connections queued.
+func (a *Acceptance) verdicts(p poolSockets, byAddr map[string][]listenq.Socket, now time.Time) (out map[int]Stuck, waiting bool) {
+	out = map[int]Stuck{}
 	for _, l := range p.listen {
 		for i, s := range a.owners(p, kernelAddrs(l, byAddr), byAddr) {
 			q := a.seen[s.Inode]
@@ -174,6 +198,7 @@ func (a *Acceptance) verdicts(p poolSockets, byAddr map[string][]listenq.Socket,
 				continue
 			}
 			label := instanceLabel(p.name, i)
+			waiting = waiting || q.queued > 0
 			if q.queued == 0 || now.Sub(q.since) < a.After {
 				if q.told {
 					q.told = false
@@ -193,7 +218,7 @@ func (a *Acceptance) verdicts(p poolSockets, byAddr map[string][]listenq.Socket,
 			}
 		}
 	}
-	return out
+	return out, waiting
 }
 
 // owners pairs the kernel's sockets at addr with the pool's instances.
@@ -224,6 +249,24 @@ func (a *Acceptance) owners(p poolSockets, addr string, byAddr map[string][]list
 		out[i] = socks[k]
 	}
 	return out
+}
+
+// families are the socket families of a pool's addresses.
+func families(ls []units.Listen) listenq.Families {
+	var fs listenq.Families
+	for _, l := range ls {
+		switch {
+		case l.Unix:
+			fs |= listenq.Unix
+		case strings.HasPrefix(l.Address, ":"):
+			fs |= listenq.IPv4 | listenq.IPv6 // [::] dual-stack, or 0.0.0.0 without IPv6
+		case strings.HasPrefix(l.Address, "["):
+			fs |= listenq.IPv6
+		default:
+			fs |= listenq.IPv4
+		}
+	}
+	return fs
 }
 
 // kernelAddrs is how the kernel names the socket systemd opens for l:

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +24,7 @@ func (f *fakeQueues) set(socks ...listenq.Socket) {
 	f.socks = socks
 }
 
-func (f *fakeQueues) listening() ([]listenq.Socket, error) {
+func (f *fakeQueues) listening(listenq.Families) ([]listenq.Socket, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]listenq.Socket(nil), f.socks...), nil
@@ -57,13 +58,17 @@ func TestNotAccepting(t *testing.T) {
 	other := listenq.Socket{Addr: "127.0.0.1:9", Inode: 50, Queued: 7} // not the pool's
 	q.set(other, listenq.Socket{Addr: "127.0.0.1:1", Inode: 100}, listenq.Socket{Addr: "127.0.0.1:1", Inode: 200, Queued: 3})
 
-	check := func() {
+	check := func() bool {
 		t.Helper()
-		if err := acc.check(ctx); err != nil {
+		busy, err := acc.check(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
+		return busy
 	}
-	check()
+	if !check() {
+		t.Errorf("a queue of the pool is not empty, and the check is not busy: it would wait Interval for the next reading")
+	}
 	if s := acc.Stuck("app"); len(s) != 0 {
 		t.Fatalf("stuck at once: %v", s)
 	}
@@ -86,11 +91,27 @@ func TestNotAccepting(t *testing.T) {
 		t.Errorf("pools %+v", ps)
 	}
 
+	// A queue that was empty at the last reading is not stuck, however
+	// long ago that reading was.
+	q.set(other, listenq.Socket{Addr: "127.0.0.1:1", Inode: 100}, listenq.Socket{Addr: "127.0.0.1:1", Inode: 200, Queued: 4})
+	check()
+	time.Sleep(150 * time.Millisecond)
+	q.set(other, listenq.Socket{Addr: "127.0.0.1:1", Inode: 100, Queued: 2}, listenq.Socket{Addr: "127.0.0.1:1", Inode: 200, Queued: 4})
+	check()
+	if s := acc.Stuck("app"); len(s) != 1 || s[2] != (Stuck{}) {
+		t.Errorf("stuck %v, want app@1 only: app@2's queue was empty at the reading before", s)
+	}
+
 	// It took one: no longer stuck.
 	q.set(other, listenq.Socket{Addr: "127.0.0.1:1", Inode: 100}, listenq.Socket{Addr: "127.0.0.1:1", Inode: 200, Queued: 3})
 	check()
 	if s := acc.Stuck("app"); len(s) != 0 {
 		t.Errorf("stuck after its queue went down: %v", s)
+	}
+
+	q.set(other, listenq.Socket{Addr: "127.0.0.1:1", Inode: 100}, listenq.Socket{Addr: "127.0.0.1:1", Inode: 200})
+	if check() {
+		t.Errorf("every queue of the pool is empty (another socket's is not), and the check is busy")
 	}
 
 	// A socket unit starting or stopping: the kernel has another count of
@@ -134,5 +155,29 @@ func TestNotAcceptingShared(t *testing.T) {
 	acc.check(ctx)
 	if s := acc.Stuck("app"); len(s) != 0 {
 		t.Errorf("a stopped pool: stuck %v", s)
+	}
+}
+
+// BenchmarkCheck: one reading of the kernel's sockets and the verdicts
+// for a pool of 64 instances, as corrald does each second.
+func BenchmarkCheck(b *testing.B) {
+	up := func(name string, at time.Time) Unit {
+		return Unit{Name: name, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: at}
+	}
+	obs := Observed{Target: up("app.target", time.Now()), Sockets: map[int]Unit{}, Instances: map[int]Unit{}}
+	for i := 1; i <= 64; i++ {
+		obs.Sockets[i] = up(fmt.Sprintf("app@%d.socket", i), time.Now().Add(time.Duration(i)))
+		obs.Instances[i] = up(fmt.Sprintf("app@%d.service", i), time.Now())
+	}
+	sd := &fakeSystemd{obs: obs}
+	c, cancel := newTestCoordinator(b, sd)
+	defer cancel()
+	settle(b, c, sd, "app", 1)
+	acc := NewAcceptance(c.Coordinator)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := acc.check(ctx); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -38,7 +38,7 @@ func (f *fakeSystemd) observed() int {
 // settle waits until the coordinator has reconciled pool n more times from
 // now and has no job in flight: whatever it was going to do, it has done.
 // A test asserts then that something did not happen, without sleeping.
-func settle(t *testing.T, c *testCorrald, sd *fakeSystemd, pool string, n int) {
+func settle(t testing.TB, c *testCorrald, sd *fakeSystemd, pool string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	start := sd.observed()
@@ -107,7 +107,7 @@ func (t *testCorrald) useMessenger(m Messenger, unitOf func(context.Context, uin
 	*t = *assemble(t.Coordinator, m, unitOf)
 }
 
-func newTestCoordinator(t *testing.T, sd Systemd) (*testCorrald, context.CancelFunc) {
+func newTestCoordinator(t testing.TB, sd Systemd) (*testCorrald, context.CancelFunc) {
 	t.Helper()
 	dir := t.TempDir()
 	pools := filepath.Join(dir, "pools.d")
