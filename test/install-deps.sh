@@ -30,7 +30,9 @@ APT_TOOLS=(
 	"curl            curl               the integration tests and make run query the demo with it"
 	"/usr/bin/node   nodejs             the integration tests run Node workers from this path"
 	"/usr/bin/python3 python3           the integration tests run Python workers from this path"
-	"npm             npm                make bench-peers installs pm2 with it (npm ci)"
+	"/usr/bin/gunicorn gunicorn         the integration tests serve the WSGI example with it (and python3-gunicorn)"
+	"/usr/bin/uvicorn uvicorn           the integration tests serve the ASGI example with it (and python3-uvicorn)"
+	"npm             npm                the integration tests install express, fastify and koa with it, make bench-peers pm2 (npm ci)"
 	"gnuplot         gnuplot-nox        make bench-peers draws its chart with it"
 )
 

@@ -45,7 +45,7 @@ type run struct {
 // deps runs install-deps.sh with the stand-ins first on PATH and env added.
 func deps(t *testing.T, gobin string, env ...string) run {
 	t.Helper()
-	for _, p := range []string{"/usr/bin/node", "/usr/bin/python3"} {
+	for _, p := range []string{"/usr/bin/node", "/usr/bin/python3", "/usr/bin/gunicorn", "/usr/bin/uvicorn"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("%s is missing, so the script would call apt-get: run 'make deps' first", p)
 		}

@@ -75,7 +75,7 @@ func TestNodeAppsUnchanged(t *testing.T) {
 	})
 
 	for _, a := range nodeApps {
-		nodeReloadUnderLoad(t, b, a)
+		reloadUnderLoad(t, b, a.name, a.port, "corral: drained in")
 	}
 	if t.Failed() {
 		logs, _ := b.run("journalctl", "-u", "express@*", "-u", "fastify@*", "-u", "koa@*", "-u", "http@*", "--no-pager", "-o", "short-precise")
@@ -83,35 +83,47 @@ func TestNodeAppsUnchanged(t *testing.T) {
 	}
 }
 
-// nodeReloadUnderLoad runs corral reload on pool a while 16 clients send
-// 20 ms requests on new connections and 4 on keep-alive ones: none may
-// fail, and each old process drained.
-func nodeReloadUnderLoad(t *testing.T, b *box, a nodeApp) {
+// reloadUnderLoad runs corral reload on a pool of 2 instances serving
+// GET /slow?ms=20 on port while 16 clients send requests on new
+// connections and 4 on keep-alive ones: none may fail, each instance has a
+// new process, and each old one stopped on its own: its journal has
+// cleanStop and no timeout or SIGKILL.
+func reloadUnderLoad(t *testing.T, b *box, pool string, port int, cleanStop string) {
 	t.Helper()
-	url := fmt.Sprintf("http://127.0.0.1:%d/slow?ms=20", a.port)
+	units := []string{pool + "@1.service", pool + "@2.service"}
+	pids := make([]string, len(units))
+	for i, u := range units {
+		pids[i] = b.show(u, "MainPID")
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/slow?ms=20", port)
 	ctx, cancel := context.WithCancel(context.Background())
 	fresh := make(chan loadResult, 1)
 	kept := make(chan loadResult, 1)
 	go func() { fresh <- load(ctx, url, 16) }()
 	go func() { kept <- loadKeepAlive(ctx, url, 4) }()
 	time.Sleep(time.Second)
-	out, err := b.run("corral", "reload", a.name)
+	t0 := time.Now()
+	out, err := b.run("corral", "reload", pool)
+	took := time.Since(t0)
 	time.Sleep(time.Second)
 	cancel()
 	rf, rk := <-fresh, <-kept
-	t.Logf("%s: corral reload under 16 clients on new connections: %v; 4 on keep-alive: %v", a.name, rf, rk)
-	if err != nil || !strings.Contains(out, a.name+": reloaded 2 instance(s)") {
-		t.Errorf("corral reload %s: %v\n%s", a.name, err, out)
+	t.Logf("%s: corral reload took %v; under 16 clients on new connections: %v; 4 on keep-alive: %v", pool, took.Round(time.Millisecond), rf, rk)
+	if err != nil || !strings.Contains(out, pool+": reloaded 2 instance(s)") {
+		t.Errorf("corral reload %s: %v\n%s", pool, err, out)
 	}
 	for what, r := range map[string]loadResult{"new connections": rf, "keep-alive connections": rk} {
 		if r.refused != 0 || r.failed != 0 || r.ok < 50 {
-			t.Errorf("%s, %s: %v during corral reload, want none failed (first failures: %q)", a.name, what, r, r.samples)
+			t.Errorf("%s, %s: %v during corral reload, want none failed (first failures: %q)", pool, what, r, r.samples)
 		}
 	}
-	for _, i := range []string{"1", "2"} {
-		logs := b.must("journalctl", "-u", a.name+"@"+i+".service", "--no-pager", "-o", "cat")
-		if !strings.Contains(logs, "corral: drained in") || strings.Contains(logs, "drain timed out") {
-			t.Errorf("%s@%s: no clean drain in its journal:\n%s", a.name, i, logs)
+	for i, u := range units {
+		if p := b.show(u, "MainPID"); p == pids[i] || p == "0" {
+			t.Errorf("%s: MainPID %s after reload, was %s", u, p, pids[i])
+		}
+		logs := b.must("journalctl", "-u", u, "--no-pager", "-o", "cat")
+		if !strings.Contains(logs, cleanStop) || strings.Contains(logs, "timed out") || strings.Contains(logs, "SIGKILL") {
+			t.Errorf("%s: no clean stop (%q) in its journal:\n%s", u, cleanStop, logs)
 		}
 	}
 }
