@@ -6,6 +6,7 @@ package node
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,6 +37,7 @@ type worker struct {
 type opts struct {
 	env      []string // more environment
 	otherPID bool     // LISTEN_PID names another process
+	unix     string   // the pool listens on this unix socket path, not 127.0.0.1:5555
 }
 
 func nodePath(t *testing.T) string {
@@ -62,11 +64,18 @@ func start(t *testing.T, app string, o opts) *worker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	network, address, listen := "tcp", "127.0.0.1:0", "127.0.0.1:5555"
+	if o.unix != "" {
+		network, address, listen = "unix", o.unix, o.unix
+	}
+	l, err := net.Listen(network, address)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := l.(*net.TCPListener).File()
+	if ul, ok := l.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	f, err := l.(interface{ File() (*os.File, error) }).File()
 	l.Close() // f holds the socket
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +88,7 @@ func start(t *testing.T, app string, o opts) *worker {
 	w := &worker{t: t, addr: l.Addr().String(), done: make(chan struct{})}
 	w.cmd = exec.Command("/bin/sh", "-c", `export LISTEN_PID=`+pid+`; exec "$0" "$1"`, node, file)
 	w.cmd.ExtraFiles = []*os.File{f}
-	w.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=app", "CORRAL_LISTEN=127.0.0.1:5555",
+	w.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=app", "CORRAL_LISTEN="+listen,
 		"CORRAL_STOP_TIMEOUT=5s", "NODE_OPTIONS=--require "+preload)
 	w.cmd.Env = append(w.cmd.Env, o.env...)
 	w.cmd.Stdout, w.cmd.Stderr = w, w
@@ -188,6 +197,31 @@ server.on('listening', () => console.log('listening', JSON.stringify(server.addr
 			t.Errorf("read %q %v, want %q", b, err, want)
 		}
 	})
+}
+
+// TestListenUnixPath: a listen() of the pool's unix socket path is served
+// on the inherited socket, and the path is not touched.
+func TestListenUnixPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.sock")
+	w := start(t, `require('http').createServer((req, res) => res.end('unix ' + process.pid))
+  .listen(process.argv[2] || '`+path+`', () => console.log('listening'));`, opts{unix: path})
+	w.waitOutput("listening")
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}}}
+	resp, err := c.Get("http://app/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if want := fmt.Sprint("unix ", w.cmd.Process.Pid); string(body) != want {
+		t.Errorf("GET: %q, want %q", body, want)
+	}
+	if !strings.Contains(w.output(), "is served on systemd's socket "+path+" (fd 3)") {
+		t.Errorf("no line saying where listen() went:\n%s", w.output())
+	}
 }
 
 // TestOtherListensUntouched: a listen() of another port binds it as
