@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/corral-pool/corral/api"
@@ -260,6 +261,7 @@ func (p *planner) wanted(i int) {
 	u, known := p.in.Observed.Instances[i]
 	now := p.in.Now
 	switch {
+	case u.Live() && p.restartLoop(i, u):
 	case u.Live():
 		delete(p.held, i)
 		reason := ""
@@ -289,6 +291,15 @@ func (p *planner) wanted(i int) {
 		p.failed(i, u)
 	case p.t.awaiting(i, u.InactiveEnter):
 		p.phase(i, api.PhaseStarting, "start issued; waiting for systemd")
+	case p.t.halted(i) && !p.t.Due(i, now):
+		next := p.t.Next(i)
+		p.wake(next)
+		p.phase(i, api.PhaseCrashLoop, p.t.why(i)+"; stopped by corrald, next try in "+fmtDuration(next.Sub(now)))
+	case p.t.halted(i):
+		why := "crash loop: " + strings.TrimPrefix(p.t.why(i), "crash loop: ") + "; backoff over, start again"
+		p.t.Started(i)
+		p.starts = append(p.starts, start{i, false, Action{StartUnit, InstanceName(p.in.Pool, i), why}})
+		p.phase(i, api.PhaseCrashLoop, why)
 	case known && !u.ActiveEnter.IsZero() && !p.in.Managed[i]:
 		p.held[i] = true
 		p.phase(i, api.PhaseHeld, p.heldReason(i))
@@ -308,6 +319,35 @@ func (p *planner) wanted(i int) {
 		p.starts = append(p.starts, start{i, false, Action{StartUnit, InstanceName(p.in.Pool, i), why}})
 		p.phase(i, api.PhaseStarting, why)
 	}
+}
+
+// restartLoop counts the restarts systemd made of a live instance i
+// itself, and when they make a crash loop (a worker that dies every few
+// seconds never trips systemd's start limit), stops i and backs it off as
+// a failed one: it reports whether it did.
+func (p *planner) restartLoop(i int, u Unit) bool {
+	wasLoop := p.t.Loop(i)
+	// Once systemd has started the next life, the unit's Result is that
+	// life's ("success"); the cause of the exit is in the journal.
+	last := u.Result
+	if last == "" || last == "success" {
+		last = "an exit systemd restarted; 'corral logs " + p.in.Pool + "' says why"
+	}
+	counted, loop := p.t.Restarted(i, u.NRestarts, u.InactiveEnter, last)
+	if counted == 0 || !loop || !p.acting {
+		return false
+	}
+	if !wasLoop {
+		p.out.Loops = append(p.out.Loops, i)
+	}
+	next := p.t.Next(i)
+	p.t.Halt(i)
+	p.wake(next)
+	why := fmt.Sprintf("%s; systemd restarted it %d time(s) since the last look: stopped, next try in %s",
+		p.t.why(i), counted, fmtDuration(next.Sub(p.in.Now)))
+	p.stops = append(p.stops, Action{StopUnit, InstanceName(p.in.Pool, i), why})
+	p.phase(i, api.PhaseCrashLoop, why)
+	return true
 }
 
 // failed handles a failed instance i in 1..Count of an acting pool.

@@ -34,6 +34,16 @@ func stoppedAt(i int, ran, stopped time.Time) Unit {
 		Result: "success", ActiveEnter: ran, InactiveEnter: stopped}
 }
 
+// restartedAt is u after systemd restarted it itself n times (NRestarts),
+// the last exit at inactive with exit-code.
+func restartedAt(u Unit, n uint32, inactive time.Time) Unit {
+	u.NRestarts, u.InactiveEnter = n, inactive
+	if n > 0 {
+		u.Result = "exit-code"
+	}
+	return u
+}
+
 // neverRan is an instance the target wants that never started.
 func neverRan(i int) Unit {
 	return Unit{Name: InstanceName("app", i), LoadState: "loaded", ActiveState: "inactive", SubState: "dead", Result: "success"}
@@ -605,6 +615,38 @@ func TestPlanSequence(t *testing.T) {
 					want: planWant{phases: map[int]api.Phase{1: api.PhaseBackoff}, wake: at(81 * s),
 						reasons: []string{"1: failed (exit-code); next try in 1s"}},
 					restarts: 3},
+			},
+		},
+		{
+			// A worker that dies every few seconds: systemd restarts it
+			// itself (Restart=) and never gives up, so the unit is never
+			// seen failed; its NRestarts counts the failures.
+			name: "a crash loop of systemd's own restarts is stopped and backed off", count: 1,
+			steps: []step{
+				{now: 0, instances: instances(restartedAt(running(1, old), 0, time.Time{})),
+					want: planWant{phases: map[int]api.Phase{1: api.PhaseRunning}}},
+				{now: 3 * s, instances: instances(restartedAt(running(1, at(2*s+1)), 1, at(2*s))),
+					want: planWant{phases: map[int]api.Phase{1: api.PhaseRunning}}},
+				{now: 6 * s, instances: instances(restartedAt(withState(running(1, at(2*s+1)), "activating", "auto-restart"), 3, at(5*s))),
+					want: planWant{actions: []string{"stop app@1.service"}, phases: map[int]api.Phase{1: api.PhaseCrashLoop},
+						wake: at(15 * s), loops: []int{1},
+						reasons: []string{"1: crash loop: failed 3 times in 3s (last: exit-code); systemd restarted it 2 time(s) since the last look: stopped, next try in 9s"}}},
+				// Stopped by corrald, not by an operator: not held.
+				{now: 7 * s, instances: instances(restartedAt(stoppedAt(1, at(2*s+1), at(6*s)), 3, at(6*s))),
+					want: planWant{phases: map[int]api.Phase{1: api.PhaseCrashLoop}, wake: at(15 * s),
+						reasons: []string{"1: crash loop: failed 3 times in 3s (last: exit-code); stopped by corrald, next try in 8s"}}},
+				{now: 15 * s, instances: instances(restartedAt(stoppedAt(1, at(2*s+1), at(6*s)), 3, at(6*s))),
+					want: planWant{actions: []string{"start app@1.service"}, phases: map[int]api.Phase{1: api.PhaseCrashLoop},
+						reasons: []string{"1: crash loop: failed 3 times in 3s (last: exit-code); backoff over, start again"}},
+					restarts: 1},
+				// systemd counts again from 0 after a start of corrald's.
+				{now: 16 * s, instances: instances(restartedAt(running(1, at(15*s)), 0, at(6*s))),
+					want:     planWant{phases: map[int]api.Phase{1: api.PhaseRunning}, reasons: []string{"1: crash loop"}},
+					restarts: 1},
+				// Still in crash loop: the next restart of systemd's is stopped too.
+				{now: 19 * s, instances: instances(restartedAt(running(1, at(18*s+1)), 1, at(18*s))),
+					want:     planWant{actions: []string{"stop app@1.service"}, phases: map[int]api.Phase{1: api.PhaseCrashLoop}, wake: at(28 * s)},
+					restarts: 1},
 			},
 		},
 	}

@@ -126,6 +126,15 @@ type record struct {
 	// last: until systemd reports something newer, the restart is under
 	// way and must not be issued again.
 	restarted bool
+
+	// nr is systemd's NRestarts of the instance as last seen (nrSeen):
+	// the restarts systemd made itself (Restart=), which each follow a
+	// failure that corrald may never see as "failed".
+	nr     uint32
+	nrSeen bool
+	// halted is true while the instance is stopped by corrald for a crash
+	// loop that systemd's own restarts kept going, until its backoff ends.
+	halted bool
 }
 
 // NewTracker returns a tracker applying p (zero fields take their
@@ -191,6 +200,59 @@ func (t *Tracker) Failed(i int, at time.Time, result string) (next time.Time, lo
 	return r.next, r.loop, r.reason()
 }
 
+// Restarted records systemd's own restarts of instance i (Restart=):
+// its NRestarts counter n, and the time (InactiveEnter) and result of the
+// last exit. The first n seen is a baseline, and so is a smaller one
+// (systemd starts counting again after a start that is not its own);
+// each increase counts as that many failures, within LoopWindow as
+// Failed counts one, so that a worker that dies every few seconds is a
+// crash loop although systemd never gives up on it. It returns how many
+// failures it counted and whether i is in crash loop; in crash loop, the
+// backoff (Cap) runs from at.
+func (t *Tracker) Restarted(i int, n uint32, at time.Time, result string) (counted int, loop bool) {
+	r := t.get(i)
+	if !r.nrSeen || n <= r.nr {
+		r.nrSeen, r.nr = true, n
+		return 0, r.loop
+	}
+	counted, r.nr = int(n-r.nr), n
+	cut := at.Add(-t.p.LoopWindow)
+	keep := r.window[:0]
+	for _, f := range r.window {
+		if f.After(cut) {
+			keep = append(keep, f)
+		}
+	}
+	r.window = keep
+	for range counted {
+		r.window = append(r.window, at)
+	}
+	r.n += counted
+	if at.After(r.last) {
+		r.seen, r.last = true, at
+	}
+	if len(r.window) >= t.p.LoopFailures {
+		r.loop = true
+	}
+	r.why = r.describe(result)
+	if r.loop {
+		r.delay = t.jitter(t.p.delay(r.n, true))
+		r.next = at.Add(r.delay)
+	}
+	return counted, r.loop
+}
+
+// Halt records that corrald stopped instance i to back off a crash loop
+// systemd's restarts kept going: it is corrald's own stop, not an
+// operator's, and i is started again when its backoff ends.
+func (t *Tracker) Halt(i int) { t.get(i).halted = true }
+
+// halted reports whether instance i is stopped by Halt.
+func (t *Tracker) halted(i int) bool {
+	r := t.m[i]
+	return r != nil && r.halted
+}
+
 // jitter spreads d over ±Jitter of it.
 func (t *Tracker) jitter(d time.Duration) time.Duration {
 	if t.p.Jitter == 0 {
@@ -240,7 +302,7 @@ func (t *Tracker) Running(i int, since, now time.Time) {
 	if r == nil {
 		return
 	}
-	r.restarted, r.next = false, time.Time{}
+	r.restarted, r.next, r.halted = false, time.Time{}, false
 	if !since.IsZero() && now.Sub(since) >= t.p.LoopWindow {
 		r.n, r.window, r.loop, r.delay, r.why = 0, nil, false, 0, ""
 	}
@@ -274,7 +336,7 @@ func (t *Tracker) Loop(i int) bool {
 // anew.
 func (t *Tracker) Forget(i int) {
 	if r := t.m[i]; r != nil {
-		*r = record{seen: r.seen, last: r.last}
+		*r = record{seen: r.seen, last: r.last, nr: r.nr, nrSeen: r.nrSeen}
 	}
 }
 
@@ -294,7 +356,7 @@ func (t *Tracker) Restarts(i int) int {
 func (t *Tracker) Started(i int) {
 	r := t.get(i)
 	r.restarts++
-	r.restarted = true
+	r.restarted, r.halted = true, false
 	r.next = time.Time{}
 }
 
