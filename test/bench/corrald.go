@@ -132,7 +132,7 @@ func idleSwitches(sh func(...string) (string, error), pid string) ([]int, int, e
 // the answer of a request that waits in the socket's queue until the new
 // worker answers it; 20 times.
 func crashToServing(ctx context.Context, box *sdbox.Box, sh func(...string) (string, error)) ([]time.Duration, error) {
-	if err := box.WriteFile("/etc/corral/pools.d/one.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18193\"]\ninstances = 1\nreadiness = \"notify\"\n[restart]\nburst = 1000\n"), 0o644); err != nil {
+	if err := box.WriteFile("/etc/corral/pools.d/one.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18193\"]\ninstances = 1\nreadiness = \"notify\"\n[restart]\nburst = 1000\ncrash_loop_failures = 1000\n"), 0o644); err != nil {
 		return nil, err
 	}
 	for _, c := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "start", "one.target"}} {

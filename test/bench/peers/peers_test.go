@@ -191,7 +191,7 @@ func TestPoolFile(t *testing.T) {
 		return spec{}
 	}
 	node := poolFile(get("corral-node-shared"), 18080, "/opt/x/server.js")
-	want := "exec      = [\"/usr/bin/node\", \"/opt/x/server.js\"]\nlisten    = [\"127.0.0.1:18080\"]\ninstances = 2\nbalance   = \"shared\"\nstart_on_boot = false\n"
+	want := "exec      = [\"/usr/bin/node\", \"/opt/x/server.js\"]\nlisten    = [\"127.0.0.1:18080\"]\ninstances = 2\nbalance   = \"shared\"\nstart_on_boot = false\n\n[restart]\ncrash_loop_failures = 1000\n"
 	if node != want {
 		t.Errorf("node pool file:\n%s\nwant\n%s", node, want)
 	}

@@ -107,6 +107,9 @@ func poolFile(s spec, port int, boxApp string) string {
 		// As the demo pool: READY=1, and no JIT.
 		f.WriteString("readiness = \"notify\"\n\n[sandbox]\nwrite_execute_memory = false\n")
 	}
+	// The benchmark kills workers on purpose, rounds apart: not a crash
+	// loop for corrald to stop.
+	f.WriteString("\n[restart]\ncrash_loop_failures = 1000\n")
 	return f.String()
 }
 
