@@ -67,7 +67,7 @@ func benchCorrald(ctx context.Context, box *sdbox.Box, sh func(...string) (strin
 	fmt.Printf("| measure | value | bar |\n|---|---|---|\n")
 	fmt.Printf("| corral list, 64 instances: p50 / max of 20 | %v / %v | ≤ 100 ms |\n", pct(list, 50), pct(list, 100))
 	fmt.Printf("| corrald memory with 64 instances | %d kB | ≤ 20 MB |\n", rss)
-	fmt.Printf("| corrald context switches (all threads) per 10 s while idle, 90 s | %v: %d of 9 windows without any | none but the watchdog (every 30 s) |\n", idle, quiet)
+	fmt.Printf("| corrald context switches (all threads) per 10 s while idle, 90 s | %v: %d of 9 windows without any | the watchdog (every 30 s) and the accept-queue reading (every 2 s); idle CPU is in -suite scale |\n", idle, quiet)
 	fmt.Printf("| crash to replacement serving: p50 / p99 of 20 | %v / %v | p50 ≤ 150 ms |\n", pct(crash, 50), pct(crash, 99))
 	return nil
 }
