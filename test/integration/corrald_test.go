@@ -196,12 +196,15 @@ crash_loop_window = "1m"
 	// corrald restarts it after a backoff: reset-failed+start once systemd
 	// gave up on it, or stop and start again when it counted systemd's own
 	// restarts first (whichever comes first depends on timing).
-	logs := b.must("journalctl", "-u", "corral.service", "--no-pager")
-	restarted := strings.Contains(logs, "reset-failed+start unit=crashy@1.service") ||
-		strings.Contains(logs, "action=start unit=crashy@1.service reason=\"crash loop")
-	if !restarted || !strings.Contains(logs, `msg="crash loop" pool=crashy`) {
-		t.Errorf("corrald's journal shows no backoff restarts and crash loop:\n%s", logs)
-	}
+	waitFor(t, "a crash loop and a restart after the backoff in corrald's journal", 30*time.Second, func() error {
+		logs := b.must("journalctl", "-u", "corral.service", "--no-pager")
+		restarted := strings.Contains(logs, "reset-failed+start unit=crashy@1.service") ||
+			strings.Contains(logs, "action=start unit=crashy@1.service reason=\"crash loop")
+		if !restarted || !strings.Contains(logs, `msg="crash loop" pool=crashy`) {
+			return fmt.Errorf("corrald's journal:\n%s", logs)
+		}
+		return nil
+	})
 	if out := b.must("corral", "list"); !strings.Contains(out, "crash-loop") {
 		t.Errorf("corral list:\n%s", out)
 	}
