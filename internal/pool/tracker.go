@@ -182,18 +182,7 @@ func (t *Tracker) Failed(i int, at time.Time, result string) (next time.Time, lo
 		return r.next, r.loop, r.reason()
 	}
 	r.seen, r.last, r.restarted = true, at, false
-	r.n++
-	cut := at.Add(-t.p.LoopWindow)
-	keep := r.window[:0]
-	for _, f := range r.window {
-		if f.After(cut) {
-			keep = append(keep, f)
-		}
-	}
-	r.window = append(keep, at)
-	if len(r.window) >= t.p.LoopFailures {
-		r.loop = true
-	}
+	t.count(r, at, 1)
 	r.delay = t.jitter(t.p.delay(r.n, r.loop))
 	r.next = at.Add(r.delay)
 	r.why = r.describe(result)
@@ -216,6 +205,23 @@ func (t *Tracker) Restarted(i int, n uint32, at time.Time, result string) (count
 		return 0, r.loop
 	}
 	counted, r.nr = int(n-r.nr), n
+	t.count(r, at, counted)
+	if at.After(r.last) {
+		r.seen, r.last = true, at
+	}
+	r.why = r.describe(result)
+	if r.loop {
+		r.delay = t.jitter(t.p.delay(r.n, true))
+		r.next = at.Add(r.delay)
+	}
+	return counted, r.loop
+}
+
+// count adds k failures at at to r: its consecutive failures, and its
+// window, from which failures older than LoopWindow drop; LoopFailures in
+// the window are a crash loop.
+func (t *Tracker) count(r *record, at time.Time, k int) {
+	r.n += k
 	cut := at.Add(-t.p.LoopWindow)
 	keep := r.window[:0]
 	for _, f := range r.window {
@@ -224,22 +230,12 @@ func (t *Tracker) Restarted(i int, n uint32, at time.Time, result string) (count
 		}
 	}
 	r.window = keep
-	for range counted {
+	for range k {
 		r.window = append(r.window, at)
-	}
-	r.n += counted
-	if at.After(r.last) {
-		r.seen, r.last = true, at
 	}
 	if len(r.window) >= t.p.LoopFailures {
 		r.loop = true
 	}
-	r.why = r.describe(result)
-	if r.loop {
-		r.delay = t.jitter(t.p.delay(r.n, true))
-		r.next = at.Add(r.delay)
-	}
-	return counted, r.loop
 }
 
 // Halt records that corrald stopped instance i to back off a crash loop
