@@ -4,8 +4,6 @@ package integration
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral-pool/corral/test/npmci"
 )
 
 // nodeApp is one app of nodeapps/, written as its framework's users write
@@ -155,39 +155,21 @@ func pidsSeen(t *testing.T, url, app string, n int) map[string]int {
 func installNodeApps(t *testing.T, b *box) {
 	t.Helper()
 	src := "nodeapps"
-	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
+	var pkg [2][]byte
+	for k, f := range []string{"package.json", "package-lock.json"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkg[k] = data
+	}
+	cache, err := npmci.CacheDir("corral-test-nodeapps")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := os.UserCacheDir()
+	dir, err := npmci.Install(context.Background(), cache, "express, fastify, koa", pkg[0], pkg[1])
 	if err != nil {
-		t.Fatalf("no cache directory for npm ci: %v", err)
-	}
-	sum := sha256.Sum256(lock)
-	dir := filepath.Join(cache, "corral-test-nodeapps", hex.EncodeToString(sum[:8]))
-	if _, err := os.Stat(filepath.Join(dir, "installed")); err != nil {
-		for _, f := range []string{"package.json", "package-lock.json"} {
-			data, err := os.ReadFile(filepath.Join(src, f))
-			if err == nil {
-				err = os.MkdirAll(dir, 0o755)
-			}
-			if err == nil {
-				err = os.WriteFile(filepath.Join(dir, f), data, 0o644)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in %s: %v (make deps installs npm)\n%s", dir, err, out)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "installed"), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatal(err)
 	}
 	apps, err := filepath.Glob(filepath.Join(src, "*.js"))
 	if err != nil || len(apps) == 0 {

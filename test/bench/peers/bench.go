@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-pool/corral/test/npmci"
 	"github.com/corral-pool/corral/test/sdbox"
 )
 
@@ -129,40 +128,20 @@ func setup(ctx context.Context, cfg config, sel []spec) (*bench, error) {
 func (b *bench) installPM2(ctx context.Context) error {
 	cache := b.cache
 	if cache == "" {
-		dir, err := os.UserCacheDir()
+		dir, err := npmci.CacheDir("corral-bench-peers")
 		if err != nil {
-			return fmt.Errorf("pm2: no cache directory (%w): pass -cache", err)
+			return fmt.Errorf("pm2: %w: pass -cache", err)
 		}
-		cache = filepath.Join(dir, "corral-bench-peers")
+		cache = dir
 	}
-	sum := sha256.Sum256(packageLock)
-	dir := filepath.Join(cache, hex.EncodeToString(sum[:8]))
+	dir, err := npmci.Install(ctx, cache, "pm2", packageJSON, packageLock)
+	if err != nil {
+		return err
+	}
 	b.pm2Bin = filepath.Join(dir, "node_modules", ".bin", "pm2")
-	if _, err := os.Stat(filepath.Join(dir, "installed")); err != nil {
-		fmt.Fprintf(os.Stderr, "npm ci (pm2) in %s...\n", dir)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		for name, data := range map[string][]byte{"package.json": packageJSON, "package-lock.json": packageLock} {
-			if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-				return err
-			}
-		}
-		c, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(c, "npm", "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("npm ci (pm2) in %s: %w: %s", dir, err, out)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "installed"), nil, 0o644); err != nil {
-			return err
-		}
-	}
 	if v, err := pm2Version(filepath.Join(dir, "node_modules", "pm2", "package.json")); err == nil {
 		b.machine.pm2 = v
 	}
-	var err error
 	b.pm2Home, err = os.MkdirTemp("", "corral-bench-peers-pm2-")
 	return err
 }
