@@ -9,8 +9,9 @@
 // STOPPING=1, STATUS= and WATCHDOG=1 to NOTIFY_SOCKET. Instance, Pool and
 // StopTimeout read what corral adds: CORRAL_INSTANCE, CORRAL_POOL and
 // CORRAL_STOP_TIMEOUT. Serve ties these together for net/http: it serves on
-// the inherited listeners, says READY=1, and on SIGTERM stops accepting and
-// drains in-flight requests within the stop timeout.
+// the inherited listeners, says READY=1, feeds the unit's watchdog
+// (WatchdogSec=) while the server makes progress, and on SIGTERM stops
+// accepting and drains in-flight requests within the stop timeout.
 //
 // ServeMessages answers the messages an operator sends to the instances of
 // a pool (`corral send POOL@I TEXT`, `corral broadcast POOL TEXT`). It
@@ -124,4 +125,21 @@
 // Long-lived requests (streaming, long polling) should watch the request's
 // context or srv.RegisterOnShutdown, or they will hit that deadline.
 // Hijacked connections such as WebSockets are not drained at all.
+//
+// Under a unit with WatchdogSec=, Serve looks at the server four times per
+// interval and sends WATCHDOG=1 only when it made progress, so that systemd
+// kills a worker whose handlers deadlock (all blocked on a mutex, say) and
+// keeps a busy one. Progress: nothing is in flight, or a request finished
+// since the last look; starting requests does not count, since a deadlocked
+// server goes on starting them. So systemd kills a worker in which requests
+// stay in flight and none finishes for a whole interval: within 1¼
+// intervals of a deadlock. After three quarters of an interval without
+// progress Serve also says STATUS=hung: N requests in flight, none finished
+// for Xs, which `systemctl status` shows. Serve feeds regardless while it
+// drains. The limit: a server whose only requests in flight are long polls,
+// streams or WebSockets lasting longer than the interval looks stuck and is
+// killed.
+// Such a server should not set WatchdogSec=, or should set
+// ServeOptions.NoWatchdog and feed the watchdog itself with RunWatchdog, or
+// with Watchdog from a loop that proves its own health.
 package activation

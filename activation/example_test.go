@@ -105,7 +105,10 @@ func ExampleStatus() {
 	activation.Ready(ctx)
 }
 
-// Feed the watchdog of a unit with WatchdogSec= while the worker runs.
+// Feed the watchdog of a unit with WatchdogSec= while the worker runs,
+// whatever it does. Serve feeds it already, while its server makes
+// progress; a worker whose requests outlast the interval (long polls,
+// WebSockets) sets ServeOptions.NoWatchdog and feeds it this way.
 func ExampleRunWatchdog() {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

@@ -167,7 +167,9 @@ func Watchdog(ctx context.Context) error {
 	return Notify(ctx, sddaemon.SdNotifyWatchdog)
 }
 
-// RunWatchdog keeps the unit's watchdog fed until ctx is done: when
+// RunWatchdog keeps the unit's watchdog fed until ctx is done, whatever
+// the process is doing (Serve feeds it only while its server makes
+// progress; see ServeOptions.NoWatchdog): when
 // WATCHDOG_USEC is set (and WATCHDOG_PID, if set, is this process's pid) it
 // sends WATCHDOG=1 at once and then every half of that interval. It blocks;
 // run it in its own goroutine.
@@ -177,9 +179,9 @@ func Watchdog(ctx context.Context) error {
 // WATCHDOG_USEC or WATCHDOG_PID is malformed or a message cannot be sent;
 // the service manager then kills the process when the interval passes.
 func RunWatchdog(ctx context.Context) error {
-	interval, err := sddaemon.SdWatchdogEnabled(false)
+	interval, err := watchdogInterval()
 	if err != nil {
-		return fmt.Errorf("activation: watchdog: %w", err)
+		return err
 	}
 	if interval <= 0 {
 		return nil

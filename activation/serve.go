@@ -35,6 +35,12 @@ type ServeOptions struct {
 	// pool's CORRAL_STOP_TIMEOUT, by default 30s. Serve drains within a bit
 	// less: see Serve.
 	StopTimeout time.Duration
+
+	// NoWatchdog stops Serve from feeding the unit's watchdog: for a server
+	// that feeds it itself (RunWatchdog, Watchdog), such as one whose
+	// requests are long polls or WebSockets that outlast the watchdog
+	// interval. See Serve.
+	NoWatchdog bool
 }
 
 // Serve serves HTTP with srv until SIGTERM or SIGINT or the end of ctx, then
@@ -74,12 +80,35 @@ func Serve(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
 // If that fails, it drains at once and returns the error. Without
 // NOTIFY_SOCKET the messages are skipped (see Notify).
 //
+// When the unit has a watchdog (WatchdogSec=, which sets WATCHDOG_USEC for
+// the process) and o.NoWatchdog is false, Serve feeds it, but only while
+// the server makes progress, so that the service manager kills a server
+// whose handlers deadlock and keeps a busy one. Four times per interval it
+// looks, and sends WATCHDOG=1 if nothing is in flight or a request finished
+// since the last look (a request that starts is no progress: a deadlocked
+// server still starts requests, which block too). A server in which
+// requests stay in flight and none finishes for a whole interval is killed:
+// within 1¼ intervals of a deadlock. After three quarters of an interval
+// without progress Serve sends, once, STATUS=hung: N requests in flight,
+// none finished for Xs, which `systemctl status` shows. Should a request
+// finish before the kill, Serve feeds again and restores the STATUS=serving
+// line. While it drains, Serve feeds the watchdog regardless: the drain
+// deadline bounds the drain. The limit of the rule: a server whose
+// only requests in flight are long polls, streams or WebSockets longer than
+// the interval, with no shorter request finishing meanwhile, looks stuck and
+// is killed. Such a server should have no watchdog, or set o.NoWatchdog and
+// feed it itself with RunWatchdog or Watchdog.
+//
 // Serve returns nil after a complete drain, whether a signal or ctx started
 // it. It returns an error when it has nothing to serve on (wrapping
 // ErrNoListener), when an inherited fd is not a listener (ErrNotListener),
 // when accepting on a listener fails, or when a message to the service
 // manager fails; after an accept error it also drains first. In every case
 // it has closed all the listeners and stopped srv by the time it returns.
+// A malformed WATCHDOG_USEC or WATCHDOG_PID is an error before serving; a
+// WATCHDOG=1 or STATUS= that fails does not stop Serve, which returns the
+// first such error with the others. Serve has stopped feeding the watchdog
+// by the time it returns.
 //
 // Serve takes over srv: it sets srv.ConnState, calling any hook already set,
 // and turns srv's keep-alives off when the drain begins. srv must not be
@@ -91,23 +120,29 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 		return err
 	}
 	defer closeAll(ls)
+	interval, err := o.watchdog()
+	if err != nil {
+		return err
+	}
 
 	stop := o.StopTimeout
 	if stop <= 0 {
 		stop = StopTimeout()
 	}
 	budget := drainBudget(stop)
-	draining, conns := instrument(srv)
+	draining, conns, prog := instrument(srv)
 	stopCtx, stopSignals := o.stopContext(ctx)
 	defer stopSignals()
 
 	var closing atomic.Bool // Serve closes the listeners itself
 	errc, addrs := serveEach(srv, ls, &closing)
 	running := len(ls)
+	status := "serving on " + strings.Join(addrs, ", ")
+	stopWatchdog := feedWatchdog(&watchdogFeeder{interval: interval, progress: prog, draining: draining, status: status})
 
 	var errs []error
 	// A READY=1 that fails because ctx ended is no error: the stop is due.
-	if err := Notify(ctx, "READY=1\nSTATUS=serving on "+strings.Join(addrs, ", ")); err != nil && ctx.Err() == nil {
+	if err := Notify(ctx, "READY=1\nSTATUS="+status); err != nil && ctx.Err() == nil {
 		errs = append(errs, err)
 	} else {
 		select {
@@ -142,6 +177,7 @@ func (o ServeOptions) Serve(ctx context.Context, srv *http.Server, ls ...net.Lis
 	for ; running > 0; running-- {
 		errs = append(errs, <-errc)
 	}
+	errs = append(errs, stopWatchdog())
 	return errors.Join(errs...)
 }
 
@@ -166,14 +202,18 @@ func serveListeners(ls []net.Listener) ([]net.Listener, error) {
 // set, every response says "Connection: close", so that a keep-alive
 // client is told to leave with the answer to its next request instead of
 // having its idle connection closed under a request it may be sending at
-// that moment; and conns tracks each connection's state.
-func instrument(srv *http.Server) (*atomic.Bool, *connTracker) {
+// that moment; conns tracks each connection's state; and prog counts the
+// requests that start and finish, for the watchdog.
+func instrument(srv *http.Server) (*atomic.Bool, *connTracker, *progress) {
 	draining := new(atomic.Bool)
+	prog := new(progress)
 	h := srv.Handler
 	if h == nil {
 		h = http.DefaultServeMux
 	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		prog.started.Add(1)
+		defer prog.finished.Add(1) // also when the handler panics
 		h.ServeHTTP(&drainWriter{ResponseWriter: w, draining: draining}, r)
 	})
 	conns := &connTracker{states: make(map[net.Conn]http.ConnState)}
@@ -184,7 +224,7 @@ func instrument(srv *http.Server) (*atomic.Bool, *connTracker) {
 			hook(c, s)
 		}
 	}
-	return draining, conns
+	return draining, conns, prog
 }
 
 // stopContext is ctx, also done on the options' stop signals.

@@ -10,22 +10,30 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corral-pool/corral/activation"
 	"golang.org/x/sys/unix"
 )
 
-// maxBurn caps /cpu?ms=N.
-const maxBurn = 10000
+// maxBurn caps /cpu?ms=N, maxAlloc /alloc?mb=N.
+const (
+	maxBurn  = 10000
+	maxAlloc = 4096
+)
 
 // config is what the command line sets.
 type config struct {
 	// Listen is the address to listen on when the process inherits no
 	// socket; "" means none.
 	Listen string
+
+	// Faults turns the fault endpoints on: /hang, /alloc and /free.
+	Faults bool
 }
 
 // A configError is a usage or configuration error: restarting the worker
@@ -71,7 +79,7 @@ func run(ctx context.Context, cfg config, stderr io.Writer) error {
 	}
 
 	pid := os.Getpid()
-	srv := &http.Server{Handler: newHandler(instance, pid), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: newHandler(instance, pid, cfg.Faults), ReadHeaderTimeout: 10 * time.Second}
 	addrs := make([]string, len(ls))
 	for i, l := range ls {
 		addrs[i] = l.Addr().Network() + " " + l.Addr().String()
@@ -162,8 +170,9 @@ func closeAll(ls []net.Listener) {
 	}
 }
 
-// newHandler serves the demo's routes for the given instance and pid.
-func newHandler(instance, pid int) http.Handler {
+// newHandler serves the demo's routes for the given instance and pid, and
+// the fault endpoints if faults is set (see faultHandler).
+func newHandler(instance, pid int, faults bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		text(w)
@@ -185,7 +194,81 @@ func newHandler(instance, pid int) http.Handler {
 		text(w)
 		io.WriteString(w, "ok\n")
 	})
-	return mux
+	if !faults {
+		return mux
+	}
+	return new(faultState).handler(mux)
+}
+
+// faultState is what the fault endpoints share.
+type faultState struct {
+	// gate is the process-wide mutex: every request takes it for a moment,
+	// /hang takes it for good. passed, which it guards, stands for the
+	// shared state that such a mutex guards in a real server.
+	gate   sync.Mutex
+	passed uint64 // requests that went through the gate
+
+	mu      sync.Mutex // guards held and heldMiB
+	held    [][]byte   // what /alloc allocated, kept until /free
+	heldMiB int
+}
+
+// handler adds the fault endpoints to mux and makes every request pass
+// f's gate first:
+//
+//	GET /hang        takes the gate and never lets go: every request hangs
+//	GET /alloc?mb=N  allocates N MiB more (1 to maxAlloc), resident, and
+//	                 keeps it; answers with the total held
+//	GET /free        drops what /alloc holds and returns it to the system
+func (f *faultState) handler(mux *http.ServeMux) http.Handler {
+	mux.HandleFunc("GET /hang", func(w http.ResponseWriter, r *http.Request) {
+		f.gate.Lock() // the request passed the gate: it is free
+		f.gate.Lock() // the mutex is held, by this very goroutine: a deadlock
+	})
+	mux.HandleFunc("GET /alloc", func(w http.ResponseWriter, r *http.Request) {
+		mb, err := parseMB(r.URL.Query().Get("mb"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		text(w)
+		fmt.Fprintf(w, "holding %d MiB\n", f.alloc(mb))
+	})
+	mux.HandleFunc("GET /free", func(w http.ResponseWriter, r *http.Request) {
+		text(w)
+		fmt.Fprintf(w, "freed %d MiB, holding 0 MiB\n", f.free())
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.gate.Lock()
+		f.passed++
+		f.gate.Unlock()
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// alloc allocates mb MiB, writes to every page of it so that it is
+// resident, not just reserved, keeps it and returns the MiB now held.
+func (f *faultState) alloc(mb int) int {
+	b := make([]byte, mb<<20)
+	for i, page := 0, os.Getpagesize(); i < len(b); i += page {
+		b[i] = 1
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.held = append(f.held, b)
+	f.heldMiB += mb
+	return f.heldMiB
+}
+
+// free drops what alloc keeps, returns the memory to the system and says
+// how many MiB that was.
+func (f *faultState) free() int {
+	f.mu.Lock()
+	mb := f.heldMiB
+	f.held, f.heldMiB = nil, 0
+	f.mu.Unlock()
+	debug.FreeOSMemory()
+	return mb
 }
 
 func text(w http.ResponseWriter) {
@@ -194,9 +277,21 @@ func text(w http.ResponseWriter) {
 
 // parseMS parses the ms parameter of /cpu: a whole number from 0 to maxBurn.
 func parseMS(s string) (int, error) {
+	return parseParam("ms", s, "/cpu?ms=N with N a whole number of milliseconds", 0, maxBurn)
+}
+
+// parseMB parses the mb parameter of /alloc: a whole number from 1 to
+// maxAlloc.
+func parseMB(s string) (int, error) {
+	return parseParam("mb", s, "/alloc?mb=N with N a whole number of MiB", 1, maxAlloc)
+}
+
+// parseParam parses s, the value of the query parameter name, as a whole
+// number from lo to hi; the error says what is wanted.
+func parseParam(name, s, want string, lo, hi int) (int, error) {
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > maxBurn {
-		return 0, fmt.Errorf("bad ms=%q: want /cpu?ms=N with N a whole number of milliseconds from 0 to %d", s, maxBurn)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("bad %s=%q: want %s from %d to %d", name, s, want, lo, hi)
 	}
 	return n, nil
 }

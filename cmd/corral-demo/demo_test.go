@@ -53,8 +53,12 @@ func TestHandler(t *testing.T) {
 		{"GET", "/cpu?ms=1.5", 400, `bad ms="1.5": ` + badMS, 0},
 		{"POST", "/", 405, "", 0},
 		{"GET", "/nope", 404, "", 0},
+		// The fault endpoints exist only with CORRAL_DEMO_FAULTS=1.
+		{"GET", "/hang", 404, "", 0},
+		{"GET", "/alloc?mb=1", 404, "", 0},
+		{"GET", "/free", 404, "", 0},
 	}
-	h := newHandler(3, 42)
+	h := newHandler(3, 42, false)
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
 			rec := httptest.NewRecorder()
@@ -71,6 +75,126 @@ func TestHandler(t *testing.T) {
 				t.Errorf("%s %s Content-Type %q, want text/plain; charset=utf-8", tt.method, tt.target, ct)
 			}
 		})
+	}
+}
+
+// TestFaultAlloc: /alloc holds more with each call, resident, until /free.
+func TestFaultAlloc(t *testing.T) {
+	const badMB = "want /alloc?mb=N with N a whole number of MiB from 1 to 4096\n"
+	h := newHandler(3, 42, true)
+	rssBefore := residentMiB(t)
+	for _, tt := range []struct {
+		target     string
+		wantStatus int
+		wantBody   string
+	}{
+		{"/alloc?mb=1", 200, "holding 1 MiB\n"},
+		{"/alloc?mb=63", 200, "holding 64 MiB\n"},
+		{"/alloc", 400, `bad mb="": ` + badMB},
+		{"/alloc?mb=0", 400, `bad mb="0": ` + badMB},
+		{"/alloc?mb=4097", 400, `bad mb="4097": ` + badMB},
+		{"/alloc?mb=lots", 400, `bad mb="lots": ` + badMB},
+		{"/health", 200, "ok\n"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", tt.target, nil))
+		if rec.Code != tt.wantStatus || rec.Body.String() != tt.wantBody {
+			t.Errorf("GET %s\n got: %d %q\nwant: %d %q", tt.target, rec.Code, rec.Body.String(), tt.wantStatus, tt.wantBody)
+		}
+	}
+	// Every page was written to: the 64 MiB are resident.
+	if grew := residentMiB(t) - rssBefore; grew < 60 {
+		t.Errorf("resident memory grew by %d MiB after /alloc of 64 MiB, want at least 60", grew)
+	}
+	for _, tt := range []struct{ target, want string }{
+		{"/free", "freed 64 MiB, holding 0 MiB\n"},
+		{"/free", "freed 0 MiB, holding 0 MiB\n"},
+		{"/alloc?mb=2", "holding 2 MiB\n"},
+		{"/free", "freed 2 MiB, holding 0 MiB\n"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", tt.target, nil))
+		if rec.Code != 200 || rec.Body.String() != tt.want {
+			t.Errorf("GET %s\n got: %d %q\nwant: 200 %q", tt.target, rec.Code, rec.Body.String(), tt.want)
+		}
+	}
+}
+
+// residentMiB returns the resident memory of the process (VmRSS).
+func residentMiB(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no resident memory to measure: %v", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatalf("VmRSS: %q: %v", v, err)
+			}
+			return kb >> 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// TestFaultHang runs the worker with CORRAL_DEMO_FAULTS=1 and a watchdog:
+// after /hang no request is answered, the watchdog is no longer fed, and
+// SIGTERM still ends the worker within its stop timeout.
+func TestFaultHang(t *testing.T) {
+	notifyPath, notify := notifySocket(t)
+	w := startWorker(t, nil, []string{"CORRAL_DEMO_FAULTS=1", "CORRAL_STOP_TIMEOUT=2s",
+		"NOTIFY_SOCKET=" + notifyPath, "WATCHDOG_USEC=200000"}, "-listen", "127.0.0.1:0")
+	m := regexp.MustCompile(`^serving on tcp (127\.0\.0\.1:\d+) `).FindStringSubmatch(w.line(t))
+	if m == nil {
+		t.Fatal("no address in the worker's first line")
+	}
+	base := "http://" + m[1]
+	if got := getBody(t, base+"/health"); got != "ok\n" {
+		t.Errorf("GET /health before /hang: %q, want ok", got)
+	}
+
+	// /hang answers nothing; every request after it hangs too.
+	for _, tt := range []struct {
+		path    string
+		timeout time.Duration
+	}{{"/hang", time.Second}, {"/", 300 * time.Millisecond}, {"/health", 300 * time.Millisecond}} {
+		c := &http.Client{Timeout: tt.timeout}
+		if resp, err := c.Get(base + tt.path); err == nil {
+			resp.Body.Close()
+			t.Errorf("GET %s after /hang: %s, want no answer within %v", tt.path, resp.Status, tt.timeout)
+		}
+	}
+
+	// Serve stops feeding the watchdog and says why, maybe before the
+	// requests after /hang came.
+	buf := make([]byte, 512)
+	hung := regexp.MustCompile(`^STATUS=hung: [1-3] requests? in flight, none finished for [0-9.]+m?s$`)
+	for {
+		notify.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := notify.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for STATUS=hung: %v", err)
+		}
+		if msg := string(buf[:n]); strings.HasPrefix(msg, "STATUS=") {
+			if !hung.MatchString(msg) {
+				t.Errorf("status %q, want STATUS=hung: N requests in flight, …", msg)
+			}
+			break
+		}
+	}
+
+	// The drain times out on the hung requests and says so.
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.line(t), "corral-demo: activation: drain timed out after 1.8s: closed 3 connection(s) still open"; got != want {
+		t.Errorf("last line\n got: %q\nwant: %q", got, want)
+	}
+	if code := w.wait(t); code != exitError {
+		t.Errorf("exit status %d, want %d", code, exitError)
 	}
 }
 
@@ -102,6 +226,19 @@ func TestBurnStopsWhenCancelled(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("burn with a cancelled context took %v", took)
 	}
+}
+
+// notifySocket listens as the service manager does for the messages of a
+// worker, which it names in NOTIFY_SOCKET.
+func notifySocket(t *testing.T) (string, *net.UnixConn) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return path, c
 }
 
 // worker is corral-demo running as a process of its own.
@@ -207,12 +344,7 @@ func TestUnderCorral(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			notifyPath := filepath.Join(t.TempDir(), "notify")
-			notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer notify.Close()
+			notifyPath, notify := notifySocket(t)
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -274,6 +406,17 @@ func TestByHand(t *testing.T) {
 	}
 	if pid, _ := strconv.Atoi(m[2]); pid != w.cmd.Process.Pid {
 		t.Errorf("logged pid %d, want %d", pid, w.cmd.Process.Pid)
+	}
+	// Without CORRAL_DEMO_FAULTS=1 there are no fault endpoints.
+	for _, path := range []string{"/hang", "/alloc?mb=1", "/free"} {
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s without CORRAL_DEMO_FAULTS: %s, want 404", path, resp.Status)
+		}
 	}
 	w.stopCleanly(t, os.Interrupt)
 }

@@ -5,6 +5,21 @@
 //	GET /cpu?ms=N   burns N ms (0 to 10000) of CPU, then says so
 //	GET /health     ok
 //
+// With CORRAL_DEMO_FAULTS=1 in its environment (the pool's environment), it
+// also has fault endpoints, for tests of what corral and systemd do with a
+// worker that goes wrong; without it they are 404 like any unknown path:
+//
+//	GET /hang        deadlocks the server for real: takes a process-wide
+//	                 mutex that every request also takes for a moment, and
+//	                 never releases it. It answers nothing, nor does any
+//	                 request after it, /health included. With WatchdogSec=
+//	                 the watchdog then kills the worker (see activation.Serve).
+//	GET /alloc?mb=N  allocates N MiB more (1 to 4096), writes to every page
+//	                 so that it is resident, keeps it for the life of the
+//	                 process and answers with the total held: holding T MiB
+//	GET /free        drops what /alloc holds, returns it to the system and
+//	                 says so: freed T MiB, holding 0 MiB
+//
 // Under corral it serves on every socket it inherits, whatever its name,
 // sends READY=1 once serving, and on SIGTERM stops accepting and finishes
 // in-flight requests within CORRAL_STOP_TIMEOUT. Run by hand, it needs an
@@ -63,7 +78,8 @@ func main() {
 		runtime.GOMAXPROCS(1)
 	}
 
-	err := run(context.Background(), config{Listen: *listen}, os.Stderr)
+	cfg := config{Listen: *listen, Faults: os.Getenv("CORRAL_DEMO_FAULTS") == "1"}
+	err := run(context.Background(), cfg, os.Stderr)
 	if err == nil {
 		os.Exit(exitOK)
 	}
