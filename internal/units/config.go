@@ -138,11 +138,41 @@ type Pool struct {
 	Group            string
 	Environment      map[string]string
 	WorkingDirectory string
-	MemoryMax        string        // systemd's MemoryMax= value, "" if unset
-	OpenFiles        int           // LimitNOFILE=, 0 if unset
-	StopTimeout      time.Duration // TimeoutStopSec=
 	StartOnBoot      bool
 	Description      string
+	MemoryMax        string // systemd's MemoryMax= value, "" if unset
+	// MemoryMaxBytes is memory_max in bytes when it is an absolute size;
+	// 0 when it is unset, a share of RAM or "infinity".
+	MemoryMaxBytes int64
+	// MemoryHigh is systemd's MemoryHigh= value, "" if unset: where the
+	// kernel throttles an instance and corrald recycles it, below
+	// MemoryMax, where the kernel kills it.
+	MemoryHigh string
+	// MemoryHighBytes is memory_high in bytes when it is an absolute size;
+	// 0 when it is unset, a share of RAM or "infinity". corrald compares an
+	// instance's memory with it.
+	MemoryHighBytes int64
+	CPUQuota        string        // CPUQuota=, a share of one CPU such as "50%" or "150%"; "" if unset
+	CPUWeight       int           // CPUWeight=, 1 to 10000; 0 if unset (systemd's default)
+	TasksMax        string        // TasksMax=, a number or "infinity"; "" if unset (systemd's default)
+	OpenFiles       int           // LimitNOFILE=, 0 if unset
+	StopTimeout     time.Duration // TimeoutStopSec=
+	// Watchdog is how long an instance may go without showing it is alive
+	// before it is killed and restarted; 0 is off. With readiness = "notify"
+	// the worker sends WATCHDOG=1 and PID 1 enforces it (WatchdogSec=);
+	// with "simple" corrald pings the worker over the message socket. Every
+	// instance gets it as CORRAL_WATCHDOG.
+	Watchdog time.Duration
+	// WatchdogSignal is the signal PID 1 sends when the watchdog fires
+	// (WatchdogSignal=): "SIGABRT" (default), "SIGKILL" or "SIGTERM".
+	WatchdogSignal string
+	// RecycleAfter is the age at which corrald restarts an instance, as a
+	// rolling reload does; 0 is never. Each instance is recycled at an age
+	// from RecycleAfter to RecycleAfter+RecycleJitter, its own, so that
+	// instances started together are not recycled together.
+	RecycleAfter time.Duration
+	// RecycleJitter is at most RecycleAfter; default a tenth of it.
+	RecycleJitter time.Duration
 	// MaxUnavailable is how many instances a rolling reload restarts at
 	// once (default 1).
 	MaxUnavailable int

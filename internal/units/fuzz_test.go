@@ -51,3 +51,29 @@ func FuzzListen(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseExit: ParseExit never panics, and a record it accepts is three
+// words without spaces or control characters that it reads back the same.
+func FuzzParseExit(f *testing.F) {
+	for _, s := range []string{"success exited 0", "exit-code exited 3\n", "oom-kill killed KILL", "watchdog dumped ABRT",
+		"signal killed RTMIN+3", "resources  ", "success exited 256", "a b", "success exited 0 x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		r, c, s, ok := ParseExit(line)
+		if !ok {
+			if r != "" || c != "" || s != "" {
+				t.Fatalf("ParseExit(%q) = %q %q %q, not ok, want empty words", line, r, c, s)
+			}
+			return
+		}
+		for _, w := range []string{r, c, s} {
+			if strings.ContainsFunc(w, func(x rune) bool { return x <= ' ' || x >= 0x7f }) {
+				t.Fatalf("ParseExit(%q) word %q has a space or control character", line, w)
+			}
+		}
+		if r2, c2, s2, ok2 := ParseExit(r + " " + c + " " + s); !ok2 || r2 != r || c2 != c || s2 != s {
+			t.Fatalf("ParseExit(%q) = %q %q %q, but their record reads %q %q %q %v", line, r, c, s, r2, c2, s2, ok2)
+		}
+	})
+}

@@ -64,9 +64,26 @@ var keys = []field{
 			pool.WorkingDirectory = s
 		}
 	}},
-	{key: "memory_max", read: (*parser).memoryMax},
+	sizeKey("memory_max", func(pool *Pool, s string, n int64) { pool.MemoryMax, pool.MemoryMaxBytes = s, n }),
+	sizeKey("memory_high", func(pool *Pool, s string, n int64) { pool.MemoryHigh, pool.MemoryHighBytes = s, n }),
+	{key: "cpu_quota", read: (*parser).cpuQuota},
+	intKey("cpu_weight", 1, 10000, 0, func(pool *Pool, n int) { pool.CPUWeight = n }),
+	{key: "tasks_max", read: func(p *parser, pool *Pool, v any) {
+		if n, ok := p.intOrWord("tasks_max", v, "infinity", "no limit", 1, maxTasks); ok {
+			pool.TasksMax = "infinity"
+			if n > 0 {
+				pool.TasksMax = strconv.Itoa(n)
+			}
+		}
+	}},
 	intKey("open_files", 64, 1<<20, 0, func(pool *Pool, n int) { pool.OpenFiles = n }),
 	durationKey("stop_timeout", time.Second, maxStopTimeout, 30*time.Second, func(pool *Pool, d time.Duration) { pool.StopTimeout = d }),
+	offKey(durationKey("watchdog", time.Second, 10*time.Minute, 0, func(pool *Pool, d time.Duration) { pool.Watchdog = d })),
+	choiceKey("watchdog_signal", "SIGABRT", func(pool *Pool, s string) { pool.WatchdogSignal = s },
+		choice{"SIGABRT", "Go workers print every goroutine's stack"},
+		choice{"SIGKILL", ""}, choice{"SIGTERM", ""}),
+	offKey(durationKey("recycle_after", 10*time.Second, 8760*time.Hour, 0, func(pool *Pool, d time.Duration) { pool.RecycleAfter = d })),
+	offKey(durationKey("recycle_jitter", 0, 8760*time.Hour, 0, func(pool *Pool, d time.Duration) { pool.RecycleJitter = d })),
 	intKey("max_unavailable", 1, api.MaxInstances, 1, func(pool *Pool, n int) { pool.MaxUnavailable = n }),
 	durationKey("ready_delay", 0, 10*time.Minute, time.Second, func(pool *Pool, d time.Duration) { pool.ReadyDelay = d }),
 	boolKey("start_on_boot", true, func(pool *Pool, b bool) { pool.StartOnBoot = b }),
@@ -189,6 +206,23 @@ func durationKey(key string, lo, hi, def time.Duration, set func(*Pool, time.Dur
 				set(pool, d)
 			}
 		}}
+}
+
+// offKey is f without a default: absent, its Pool field keeps its zero
+// value, which means off.
+func offKey(f field) field {
+	f.def, f.init = "", nil
+	return f
+}
+
+// sizeKey is a size as sizeRE reads it; set gets systemd's value and
+// the size in bytes, 0 for a share of RAM or "infinity".
+func sizeKey(key string, set func(*Pool, string, int64)) field {
+	return field{key: key, read: func(p *parser, pool *Pool, v any) {
+		if s, n, ok := p.size(key, v); ok {
+			set(pool, s, n)
+		}
+	}}
 }
 
 // intKey is a whole number from lo to hi; def 0 means no default.

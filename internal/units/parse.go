@@ -2,6 +2,7 @@ package units
 
 import (
 	"fmt"
+	"math/big"
 	"net"
 	"path"
 	"regexp"
@@ -18,13 +19,19 @@ import (
 const (
 	maxUnixPath    = 107 // sizeof(sun_path) - 1
 	maxStopTimeout = time.Hour
+	maxTasks       = 4194304 // the kernel's largest pid_max
+	minMemory      = 1 << 20 // a limit below it leaves no room to run anything
+	maxCPUQuota    = 100000  // percent of one CPU: a thousand CPUs
 )
 
 var (
-	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]*[$]?$`)
-	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	memMaxRE  = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?[KMGT]?|[0-9]{1,3}(\.[0-9]+)?%|infinity)$`)
-	reservedE = []string{"CORRAL_", "LISTEN_", "NOTIFY_SOCKET", "WATCHDOG_"}
+	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_-]*[$]?$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	sizeRE   = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?[KMGT]?|[0-9]{1,3}(\.[0-9]+)?%|infinity)$`)
+	// cpuQuotaRE is a share of one CPU, in percent with at most one decimal.
+	cpuQuotaRE = regexp.MustCompile(`^([0-9]+)(\.[0-9])?%$`)
+	numberRE   = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+	reservedE  = []string{"CORRAL_", "LISTEN_", "NOTIFY_SOCKET", "WATCHDOG_"}
 	// privilegedGroups are the groups whose members are root in all but name,
 	// or command corral itself, with why.
 	privilegedGroups = map[string]string{
@@ -50,6 +57,7 @@ type parser struct {
 	file string
 	loc  *locator
 	errs Errors
+	set  map[string]bool // the keys the file has, as keys names them
 }
 
 func (p *parser) errorf(key, format string, args ...any) {
@@ -231,6 +239,7 @@ func (p *parser) absPath(key, s string) bool {
 func (p *parser) pool(name string, raw map[string]any) *Pool {
 	pool := Defaults()
 	pool.Name, pool.Path = name, p.file
+	p.set = map[string]bool{}
 	p.name(name)
 	p.unknownKeys("", raw)
 	tables := map[string]map[string]any{"": raw}
@@ -244,6 +253,7 @@ func (p *parser) pool(name string, raw map[string]any) *Pool {
 			continue // a table the file does not have, or not a table
 		}
 		v, ok := m[k]
+		p.set[f.key] = ok
 		switch {
 		case !ok && f.missing != "":
 			p.errorf(f.key, "%s", f.missing)
@@ -272,6 +282,16 @@ func (p *parser) settle(pool *Pool) {
 	if r := pool.Restart; r.BackoffMax < r.Backoff {
 		p.errorf("restart.backoff_max", "restart.backoff_max (%v) is shorter than restart.backoff (%v): make it at least as long", r.BackoffMax, r.Backoff)
 	}
+	if pool.MemoryHighBytes > 0 && pool.MemoryMaxBytes > 0 && pool.MemoryHighBytes >= pool.MemoryMaxBytes {
+		p.errorf("memory_high", "memory_high (%s) must be below memory_max (%s): memory_high is where the kernel throttles an instance and corral recycles it, memory_max where the kernel kills it; lower memory_high or raise memory_max", pool.MemoryHigh, pool.MemoryMax)
+	}
+	p.needs("watchdog_signal", "watchdog", "the signal that ends an instance whose watchdog fires")
+	p.needs("recycle_jitter", "recycle_after", "a spread of the age at which instances are recycled")
+	if !p.set["recycle_jitter"] {
+		pool.RecycleJitter = pool.RecycleAfter / 10
+	} else if pool.RecycleJitter > pool.RecycleAfter && pool.RecycleAfter > 0 {
+		p.errorf("recycle_jitter", "recycle_jitter (%v) is longer than recycle_after (%v): make it at most as long", pool.RecycleJitter, pool.RecycleAfter)
+	}
 	if pool.Sandbox.ProtectHome == "" {
 		pool.Sandbox.ProtectHome = "yes"
 		if underHome(pool.WorkingDirectory) || (len(pool.Exec) > 0 && anyUnderHome(pool.Exec)) {
@@ -284,6 +304,14 @@ func (p *parser) settle(pool *Pool) {
 	}
 }
 
+// needs reports key set in a file without other, the key it only refines:
+// it is what, which needs other to mean anything.
+func (p *parser) needs(key, other, what string) {
+	if p.set[key] && !p.set[other] {
+		p.errorf(key, "%s is set but %s is not: %s is %s; set %s too, or remove %s", key, other, key, what, other, key)
+	}
+}
+
 // nodeRE matches the names Node's binary goes by: node, nodejs, node20.
 var nodeRE = regexp.MustCompile(`^node(js)?[0-9]*$`)
 
@@ -292,16 +320,30 @@ func IsNode(program string) bool { return nodeRE.MatchString(path.Base(program))
 
 // instances reads "auto" (0: one per CPU) or a count.
 func (p *parser) instances(pool *Pool, v any) {
+	if n, ok := p.intOrWord("instances", v, "auto", "one per CPU", 1, api.MaxInstances); ok {
+		pool.Instances = n
+	}
+}
+
+// intOrWord reads key as word, which means what, or as a whole number from
+// lo to hi; n is 0 for word.
+func (p *parser) intOrWord(key string, v any, word, means string, lo, hi int64) (n int, ok bool) {
 	switch x := v.(type) {
 	case string:
-		if x != "auto" {
-			p.errorf("instances", `instances must be "auto" (one per CPU) or a whole number from 1 to %d, not %q`, api.MaxInstances, x)
+		if x == word {
+			return 0, true
 		}
+		hint := ""
+		if _, err := strconv.ParseInt(x, 10, 64); err == nil {
+			hint = fmt.Sprintf(": write %s = %s, without quotes", key, x)
+		}
+		p.errorf(key, `%s must be %q (%s) or a whole number from %d to %d, not %q%s`, key, word, means, lo, hi, x, hint)
 	case int64:
-		pool.Instances, _ = p.integer("instances", v, 1, api.MaxInstances)
+		return p.integer(key, v, lo, hi)
 	default:
-		p.errorf("instances", `instances must be "auto" (one per CPU) or a whole number from 1 to %d, not %s`, api.MaxInstances, typeName(v))
+		p.errorf(key, `%s must be %q (%s) or a whole number from %d to %d, not %s`, key, word, means, lo, hi, typeName(v))
 	}
+	return 0, false
 }
 
 // account reads user or group (k): a name that is not root's, nor of a
@@ -324,25 +366,86 @@ func (p *parser) account(k string, v any) (string, bool) {
 	return "", false
 }
 
-// memoryMax reads a size in bytes, with a suffix, a share of RAM or
-// "infinity".
-func (p *parser) memoryMax(pool *Pool, v any) {
+// size reads key as a memory size, systemd's way: bytes, with a K, M, G or
+// T suffix (powers of 1024), a share of RAM or "infinity". It returns
+// systemd's value and the size in bytes, 0 for a share or "infinity".
+func (p *parser) size(key string, v any) (value string, bytes int64, ok bool) {
 	switch x := v.(type) {
 	case int64:
-		if x < 1<<20 {
-			p.errorf("memory_max", "memory_max = %d bytes is too small to run anything: use a size such as \"512M\"", x)
-		} else {
-			pool.MemoryMax = strconv.FormatInt(x, 10)
+		value, bytes = strconv.FormatInt(x, 10), x
+		if x < minMemory {
+			p.errorf(key, "%s = %d bytes is too small to run anything: use a size such as \"512M\"", key, x)
+			return "", 0, false
 		}
 	case string:
-		if !memMaxRE.MatchString(x) {
-			p.errorf("memory_max", `memory_max = %q is not a size: use bytes with a K, M, G or T suffix ("512M", "1.5G"), a share of RAM ("50%%"), or "infinity"`, x)
-		} else {
-			pool.MemoryMax = x
+		if !sizeRE.MatchString(x) {
+			p.errorf(key, `%s = %q is not a size: use bytes with a K, M, G or T suffix ("512M", "1.5G"), a share of RAM ("50%%"), or "infinity"`, key, x)
+			return "", 0, false
+		}
+		value = x
+		if x == "infinity" || strings.HasSuffix(x, "%") {
+			return value, 0, true
+		}
+		if bytes, ok = sizeBytes(x); !ok {
+			p.errorf(key, `%s = %q is too large: use "infinity" for no limit`, key, x)
+			return "", 0, false
+		}
+		if bytes < minMemory {
+			p.errorf(key, `%s = %q is too small to run anything: use a size such as "512M"`, key, x)
+			return "", 0, false
 		}
 	default:
-		p.errorf("memory_max", `memory_max must be a size such as "512M", not %s`, typeName(v))
+		p.errorf(key, `%s must be a size such as "512M", not %s`, key, typeName(v))
+		return "", 0, false
 	}
+	return value, bytes, true
+}
+
+// sizeBytes returns the bytes of s, a size of sizeRE with an optional
+// suffix but no %, rounded down as systemd does; false if they overflow an
+// int64.
+func sizeBytes(s string) (int64, bool) {
+	num := strings.TrimRight(s, "KMGT")
+	r, ok := new(big.Rat).SetString(num)
+	if !ok {
+		return 0, false
+	}
+	if suffix := s[len(num):]; suffix != "" {
+		r.Mul(r, new(big.Rat).SetInt64(1<<(10*(strings.Index("KMGT", suffix)+1))))
+	}
+	n := new(big.Int).Quo(r.Num(), r.Denom())
+	return n.Int64(), n.IsInt64()
+}
+
+// cpuQuota reads a share of one CPU in percent: "50%", "150%", "12.5%".
+func (p *parser) cpuQuota(pool *Pool, v any) {
+	if n, ok := v.(int64); ok {
+		p.errorf("cpu_quota", `cpu_quota = %d is a number: write "%d%%", a string with a percent sign`, n, n)
+		return
+	}
+	s, ok := p.str("cpu_quota", v, `a share of one CPU as a string such as "50%" or "150%"`)
+	if !ok {
+		return
+	}
+	m := cpuQuotaRE.FindStringSubmatch(s)
+	switch {
+	case m == nil && numberRE.MatchString(s):
+		p.errorf("cpu_quota", `cpu_quota = %q lacks its percent sign: write "%s%%"`, s, s)
+		return
+	case m == nil:
+		p.errorf("cpu_quota", `cpu_quota = %q is not a percentage: write a share of one CPU with at most one decimal, such as "50%%", "150%%" or "12.5%%"`, s)
+		return
+	}
+	whole, err := strconv.Atoi(m[1])
+	tenths := 0
+	if m[2] != "" {
+		tenths = int(m[2][1] - '0')
+	}
+	if err != nil || whole > maxCPUQuota || whole*10+tenths < 10 || whole*10+tenths > maxCPUQuota*10 {
+		p.errorf("cpu_quota", `cpu_quota must be from 1%% to %d%%, not %q; remove cpu_quota for no limit`, maxCPUQuota, s)
+		return
+	}
+	pool.CPUQuota = strconv.Itoa(whole) + m[2] + "%"
 }
 
 func underHome(s string) bool {

@@ -80,11 +80,23 @@ func HintCases(p *Pool) []string {
 	return cases
 }
 
-// hintLine is the ExecStopPost= command line: a shell that runs
-// HintCommand only after the results of HintCases ("$$" is a literal "$"
-// for systemd).
+// HintResults are the SERVICE_RESULTs (systemd.exec(5)) after which
+// `corral hint` has something to say whatever the exit: the kernel's OOM
+// killer, and the watchdog.
+func HintResults() []string { return []string{"oom-kill", "watchdog"} }
+
+// hintLine is the ExecStopPost= command line: a shell that records the
+// exit in ExitsDir, then runs HintCommand only after the results of
+// HintCases ("$$" is a literal "$" for systemd).
 func hintLine(p *Pool) string {
-	return `/bin/sh -c 'case "$${EXIT_CODE}:$${EXIT_STATUS}" in ` + strings.Join(HintCases(p), "|") + `) exec ` + HintCommand + `;; esac'`
+	var pats []string
+	for _, r := range HintResults() {
+		pats = append(pats, r+":*")
+	}
+	for _, c := range HintCases(p) {
+		pats = append(pats, "*:"+c)
+	}
+	return `/bin/sh -c '` + exitRecord + `case "$${SERVICE_RESULT}:$${EXIT_CODE}:$${EXIT_STATUS}" in ` + strings.Join(pats, "|") + `) exec ` + HintCommand + `;; esac'`
 }
 
 type unitWriter struct{ strings.Builder }
@@ -98,6 +110,13 @@ func (w *unitWriter) section(name string) {
 
 func (w *unitWriter) set(key, value string) {
 	w.WriteString(key + "=" + value + "\n")
+}
+
+// setIf sets key unless value is "" (the pool file does not set it).
+func (w *unitWriter) setIf(key, value string) {
+	if value != "" {
+		w.set(key, value)
+	}
 }
 
 // escSpec escapes systemd's specifier character.
@@ -168,8 +187,13 @@ func renderService(p *Pool) []byte {
 		args[i] = quote(a)
 	}
 	w.set("ExecStart", strings.Join(args, " "))
-	w.set("Environment", quoteEnv("CORRAL_POOL="+p.Name)+" CORRAL_INSTANCE=%i "+quoteEnv("CORRAL_STOP_TIMEOUT="+p.StopTimeout.String())+
-		" "+quoteEnv(message.EnvSocket+"="+message.SocketPath))
+	corral := quoteEnv("CORRAL_POOL="+p.Name) + " CORRAL_INSTANCE=%i " + quoteEnv("CORRAL_STOP_TIMEOUT="+p.StopTimeout.String()) +
+		" " + quoteEnv(message.EnvSocket+"="+message.SocketPath)
+	if p.Watchdog > 0 {
+		// For the worker and corrald, whatever the readiness.
+		corral += " " + quoteEnv("CORRAL_WATCHDOG="+p.Watchdog.String())
+	}
+	w.set("Environment", corral)
 	w.set("Environment", quoteEnv("CORRAL_LISTEN="+listenList(p)))
 	for _, kv := range environment(p) {
 		w.set("Environment", quoteEnv(kv))
@@ -187,9 +211,18 @@ func renderService(p *Pool) []byte {
 	w.set("RestartSec", systemdDuration(p.Restart.Delay))
 	w.set("TimeoutStopSec", systemdDuration(p.StopTimeout))
 	w.set("KillMode", "mixed")
-	if p.MemoryMax != "" {
-		w.set("MemoryMax", p.MemoryMax)
+	if p.Watchdog > 0 && p.Readiness == ReadinessNotify {
+		// A simple worker sends no WATCHDOG=1: corrald pings it instead.
+		w.set("WatchdogSec", systemdDuration(p.Watchdog))
+		w.set("WatchdogSignal", p.WatchdogSignal)
 	}
+	w.setIf("CPUQuota", p.CPUQuota)
+	if p.CPUWeight > 0 {
+		w.set("CPUWeight", strconv.Itoa(p.CPUWeight))
+	}
+	w.setIf("TasksMax", p.TasksMax)
+	w.setIf("MemoryHigh", p.MemoryHigh)
+	w.setIf("MemoryMax", p.MemoryMax)
 	if p.OpenFiles > 0 {
 		w.set("LimitNOFILE", strconv.Itoa(p.OpenFiles))
 	}

@@ -220,7 +220,7 @@ listen = ["127.0.0.1:1"]`))
 	}
 	want := Pool{Name: "x", Path: "x.toml", Exec: []string{"/bin/x"}, Listen: []Listen{{Address: "127.0.0.1:1"}},
 		Balance: BalanceReusePort, Readiness: ReadinessSimple, StopTimeout: 30 * time.Second, StartOnBoot: true,
-		MaxUnavailable: 1, ReadyDelay: time.Second,
+		MaxUnavailable: 1, ReadyDelay: time.Second, WatchdogSignal: "SIGABRT",
 		Restart: Restart{"on-failure", 0, 5, 10 * time.Second, time.Second, 5 * time.Minute, 5, 5 * time.Minute},
 		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone, ProtectHome: "yes"}}
 	if fmt.Sprintf("%+v", *p) != fmt.Sprintf("%+v", want) {
@@ -285,6 +285,40 @@ func TestParseErrors(t *testing.T) {
 		{"wd relative", "p", base + "working_directory = \"srv\"", "is not an absolute path"},
 		{"memory", "p", base + "memory_max = \"lots\"", "is not a size"},
 		{"memory small", "p", base + "memory_max = 100", "too small"},
+		{"memory small string", "p", base + "memory_max = \"100K\"", `p.toml:3:14: memory_max = "100K" is too small to run anything`},
+		{"memory huge", "p", base + "memory_max = \"99999999999T\"", `memory_max = "99999999999T" is too large: use "infinity"`},
+		{"memory_high", "p", base + "memory_high = \"lots\"", `p.toml:3:15: memory_high = "lots" is not a size: use bytes with a K, M, G or T suffix`},
+		{"memory_high type", "p", base + "memory_high = true", `memory_high must be a size such as "512M", not a boolean`},
+		{"memory_high small", "p", base + "memory_high = 1000", "memory_high = 1000 bytes is too small"},
+		{"memory_high above max", "p", base + "memory_high = \"1G\"\nmemory_max = \"512M\"", "p.toml:3:15: memory_high (1G) must be below memory_max (512M)"},
+		{"memory_high at max", "p", base + "memory_high = \"0.5G\"\nmemory_max = 536870912", "memory_high (0.5G) must be below memory_max (536870912)"},
+		{"cpu_quota no %", "p", base + "cpu_quota = \"50\"", `p.toml:3:13: cpu_quota = "50" lacks its percent sign: write "50%"`},
+		{"cpu_quota number", "p", base + "cpu_quota = 50", `cpu_quota = 50 is a number: write "50%"`},
+		{"cpu_quota decimal", "p", base + "cpu_quota = 0.5", `cpu_quota must be a share of one CPU as a string such as "50%" or "150%", not a decimal number`},
+		{"cpu_quota 0", "p", base + "cpu_quota = \"0%\"", `cpu_quota must be from 1% to 100000%, not "0%"; remove cpu_quota for no limit`},
+		{"cpu_quota 0.5", "p", base + "cpu_quota = \"0.5%\"", `cpu_quota must be from 1% to 100000%, not "0.5%"`},
+		{"cpu_quota big", "p", base + "cpu_quota = \"100000.1%\"", `cpu_quota must be from 1% to 100000%`},
+		{"cpu_quota huge", "p", base + "cpu_quota = \"99999999999999999999%\"", `cpu_quota must be from 1% to 100000%`},
+		{"cpu_quota two decimals", "p", base + "cpu_quota = \"12.34%\"", `cpu_quota = "12.34%" is not a percentage: write a share of one CPU with at most one decimal`},
+		{"cpu_quota word", "p", base + "cpu_quota = \"half\"", `cpu_quota = "half" is not a percentage`},
+		{"cpu_weight", "p", base + "cpu_weight = 0", "p.toml:3:14: cpu_weight must be from 1 to 10000, not 0"},
+		{"cpu_weight type", "p", base + "cpu_weight = \"100\"", "cpu_weight must be a whole number from 1 to 10000, not a string"},
+		{"tasks_max 0", "p", base + "tasks_max = 0", "tasks_max must be from 1 to 4194304, not 0"},
+		{"tasks_max word", "p", base + "tasks_max = \"lots\"", `tasks_max must be "infinity" (no limit) or a whole number from 1 to 4194304, not "lots"`},
+		{"tasks_max quoted", "p", base + "tasks_max = \"512\"", `not "512": write tasks_max = 512, without quotes`},
+		{"tasks_max type", "p", base + "tasks_max = 1.5", "tasks_max must be \"infinity\" (no limit) or a whole number from 1 to 4194304, not a decimal number"},
+		{"watchdog", "p", base + "watchdog = \"500ms\"", "p.toml:3:12: watchdog must be from 1s to 10m0s, not 500ms"},
+		{"watchdog long", "p", base + "watchdog = \"11m\"", "watchdog must be from 1s to 10m0s, not 11m0s"},
+		{"watchdog type", "p", base + "watchdog = 10", `watchdog must be a duration string such as "30s"`},
+		{"watchdog_signal", "p", base + "watchdog = \"10s\"\nwatchdog_signal = \"ABRT\"", `watchdog_signal must be "SIGABRT" (Go workers print every goroutine's stack), "SIGKILL" or "SIGTERM", not "ABRT"`},
+		{"watchdog_signal alone", "p", base + "watchdog_signal = \"SIGKILL\"", "p.toml:3:19: watchdog_signal is set but watchdog is not: watchdog_signal is the signal that ends an instance whose watchdog fires; set watchdog too, or remove watchdog_signal"},
+		{"watchdog_signal bad watchdog", "p", base + "watchdog = \"0s\"\nwatchdog_signal = \"SIGKILL\"", "watchdog must be from 1s"},
+		{"recycle_after", "p", base + "recycle_after = \"5s\"", "recycle_after must be from 10s to 8760h0m0s, not 5s"},
+		{"recycle_after long", "p", base + "recycle_after = \"8761h\"", "recycle_after must be from 10s to 8760h0m0s"},
+		{"recycle_jitter alone", "p", base + "recycle_jitter = \"1m\"", "recycle_jitter is set but recycle_after is not: recycle_jitter is a spread of the age at which instances are recycled; set recycle_after too, or remove recycle_jitter"},
+		{"recycle_jitter long", "p", base + "recycle_after = \"1h\"\nrecycle_jitter = \"2h\"", "p.toml:4:18: recycle_jitter (2h0m0s) is longer than recycle_after (1h0m0s): make it at most as long"},
+		{"recycle_jitter bad after", "p", base + "recycle_after = \"1s\"\nrecycle_jitter = \"2h\"", "recycle_after must be from 10s"},
+		{"recycle_jitter type", "p", base + "recycle_after = \"1h\"\nrecycle_jitter = 5", "recycle_jitter must be a duration string"},
 		{"stop timeout", "p", base + "stop_timeout = \"30\"", "is not a duration"},
 		{"stop timeout type", "p", base + "stop_timeout = 30", `must be a duration string such as "30s"`},
 		{"stop timeout range", "p", base + "stop_timeout = \"2h\"", "must be from 1s to 1h0m0s"},
@@ -647,6 +681,88 @@ func TestNodePreload(t *testing.T) {
 		}
 		if !strings.Contains(service, `Environment="CORRAL_LISTEN=127.0.0.1:1 [::1]:1"`) {
 			t.Errorf("no CORRAL_LISTEN in:\n%s", service)
+		}
+	}
+}
+
+// TestSickKeys: the keys of sick instances reach the Pool, with the bytes of
+// absolute sizes and recycle_jitter's default of a tenth of recycle_after.
+func TestSickKeys(t *testing.T) {
+	base := "exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1:1\"]\n"
+	for _, tc := range []struct {
+		src  string
+		want func(*Pool) bool
+	}{
+		{`memory_high = "1.5G"` + "\n" + `memory_max = "2G"`, func(p *Pool) bool {
+			return p.MemoryHigh == "1.5G" && p.MemoryHighBytes == 3<<29 && p.MemoryMax == "2G" && p.MemoryMaxBytes == 2<<30
+		}},
+		{`memory_high = 1048576` + "\n" + `memory_max = "50%"`, func(p *Pool) bool {
+			return p.MemoryHigh == "1048576" && p.MemoryHighBytes == 1<<20 && p.MemoryMax == "50%" && p.MemoryMaxBytes == 0
+		}},
+		{`memory_high = "90%"` + "\n" + `memory_max = "1M"`, func(p *Pool) bool { // a share is not compared
+			return p.MemoryHighBytes == 0 && p.MemoryMaxBytes == 1<<20
+		}},
+		{`memory_high = "infinity"`, func(p *Pool) bool { return p.MemoryHigh == "infinity" && p.MemoryHighBytes == 0 }},
+		{`memory_max = "1536K"`, func(p *Pool) bool { return p.MemoryMaxBytes == 1536<<10 }},
+		{`memory_max = "0.0001T"`, func(p *Pool) bool { return p.MemoryMaxBytes == 109951162 }}, // rounded down
+		{`cpu_quota = "50%"`, func(p *Pool) bool { return p.CPUQuota == "50%" }},
+		{`cpu_quota = "050.0%"`, func(p *Pool) bool { return p.CPUQuota == "50.0%" }},
+		{`cpu_quota = "1%"`, func(p *Pool) bool { return p.CPUQuota == "1%" }},
+		{`cpu_quota = "100000%"`, func(p *Pool) bool { return p.CPUQuota == "100000%" }},
+		{`cpu_weight = 10000`, func(p *Pool) bool { return p.CPUWeight == 10000 }},
+		{`tasks_max = "infinity"`, func(p *Pool) bool { return p.TasksMax == "infinity" }},
+		{`tasks_max = 4194304`, func(p *Pool) bool { return p.TasksMax == "4194304" }},
+		{`watchdog = "10s"`, func(p *Pool) bool { return p.Watchdog == 10*time.Second && p.WatchdogSignal == "SIGABRT" }},
+		{`watchdog = "10m"` + "\n" + `watchdog_signal = "SIGTERM"`, func(p *Pool) bool { return p.Watchdog == 10*time.Minute && p.WatchdogSignal == "SIGTERM" }},
+		{`recycle_after = "24h"`, func(p *Pool) bool { return p.RecycleAfter == 24*time.Hour && p.RecycleJitter == 144*time.Minute }},
+		{`recycle_after = "10s"` + "\n" + `recycle_jitter = "0s"`, func(p *Pool) bool { return p.RecycleAfter == 10*time.Second && p.RecycleJitter == 0 }},
+		{`recycle_after = "1h"` + "\n" + `recycle_jitter = "1h"`, func(p *Pool) bool { return p.RecycleJitter == time.Hour }},
+		{``, func(p *Pool) bool {
+			return p.RecycleAfter == 0 && p.RecycleJitter == 0 && p.Watchdog == 0 && p.CPUQuota == "" && p.TasksMax == "" && p.MemoryHigh == ""
+		}},
+	} {
+		p, err := Parse("p.toml", "p", []byte(base+tc.src))
+		if err != nil {
+			t.Errorf("%s: %v", tc.src, err)
+			continue
+		}
+		if !tc.want(p) {
+			t.Errorf("%s: parsed %+v", tc.src, *p)
+		}
+	}
+}
+
+// TestWatchdogRender: PID 1 enforces the watchdog of a notify worker
+// (WatchdogSec=, WatchdogSignal=); a simple worker gets no WatchdogSec=, as
+// it never sends WATCHDOG=1. Both get CORRAL_WATCHDOG, for the worker and
+// corrald.
+func TestWatchdogRender(t *testing.T) {
+	for _, tc := range []struct {
+		extra    string
+		want     []string
+		wantNone []string
+	}{
+		{"readiness = \"notify\"\nwatchdog = \"1m30s\"\nwatchdog_signal = \"SIGKILL\"",
+			[]string{"\nWatchdogSec=90s\n", "\nWatchdogSignal=SIGKILL\n", ` "CORRAL_WATCHDOG=1m30s"` + "\n"}, nil},
+		{"readiness = \"notify\"\nwatchdog = \"1500ms\"",
+			[]string{"\nWatchdogSec=1500ms\n", "\nWatchdogSignal=SIGABRT\n", ` "CORRAL_WATCHDOG=1.5s"` + "\n"}, nil},
+		{"watchdog = \"10s\"", []string{` "CORRAL_WATCHDOG=10s"` + "\n"}, []string{"WatchdogSec=", "WatchdogSignal="}},
+		{"readiness = \"notify\"", nil, []string{"WatchdogSec=", "WatchdogSignal=", "CORRAL_WATCHDOG"}},
+	} {
+		p, err := Parse("p.toml", "p", []byte("exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1:1\"]\n"+tc.extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		service := string(renderService(p))
+		for _, w := range tc.want {
+			if !strings.Contains(service, w) {
+				t.Errorf("%s: no %q in\n%s", tc.extra, w, service)
+			}
+		}
+		for _, w := range tc.wantNone {
+			if strings.Contains(service, w) {
+				t.Errorf("%s: %q in\n%s", tc.extra, w, service)
+			}
 		}
 	}
 }

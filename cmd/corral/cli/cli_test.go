@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -133,6 +134,10 @@ func TestHint(t *testing.T) {
 		{jit, "core-dump", "dumped", "TRAP", ""},
 		{nil, "signal", "killed", "SEGV", ""},
 		{wx, "signal", "killed", "KILL", ""},
+		{&units.Pool{Path: "/etc/corral/pools.d/app.toml", MemoryMax: "100M"}, "oom-kill", "killed", "KILL", "ran out of memory (memory_max = 100M) and the kernel killed it: raise memory_max in /etc/corral/pools.d/app.toml"},
+		{nil, "oom-kill", "killed", "KILL", "ran out of memory"},
+		{wx, "watchdog", "dumped", "ABRT", "hung: the worker stopped showing it is alive (watchdog)"},
+		{&units.Pool{Watchdog: 4 * time.Second}, "watchdog", "dumped", "ABRT", `(watchdog = "4s")`},
 	} {
 		got := Hint(tt.pool, tt.result, tt.code, tt.status)
 		if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
@@ -156,7 +161,7 @@ func TestHintCases(t *testing.T) {
 	} {
 		cases := units.HintCases(pool)
 		check := func(result, code, status string) {
-			if Hint(pool, result, code, status) != "" && !slices.Contains(cases, code+":"+status) {
+			if Hint(pool, result, code, status) != "" && !slices.Contains(cases, code+":"+status) && !slices.Contains(units.HintResults(), result) {
 				t.Errorf("write_execute_memory = %v: Hint has a line for %s:%s, which units.HintCases leaves out", pool.Sandbox.WriteExecuteMemory, code, status)
 			}
 		}
@@ -166,6 +171,8 @@ func TestHintCases(t *testing.T) {
 		for _, sig := range signals {
 			check("signal", "killed", sig)
 			check("core-dump", "dumped", sig)
+			check("oom-kill", "killed", sig)
+			check("watchdog", "dumped", sig)
 		}
 	}
 }

@@ -32,8 +32,20 @@ func runHint(_ context.Context, env *Env, args []string) error {
 // Hint returns what to change when an instance of pool (nil if its file
 // cannot be read) ended with systemd's result, code and status, or "".
 func Hint(pool *units.Pool, result, code, status string) string {
-	if result == "" || result == "success" {
+	switch result {
+	case "", "success":
 		return ""
+	case "oom-kill":
+		if pool != nil && pool.MemoryMax != "" {
+			return fmt.Sprintf("the instance ran out of memory (memory_max = %s) and the kernel killed it: raise memory_max in %s, or set memory_high below it so that corrald recycles the instance gracefully first", pool.MemoryMax, pool.Path)
+		}
+		return "the instance ran out of memory and the kernel killed it: see the OOM killer's lines in 'journalctl -k'"
+	case "watchdog":
+		w := "watchdog"
+		if pool != nil && pool.Watchdog > 0 {
+			w = fmt.Sprintf("watchdog = %q", pool.Watchdog.String())
+		}
+		return fmt.Sprintf("hung: the worker stopped showing it is alive (%s) and was killed; with SIGABRT a Go worker printed every goroutine's stack above this line", w)
 	}
 	if code == "exited" {
 		switch status {
