@@ -242,6 +242,10 @@ func (o MessageOptions) serveConn(ctx context.Context, path string, h MessageHan
 // answer asks h to handle the message f and returns the answer's line, or
 // nil if none can be made.
 func answer(ctx context.Context, h MessageHandler, f message.Frame) []byte {
+	if f.Ping { // corrald's watchdog: this goroutine is alive
+		line, _ := message.Encode(message.Frame{ID: f.ID, Reply: message.PingReply})
+		return line
+	}
 	reply, err := h.ServeMessage(ctx, Message{ID: f.ID, Text: f.Message})
 	a, what := message.Frame{ID: f.ID, Reply: reply}, "reply"
 	if err != nil {

@@ -274,7 +274,7 @@ func TestServeMessagesAnswers(t *testing.T) {
 		got, want := c.answer(), tt.want
 		want.ID = id
 		if got != want {
-			t.Errorf("message %.40q\n got: %.200q\nwant: %.200q", tt.text, got, want)
+			t.Errorf("message %.40q\n got: %+v\nwant: %+v", tt.text, got, want)
 		}
 	}
 }
@@ -633,5 +633,30 @@ func TestBackoff(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPingAnsweredWithoutTheHandler: corrald's watchdog ping gets "pong"
+// from ServeMessages itself; the handler never sees it.
+func TestPingAnsweredWithoutTheHandler(t *testing.T) {
+	corrald := newFakeCorrald(t)
+	called := make(chan Message, 1)
+	startServing(t, corrald.path, testTiming, MessageHandlerFunc(func(_ context.Context, m Message) (string, error) {
+		called <- m
+		return "handled", nil
+	}))
+	c := corrald.accept()
+	line, err := message.PingTemplate().Line("p-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.send(string(line))
+	if got, want := c.answer(), (message.Frame{ID: "p-1", Reply: message.PingReply}); got != want {
+		t.Errorf("answer to a ping: %+v, want %+v", got, want)
+	}
+	select {
+	case m := <-called:
+		t.Errorf("the handler got the ping: %+v", m)
+	default:
 	}
 }

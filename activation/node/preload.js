@@ -250,13 +250,24 @@
   let current = null; // the message being emitted: a process.send() now answers it
   const pending = []; // { id, at } of messages not answered yet, oldest first
 
+  let connecting = false;
+  function start() {
+    if (!connecting) {
+      connecting = true;
+      setImmediate(connect, 100);
+    }
+  }
   function onListener(event) {
     if (event !== 'message') return;
     process.removeListener('newListener', onListener);
     process.send = send;
-    setImmediate(connect, 100);
+    start();
   }
   process.on('newListener', onListener);
+  // With a watchdog (docs/health.md), corrald pings the worker over the
+  // message socket and kills it when no answer comes for that long: the
+  // answer comes from the event loop, so a blocked loop is a hung worker.
+  if (env.CORRAL_WATCHDOG) start();
 
   // process.send answers the message being handled, or else the oldest one
   // not answered yet: a string as it is, anything else as JSON.
@@ -334,7 +345,12 @@
           }
           continue;
         }
-        if (m.reply === undefined && m.error === undefined) deliver(m);
+        if (m.reply !== undefined || m.error !== undefined) continue;
+        if (m.ping === true) {
+          s.write(JSON.stringify({ id: m.id, reply: 'pong' }) + '\n');
+          continue;
+        }
+        deliver(m);
       }
     });
     s.on('error', () => {}); // corrald is down or went away: 'close' follows

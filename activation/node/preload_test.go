@@ -477,3 +477,36 @@ process.on('message', (msg) => {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// TestWatchdogPing: with CORRAL_WATCHDOG the preload connects for messages
+// although the app listens for none, and answers corrald's pings from the
+// event loop: while the loop is blocked, no answer comes.
+func TestWatchdogPing(t *testing.T) {
+	m := newMessages(t)
+	w := start(t, `require('http').createServer((req, res) => res.end('x')).listen(5555);
+setTimeout(() => { const end = Date.now() + 3000; while (Date.now() < end); }, 1500);`,
+		opts{env: []string{"CORRAL_MESSAGES=" + m.path, "CORRAL_WATCHDOG=2s"}})
+	var c net.Conn
+	select {
+	case c = <-m.conns:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the worker with a watchdog did not connect:\n%s", w.output())
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	ping := func(id string, within time.Duration) (string, error) {
+		c.Write([]byte(`{"id":"` + id + `","message":"ping","ping":true}` + "\n"))
+		c.SetReadDeadline(time.Now().Add(within))
+		return r.ReadString('\n')
+	}
+	if line, err := ping("p1", 2*time.Second); err != nil || line != `{"id":"p1","reply":"pong"}`+"\n" {
+		t.Fatalf("ping before the block: %q, %v; want pong", line, err)
+	}
+	time.Sleep(2 * time.Second) // the loop blocks from 1.5s to 4.5s
+	if line, err := ping("p2", time.Second); err == nil {
+		t.Errorf("ping while the event loop is blocked: answered %q, want no answer", line)
+	}
+	if line, err := ping("p3", 5*time.Second); err != nil || !strings.Contains(line, `"reply":"pong"`) {
+		t.Errorf("ping after the block: %q, %v; want pong", line, err)
+	}
+}

@@ -71,11 +71,18 @@ func assemble(log *slog.Logger, sd *sddbus.Conn) (pool.Parts, *relay.Relay) {
 	if stateDir == "" {
 		stateDir = "/var/lib/corral"
 	}
+	// The instances' ExecStopPost= writes each exit's cause there
+	// (RuntimeDirectory=corral); without it corral list names systemd's
+	// result only.
+	if err := os.MkdirAll(units.ExitsDir, 0o755); err != nil {
+		log.Warn("no exit records: corral list names systemd's result only", "err", err)
+	}
 	c := pool.New(pool.Config{
-		PoolDir: units.Dir,
-		Store:   pool.Store{Path: stateDir + "/state.json"},
-		CPUs:    runtime.NumCPU(),
-		Log:     log,
+		PoolDir:  units.Dir,
+		Store:    pool.Store{Path: stateDir + "/state.json"},
+		CPUs:     runtime.NumCPU(),
+		Log:      log,
+		ExitsDir: units.ExitsDir,
 	}, pool.NewSystemdBus(sd))
 	fds, err := activation.FDs()
 	if err != nil {
@@ -116,6 +123,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 	runErr := make(chan error, 2)
 	go func() { runErr <- c.Run(ctx) }()
 	go parts.Acceptance.Run(ctx)
+	go parts.Recycler.Run(ctx)
+	if parts.Pinger != nil {
+		go parts.Pinger.Run(ctx)
+	}
 	if msgs != nil {
 		go func() {
 			if err := msgs.Run(ctx); err != nil {

@@ -52,7 +52,16 @@ type Frame struct {
 	Message string `json:"message,omitempty"`
 	Reply   string `json:"reply,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Ping marks a message that is corrald's watchdog asking whether the
+	// worker is alive (docs/health.md): {"id":"…","message":"ping","ping":true}.
+	// A worker that knows it answers at once with PingReply, from the loop
+	// that must not block; one that does not answers it as any message,
+	// which proves as much.
+	Ping bool `json:"ping,omitempty"`
 }
+
+// PingReply is the reply to a ping.
+const PingReply = "pong"
 
 // IsMessage reports whether f is a message to answer.
 func (f Frame) IsMessage() bool { return f.ID != "" && f.Reply == "" && f.Error == "" }
@@ -238,6 +247,12 @@ func decode(line []byte) (Frame, error) {
 // Encode(Frame{ID: id, Message: text}) returns.
 type Template struct {
 	text []byte // the text as a JSON string
+	tail string // more fields, with their leading comma
+}
+
+// PingTemplate makes the lines of a watchdog ping (Frame.Ping).
+func PingTemplate() Template {
+	return Template{text: []byte(`"ping"`), tail: `,"ping":true`}
 }
 
 // NewTemplate checks text as a message (CheckMessage) and encodes it.
@@ -266,7 +281,7 @@ func (t Template) Line(id string) ([]byte, error) {
 			return nil, fmt.Errorf("message: id %q: want printable ASCII without quotes or backslashes", id)
 		}
 	}
-	n := len(`{"id":"","message":}`) + len(id) + len(t.text) + 1
+	n := len(`{"id":"","message":}`) + len(id) + len(t.text) + len(t.tail) + 1
 	if n > MaxLine {
 		return nil, fmt.Errorf("%w: %d bytes once encoded as JSON (control characters take six bytes each); the limit is %d", ErrTooLarge, n, MaxLine)
 	}
@@ -275,5 +290,6 @@ func (t Template) Line(id string) ([]byte, error) {
 	b = append(b, id...)
 	b = append(b, `","message":`...)
 	b = append(b, t.text...)
+	b = append(b, t.tail...)
 	return append(b, "}\n"...), nil
 }

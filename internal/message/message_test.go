@@ -213,3 +213,22 @@ func FuzzSplitter(f *testing.F) {
 		}
 	})
 }
+
+// TestPingTemplate: a ping is a message "ping" with "ping":true, which
+// Read gives back as a Frame with Ping set and which IsMessage.
+func TestPingTemplate(t *testing.T) {
+	line, err := PingTemplate().Line("c-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(line), `{"id":"c-7","message":"ping","ping":true}`+"\n"; got != want {
+		t.Errorf("ping line %q, want %q", got, want)
+	}
+	f, err := NewReader(strings.NewReader(string(line))).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Frame{ID: "c-7", Message: "ping", Ping: true}); f != want || !f.IsMessage() {
+		t.Errorf("read back %+v (IsMessage %v), want %+v", f, f.IsMessage(), want)
+	}
+}

@@ -34,6 +34,9 @@ type Config struct {
 	Resync time.Duration
 	// JobTimeout bounds one systemd job: 2m.
 	JobTimeout time.Duration
+	// ExitsDir holds the instances' exit records (units.ExitsDir), which
+	// name the cause of each exit; "" reads none.
+	ExitsDir string
 }
 
 // Event is something clients may want to hear of: an instance changed
@@ -340,6 +343,7 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 		c.cfg.Log.Error("observe", "pool", name, "err", err)
 		return
 	}
+	lastExits(c.cfg.ExitsDir, o, p.cfg)
 	// The target came up (systemctl start NAME.target): the pool runs
 	// again, nothing is held, and every instance up to the count that last
 	// ran before the pool last went down is wanted again (the target's

@@ -3,11 +3,13 @@ package pool
 import (
 	"context"
 	"errors"
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +81,9 @@ func (f *fakeSystemd) Counters(context.Context, string) (uint64, uint64) {
 	return api.Unknown, api.Unknown
 }
 func (f *fakeSystemd) IsActive(context.Context, string) (bool, error) { return true, nil }
+func (f *fakeSystemd) Kill(_ context.Context, u string, sig syscall.Signal) error {
+	return f.record("kill "+unix.SignalName(sig), u)
+}
 
 func (f *fakeSystemd) Jobs() []string {
 	f.mu.Lock()

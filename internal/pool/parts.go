@@ -12,6 +12,8 @@ type Parts struct {
 	Router      *Router      // Broadcast, Send
 	Workers     *Workers     // whose worker a process is
 	Acceptance  *Acceptance  // which instances accept no connection; Run it
+	Recycler    *Recycler    // instances restarted by age or memory_high; Run it
+	Pinger      *Pinger      // the watchdog of workers PID 1 cannot watch; nil without messages; Run it
 }
 
 // Assemble builds the components around co. msgs is nil when corrald
@@ -19,11 +21,17 @@ type Parts struct {
 func Assemble(co *Coordinator, workers *Workers, msgs Messenger) Parts {
 	reload := NewReloader(co)
 	acc := NewAcceptance(co)
+	var pinger *Pinger
+	if p, ok := msgs.(Pings); ok && msgs != nil {
+		pinger = NewPinger(co, p)
+	}
 	return Parts{
+		Pinger:      pinger,
 		Coordinator: co,
 		Acceptance:  acc,
 		Status:      NewStatus(co, msgs, acc),
 		Reloader:    reload,
+		Recycler:    NewRecycler(co, reload),
 		Applier:     NewApplier(co, reload),
 		Router:      NewRouter(co, msgs),
 		Workers:     workers,

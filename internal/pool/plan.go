@@ -265,8 +265,11 @@ func (p *planner) wanted(i int) {
 	case u.Live():
 		delete(p.held, i)
 		reason := ""
-		if p.t.Loop(i) {
+		switch {
+		case p.t.Loop(i):
 			reason = p.t.why(i) + "; up again"
+		case u.Exit != "" && p.t.failures(i) > 0:
+			reason = "restarted; last exit: " + u.Exit
 		}
 		switch {
 		case u.Up():
@@ -328,9 +331,13 @@ func (p *planner) wanted(i int) {
 func (p *planner) restartLoop(i int, u Unit) bool {
 	wasLoop := p.t.Loop(i)
 	// Once systemd has started the next life, the unit's Result is that
-	// life's ("success"); the cause of the exit is in the journal.
-	last := u.Result
-	if last == "" || last == "success" {
+	// life's ("success"); Exit, from the record ExecStopPost= wrote,
+	// keeps the cause; without it, the journal has it.
+	last := u.Exit
+	if last == "" && u.Result != "success" {
+		last = u.Result
+	}
+	if last == "" {
 		last = "an exit systemd restarted; 'corral logs " + p.in.Pool + "' says why"
 	}
 	counted, loop := p.t.Restarted(i, u.NRestarts, u.InactiveEnter, last)
@@ -354,7 +361,7 @@ func (p *planner) restartLoop(i int, u Unit) bool {
 func (p *planner) failed(i int, u Unit) {
 	now := p.in.Now
 	wasLoop := p.t.Loop(i)
-	next, loop, _ := p.t.Failed(i, u.InactiveEnter, u.Result)
+	next, loop, _ := p.t.Failed(i, u.InactiveEnter, result(u))
 	if loop && !wasLoop {
 		p.out.Loops = append(p.out.Loops, i)
 	}
@@ -454,8 +461,12 @@ func (p *planner) heldList() []int {
 	return l
 }
 
-// result returns u's result for humans.
+// result returns the cause of u's last exit for humans: Exit, else
+// systemd's Result.
 func result(u Unit) string {
+	if u.Exit != "" {
+		return u.Exit
+	}
 	if u.Result == "" {
 		return "unknown result"
 	}

@@ -19,11 +19,35 @@ type Reloader struct {
 	co         *Coordinator
 	sd         Systemd
 	jobTimeout time.Duration
+
+	mu        sync.Mutex
+	reloading map[string]int // reloads running, by pool
 }
 
 // NewReloader returns the reloads of co's pools.
 func NewReloader(co *Coordinator) *Reloader {
-	return &Reloader{co: co, sd: co.sd, jobTimeout: co.cfg.JobTimeout}
+	return &Reloader{co: co, sd: co.sd, jobTimeout: co.cfg.JobTimeout, reloading: map[string]int{}}
+}
+
+// Reloading reports whether a reload of pool runs: the Recycler waits for its end.
+func (r *Reloader) Reloading(pool string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reloading[pool] > 0
+}
+
+// mark counts a reload of pool until the returned func is called.
+func (r *Reloader) mark(pool string) func() {
+	r.mu.Lock()
+	r.reloading[pool]++
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		if r.reloading[pool]--; r.reloading[pool] <= 0 {
+			delete(r.reloading, pool)
+		}
+		r.mu.Unlock()
+	}
 }
 
 // Reload restarts the active instances of pool onto the current binaries
@@ -63,6 +87,7 @@ func (r *Reloader) Reload(ctx context.Context, pool string, progress func(api.Re
 	if progress == nil {
 		progress = func(api.ReloadStep) {}
 	}
+	defer r.mark(pool)()
 	done := 0
 	for start := 0; start < len(idx); start += batch {
 		group := idx[start:min(start+batch, len(idx))]

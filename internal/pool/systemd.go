@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -32,6 +33,8 @@ type Systemd interface {
 	Counters(ctx context.Context, unit string) (mem, cpu uint64)
 	// IsActive reports whether a unit is active, read afresh.
 	IsActive(ctx context.Context, unit string) (bool, error)
+	// Kill sends sig to the main process of a service.
+	Kill(ctx context.Context, unit string, sig syscall.Signal) error
 }
 
 // Invalidator is implemented by a Systemd that caches unit properties: the
@@ -271,6 +274,14 @@ func (s *SystemdBus) Start(ctx context.Context, unit string) error {
 // Stop implements Systemd.
 func (s *SystemdBus) Stop(ctx context.Context, unit string) error {
 	return s.job(ctx, "stop", unit, s.Conn.StopUnitContext)
+}
+
+// Kill implements Systemd.
+func (s *SystemdBus) Kill(ctx context.Context, unit string, sig syscall.Signal) error {
+	if err := s.Conn.KillUnitWithTarget(ctx, unit, sddbus.Main, int32(sig)); err != nil {
+		return fmt.Errorf("kill %s: %w", unit, err)
+	}
+	return nil
 }
 
 // Restart implements Systemd.

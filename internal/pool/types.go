@@ -24,6 +24,11 @@ type Unit struct {
 	ActiveEnter, InactiveEnter, InactiveExit time.Time
 	MemoryCurrent                            uint64 // bytes, or Unknown
 	CPUUsageNSec                             uint64 // nanoseconds, or Unknown
+	// Exit is the cause of the last exit for humans ("exited with status 1",
+	// "out of memory (memory_max = 100M)"), from the record ExecStopPost=
+	// wrote (lastExits); "" when unknown or clean. Unlike Result, it
+	// survives systemd's own restart of the unit.
+	Exit string
 }
 
 // Up reports whether the unit is up proper: active or reloading, not

@@ -58,11 +58,21 @@ func (r *Relay) Broadcast(ctx context.Context, pool string, targets []Target, te
 	return r.send(ctx, targets, pool, text, wait)
 }
 
+// Ping sends corrald's watchdog ping (message.Frame.Ping) to each target
+// and waits up to wait for the answers, as Send does.
+func (r *Relay) Ping(ctx context.Context, targets []Target, wait time.Duration) ([]api.MessageResult, error) {
+	return r.sendTemplate(ctx, targets, "", message.PingTemplate(), wait)
+}
+
 func (r *Relay) send(ctx context.Context, targets []Target, pool, text string, wait time.Duration) ([]api.MessageResult, error) {
 	tpl, err := message.NewTemplate(text)
 	if err != nil {
 		return nil, fmt.Errorf("message %w", err)
 	}
+	return r.sendTemplate(ctx, targets, pool, tpl, wait)
+}
+
+func (r *Relay) sendTemplate(ctx context.Context, targets []Target, pool string, tpl message.Template, wait time.Duration) ([]api.MessageResult, error) {
 	// The longest id there can be: if this line fits, every one does.
 	if _, err := tpl.Line(r.prefix + "-18446744073709551615"); err != nil {
 		return nil, fmt.Errorf("message %w", err)
@@ -70,7 +80,7 @@ func (r *Relay) send(ctx context.Context, targets []Target, pool, text string, w
 	wait = min(wait, api.MaxWait)
 	var w *waiter
 	var encErr error
-	err = r.do(ctx, func() {
+	err := r.do(ctx, func() {
 		if pool != "" {
 			targets = r.withConnected(pool, targets)
 		}

@@ -1,0 +1,199 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/units"
+)
+
+// Recycler restarts instances before they get into trouble: one older than its pool's
+// recycle_after (plus its own share of recycle_jitter, so that instances started together
+// are not recycled together), and one whose memory stays at or above memory_high for
+// Sustain: the kernel throttles it there, and memory_max would kill it mid-request.
+//
+// It restarts through the path of a rolling reload (Reloader.restartReady: a restart job,
+// so the worker drains on SIGTERM, then the wait until the new one is ready), one instance
+// of a pool at a time, only while the pool's other instances are up within
+// max_unavailable, and never the last running instance: a pool of one is not recycled.
+type Recycler struct {
+	co     *Coordinator
+	reload *Reloader
+	log    *slog.Logger
+	// Interval between looks (1s), and how long memory must stay at or above memory_high
+	// before the instance is recycled (4s): a spike is left alone, but the kernel throttles
+	// an instance above MemoryHigh=, so it is not left there long.
+	Interval, Sustain time.Duration
+
+	mu      sync.Mutex
+	running map[string]bool // pools with a recycle in progress
+
+	above map[string]time.Time // by unit: since when its memory is at or above memory_high; Run's own
+}
+
+// NewRecycler returns the recycling of co's pools, restarting through reload.
+func NewRecycler(co *Coordinator, reload *Reloader) *Recycler {
+	return &Recycler{co: co, reload: reload, log: co.cfg.Log, Interval: time.Second, Sustain: 4 * time.Second,
+		running: map[string]bool{}, above: map[string]time.Time{}}
+}
+
+// recyclePool is what a look needs of one pool.
+type recyclePool struct {
+	name      string
+	cfg       *units.Pool
+	count     int
+	instances map[int]Unit
+}
+
+// Run looks at the pools every Interval until ctx is done.
+func (r *Recycler) Run(ctx context.Context) error {
+	every(ctx, r.Interval, r.look, func(err error) { r.log.Warn("recycle: look at the pools", "err", err) })
+	return nil
+}
+
+// every calls look every d until ctx is done, and fail with its errors but those of the end.
+func every(ctx context.Context, d time.Duration, look func(context.Context) error, fail func(error)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := look(ctx); err != nil && ctx.Err() == nil {
+			fail(err)
+		}
+	}
+}
+
+// look takes one look at every pool that recycles, and starts the recycles due.
+func (r *Recycler) look(ctx context.Context) error {
+	var pools []recyclePool
+	if err := r.co.do(ctx, func(ps poolSet) {
+		for name, p := range ps {
+			if p.cfg == nil || p.desired.Stopped || (p.cfg.RecycleAfter <= 0 && p.cfg.MemoryHighBytes <= 0) {
+				continue
+			}
+			pools = append(pools, recyclePool{name: name, cfg: p.cfg, count: p.desired.Count, instances: maps.Clone(p.observed.Instances)})
+		}
+	}); err != nil {
+		return err
+	}
+	now := r.co.cfg.Now()
+	seen := map[string]bool{}
+	for _, p := range pools {
+		mem := map[int]uint64{}
+		if p.cfg.MemoryHighBytes > 0 {
+			for i, u := range p.instances {
+				if u.Up() && i <= p.count {
+					m, _ := r.co.sd.Counters(ctx, u.Name)
+					mem[i] = m
+					seen[u.Name] = true
+				}
+			}
+		}
+		i, why := r.due(p, mem, now)
+		if i == 0 || !r.start(p.name) {
+			continue
+		}
+		go r.recycle(ctx, p, i, why)
+	}
+	for u := range r.above {
+		if !seen[u] {
+			delete(r.above, u)
+		}
+	}
+	return nil
+}
+
+// due returns the instance of p to recycle now and why, or 0: the one longest at or above
+// memory_high for Sustain, else the one most past its age, if the pool can spare it.
+func (r *Recycler) due(p recyclePool, mem map[int]uint64, now time.Time) (int, string) {
+	up, memI, memWhy, memOver, ageI, ageWhy, agePast := 0, 0, "", time.Duration(-1), 0, "", time.Duration(-1)
+	for _, i := range sortedKeys(p.instances) {
+		u := p.instances[i]
+		if !u.Up() || i > p.count {
+			continue
+		}
+		up++
+		if m, ok := mem[i]; ok && m != api.Unknown && m >= uint64(p.cfg.MemoryHighBytes) {
+			since, ok := r.above[u.Name]
+			if !ok {
+				since = now
+				r.above[u.Name] = now
+			}
+			if over := now.Sub(since); over >= r.Sustain && over > memOver {
+				memI, memOver = i, over
+				memWhy = fmt.Sprintf("memory %s at or above memory_high = %s for %s", fmtBytes(m), p.cfg.MemoryHigh, fmtDuration(over))
+			}
+		} else {
+			delete(r.above, u.Name)
+		}
+		if p.cfg.RecycleAfter > 0 && !u.ActiveEnter.IsZero() {
+			age := now.Sub(u.ActiveEnter)
+			if past := age - p.cfg.RecycleAfter - jitterOf(u, p.cfg.RecycleJitter); past >= 0 && past > agePast {
+				ageI, agePast = i, past
+				ageWhy = fmt.Sprintf("up %s, past recycle_after = %s", fmtDuration(age), p.cfg.RecycleAfter)
+			}
+		}
+	}
+	// Never the last running instance, never past max_unavailable: later.
+	if up < 2 || p.count-up >= max(p.cfg.MaxUnavailable, 1) {
+		return 0, ""
+	}
+	if memI != 0 {
+		return memI, memWhy
+	}
+	return ageI, ageWhy
+}
+
+// jitterOf is u's own share of jitter: the same for one life of the instance (its
+// ActiveEnter), spread evenly over [0, jitter) across instances and lives.
+func jitterOf(u Unit, jitter time.Duration) time.Duration {
+	if jitter <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", u.Name, u.ActiveEnter.UnixNano())
+	return time.Duration(h.Sum64() % uint64(jitter))
+}
+
+// start marks a recycle of pool as running, unless one is, or a reload.
+func (r *Recycler) start(pool string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running[pool] || r.reload.Reloading(pool) {
+		return false
+	}
+	r.running[pool] = true
+	return true
+}
+
+// recycle restarts instance i of p as a rolling reload restarts it.
+func (r *Recycler) recycle(ctx context.Context, p recyclePool, i int, why string) {
+	defer func() {
+		r.mu.Lock()
+		delete(r.running, p.name)
+		r.mu.Unlock()
+	}()
+	unit := InstanceName(p.name, i)
+	r.log.Info("recycle", "pool", p.name, "instance", i, "reason", why)
+	t0 := time.Now()
+	err := r.reload.restartReady(ctx, unit, p.cfg.Readiness == units.ReadinessNotify, p.cfg.ReadyDelay)
+	r.co.Dirty(p.name)
+	if err != nil {
+		r.log.Warn("recycle failed", "pool", p.name, "instance", i, "err", err, "hint", "journalctl -u "+unit)
+		return
+	}
+	r.log.Info("recycled", "pool", p.name, "instance", i, "took", time.Since(t0).Round(time.Millisecond))
+}
+
+// fmtBytes writes a memory size as MiB.
+func fmtBytes(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
