@@ -53,7 +53,7 @@ func TestHandler(t *testing.T) {
 		{"GET", "/cpu?ms=1.5", 400, `bad ms="1.5": ` + badMS, 0},
 		{"POST", "/", 405, "", 0},
 		{"GET", "/nope", 404, "", 0},
-		// The fault endpoints exist only with CORRAL_DEMO_FAULTS=1.
+		// The fault endpoints exist only with DEMO_FAULTS=1.
 		{"GET", "/hang", 404, "", 0},
 		{"GET", "/alloc?mb=1", 404, "", 0},
 		{"GET", "/free", 404, "", 0},
@@ -140,12 +140,12 @@ func residentMiB(t *testing.T) int {
 	return 0
 }
 
-// TestFaultHang runs the worker with CORRAL_DEMO_FAULTS=1 and a watchdog:
+// TestFaultHang runs the worker with DEMO_FAULTS=1 and a watchdog:
 // after /hang no request is answered, the watchdog is no longer fed, and
 // SIGTERM still ends the worker within its stop timeout.
 func TestFaultHang(t *testing.T) {
 	notifyPath, notify := notifySocket(t)
-	w := startWorker(t, nil, []string{"CORRAL_DEMO_FAULTS=1", "CORRAL_STOP_TIMEOUT=2s",
+	w := startWorker(t, nil, []string{"DEMO_FAULTS=1", "CORRAL_STOP_TIMEOUT=2s",
 		"NOTIFY_SOCKET=" + notifyPath, "WATCHDOG_USEC=200000"}, "-listen", "127.0.0.1:0")
 	m := regexp.MustCompile(`^serving on tcp (127\.0\.0\.1:\d+) `).FindStringSubmatch(w.line(t))
 	if m == nil {
@@ -407,7 +407,7 @@ func TestByHand(t *testing.T) {
 	if pid, _ := strconv.Atoi(m[2]); pid != w.cmd.Process.Pid {
 		t.Errorf("logged pid %d, want %d", pid, w.cmd.Process.Pid)
 	}
-	// Without CORRAL_DEMO_FAULTS=1 there are no fault endpoints.
+	// Without DEMO_FAULTS=1 there are no fault endpoints.
 	for _, path := range []string{"/hang", "/alloc?mb=1", "/free"} {
 		resp, err := http.Get("http://" + m[1] + path)
 		if err != nil {
@@ -415,7 +415,7 @@ func TestByHand(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("GET %s without CORRAL_DEMO_FAULTS: %s, want 404", path, resp.Status)
+			t.Errorf("GET %s without DEMO_FAULTS: %s, want 404", path, resp.Status)
 		}
 	}
 	w.stopCleanly(t, os.Interrupt)

@@ -5,7 +5,7 @@
 //	GET /cpu?ms=N   burns N ms (0 to 10000) of CPU, then says so
 //	GET /health     ok
 //
-// With CORRAL_DEMO_FAULTS=1 in its environment (the pool's environment), it
+// With DEMO_FAULTS=1 in its environment (the pool's environment), it
 // also has fault endpoints, for tests of what corral and systemd do with a
 // worker that goes wrong; without it they are 404 like any unknown path:
 //
@@ -78,7 +78,7 @@ func main() {
 		runtime.GOMAXPROCS(1)
 	}
 
-	cfg := config{Listen: *listen, Faults: os.Getenv("CORRAL_DEMO_FAULTS") == "1"}
+	cfg := config{Listen: *listen, Faults: os.Getenv("DEMO_FAULTS") == "1"}
 	err := run(context.Background(), cfg, os.Stderr)
 	if err == nil {
 		os.Exit(exitOK)

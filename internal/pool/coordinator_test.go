@@ -84,6 +84,9 @@ func (f *fakeSystemd) IsActive(context.Context, string) (bool, error) { return t
 func (f *fakeSystemd) Kill(_ context.Context, u string, sig syscall.Signal) error {
 	return f.record("kill "+unix.SignalName(sig), u)
 }
+func (f *fakeSystemd) LiftMemoryHigh(_ context.Context, u string) error {
+	return f.record("lift-memory-high", u)
+}
 
 func (f *fakeSystemd) Jobs() []string {
 	f.mu.Lock()

@@ -199,15 +199,19 @@ func (p *Pinger) kill(ctx context.Context, pl recyclePool, i int, u Unit, silent
 		return
 	}
 	if record != "" {
-		go markWatchdog(ctx, record, before, pl.cfg.StopTimeout+10*time.Second)
+		go func() {
+			if markWatchdog(ctx, record, before, pl.cfg.StopTimeout+10*time.Second) {
+				p.co.Dirty(pl.name) // corrald read the record as the shell wrote it
+			}
+		}()
 	}
 	p.co.Dirty(pl.name)
 }
 
 // markWatchdog waits, up to timeout, until the exit record at path is written again (its
 // modification time was before, zero if there was none), then rewrites its result as
-// "watchdog": the exit was the watchdog's doing, not a crash.
-func markWatchdog(ctx context.Context, path string, before time.Time, timeout time.Duration) {
+// "watchdog": the exit was the watchdog's doing, not a crash. It reports whether it did.
+func markWatchdog(ctx context.Context, path string, before time.Time, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		// A record being written may read empty for a moment: wait for a whole one.
@@ -215,13 +219,11 @@ func markWatchdog(ctx context.Context, path string, before time.Time, timeout ti
 			if line, ok := readExit(path); ok {
 				if _, code, status, ok := units.ParseExit(line); ok {
 					tmp := path + ".watchdog"
-					if os.WriteFile(tmp, []byte("watchdog "+code+" "+status+"\n"), 0o644) == nil {
-						os.Rename(tmp, path)
-					}
-					return
+					return os.WriteFile(tmp, []byte("watchdog "+code+" "+status+"\n"), 0o644) == nil && os.Rename(tmp, path) == nil
 				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return false
 }

@@ -23,22 +23,22 @@ func TestRecycleDue(t *testing.T) {
 	aged := units.Pool{RecycleAfter: time.Hour, MaxUnavailable: 1}
 	r := &Recycler{Sustain: 10 * time.Second, above: map[string]time.Time{}} // a Sustain of its own
 
-	if i, why := r.due(pool(aged, up(1, 30*time.Minute), up(2, 2*time.Hour), up(3, 3*time.Hour)), nil, now); i != 3 || !strings.Contains(why, "past recycle_after = 1h0m0s") {
+	if i, why, _ := r.due(pool(aged, up(1, 30*time.Minute), up(2, 2*time.Hour), up(3, 3*time.Hour)), nil, now); i != 3 || !strings.Contains(why, "past recycle_after = 1h0m0s") {
 		t.Errorf("age: due = %d %q, want instance 3, the most past its age", i, why)
 	}
-	if i, _ := r.due(pool(aged, up(1, 30*time.Minute), up(2, 50*time.Minute)), nil, now); i != 0 {
+	if i, _, _ := r.due(pool(aged, up(1, 30*time.Minute), up(2, 50*time.Minute)), nil, now); i != 0 {
 		t.Errorf("no instance past its age: due = %d", i)
 	}
-	if i, _ := r.due(pool(aged, up(1, 3*time.Hour)), nil, now); i != 0 {
+	if i, _, _ := r.due(pool(aged, up(1, 3*time.Hour)), nil, now); i != 0 {
 		t.Errorf("the last running instance: due = %d, want none", i)
 	}
 	down := Unit{Name: "app@2.service", ActiveState: "activating"}
-	if i, _ := r.due(pool(aged, up(1, 3*time.Hour), down, up(3, 3*time.Hour)), nil, now); i != 0 {
+	if i, _, _ := r.due(pool(aged, up(1, 3*time.Hour), down, up(3, 3*time.Hour)), nil, now); i != 0 {
 		t.Errorf("one instance down with max_unavailable = 1: due = %d, want none", i)
 	}
 	wide := aged
 	wide.MaxUnavailable = 2
-	if i, _ := r.due(pool(wide, up(1, 3*time.Hour), down, up(3, 2*time.Hour)), nil, now); i != 1 {
+	if i, _, _ := r.due(pool(wide, up(1, 3*time.Hour), down, up(3, 2*time.Hour)), nil, now); i != 1 {
 		t.Errorf("one instance down with max_unavailable = 2: due = %d, want 1", i)
 	}
 
@@ -61,16 +61,16 @@ func TestRecycleDue(t *testing.T) {
 	hi := units.Pool{MemoryHigh: "100M", MemoryHighBytes: 100 << 20, MaxUnavailable: 1}
 	p := pool(hi, up(1, time.Minute), up(2, time.Minute))
 	mem := map[int]uint64{1: 50 << 20, 2: 120 << 20}
-	if i, _ := r.due(p, mem, now); i != 0 {
+	if i, _, _ := r.due(p, mem, now); i != 0 {
 		t.Errorf("memory above for 0s: due = %d, want none yet", i)
 	}
-	if i, why := r.due(p, mem, now.Add(11*time.Second)); i != 2 || !strings.Contains(why, "memory 120.0 MiB at or above memory_high = 100M for 11s") {
+	if i, why, _ := r.due(p, mem, now.Add(11*time.Second)); i != 2 || !strings.Contains(why, "memory 120.0 MiB at or above memory_high = 100M for 11s") {
 		t.Errorf("memory above for 11s: due = %d %q, want 2", i, why)
 	}
 	mem[2] = 90 << 20
-	r.due(p, mem, now.Add(12*time.Second))
+	r.due(p, mem, now.Add(12*time.Second)) // below: the wait starts over
 	mem[2] = 120 << 20
-	if i, _ := r.due(p, mem, now.Add(13*time.Second)); i != 0 {
+	if i, _, _ := r.due(p, mem, now.Add(13*time.Second)); i != 0 {
 		t.Errorf("memory went below and back: due = %d, want the wait to start over", i)
 	}
 }

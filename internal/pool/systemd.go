@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +37,11 @@ type Systemd interface {
 	IsActive(ctx context.Context, unit string) (bool, error)
 	// Kill sends sig to the main process of a service.
 	Kill(ctx context.Context, unit string, sig syscall.Signal) error
+	// LiftMemoryHigh lifts the kernel's throttling of a running service at
+	// MemoryHigh= for the rest of its life: the service's cgroup gets
+	// memory.high "max", and systemd sets MemoryHigh= again in the cgroup
+	// of the next start.
+	LiftMemoryHigh(ctx context.Context, unit string) error
 }
 
 // Invalidator is implemented by a Systemd that caches unit properties: the
@@ -283,6 +290,28 @@ func (s *SystemdBus) Kill(ctx context.Context, unit string, sig syscall.Signal) 
 	}
 	return nil
 }
+
+// LiftMemoryHigh implements Systemd: it writes "max" to memory.high in the
+// unit's cgroup (its ControlGroup property, below CgroupRoot). Setting the
+// property instead (SetUnitProperties) would leave a drop-in that
+// outlives the instance and shadows the pool file until a reboot.
+func (s *SystemdBus) LiftMemoryHigh(ctx context.Context, unit string) error {
+	p, err := s.Conn.GetServicePropertyContext(ctx, unit, "ControlGroup")
+	if err != nil {
+		return fmt.Errorf("the cgroup of %s: %w", unit, err)
+	}
+	cg, _ := p.Value.Value().(string)
+	if cg == "" || strings.Contains(cg, "..") {
+		return fmt.Errorf("the cgroup of %s: %q", unit, cg)
+	}
+	if err := os.WriteFile(filepath.Join(CgroupRoot, cg, "memory.high"), []byte("max"), 0); err != nil {
+		return fmt.Errorf("lift memory.high of %s: %w", unit, err)
+	}
+	return nil
+}
+
+// CgroupRoot is where the cgroup v2 hierarchy is mounted.
+const CgroupRoot = "/sys/fs/cgroup"
 
 // Restart implements Systemd.
 func (s *SystemdBus) Restart(ctx context.Context, unit string) error {
