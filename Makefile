@@ -2,7 +2,9 @@
 #
 #   make run     build the .deb and run the demo pool in a throwaway real systemd
 #   make test    every test: static checks, unit tests (-race), short fuzzing,
-#                lintian, and the integration suite in a real systemd
+#                lintian, the integration suite in a real systemd, and the
+#                VM tier (real cgroup limits, in QEMU)
+#   make vmtest  the VM tier alone
 #   make bench   the benchmarks (docs/benchmarks.md)
 #   make bench-peers  corral against Node's cluster module and pm2 (docs/benchmarks.md)
 #
@@ -20,8 +22,9 @@ include packaging/deb.mk
 
 FUZZTIME ?= 5s
 INTEGRATION_TIMEOUT ?= 30m
+VM_TIMEOUT ?= 40m
 
-.PHONY: all deps build check unit fuzz integration test run bench bench-peers clean
+.PHONY: all deps build check unit fuzz integration vmtest test run bench bench-peers clean
 
 all: build
 
@@ -36,8 +39,12 @@ check: deps
 		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/...
+	$(GO) vet -tags vm ./test/vm
+	$(GO) vet -tags vmguest ./test/vm/guest
 	$(STATICCHECK) ./...
 	$(STATICCHECK) -tags integration ./test/...
+	$(STATICCHECK) -tags vm ./test/vm
+	$(STATICCHECK) -tags vmguest ./test/vm/guest
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -57,7 +64,13 @@ integration: deps
 	CORRAL_DEB=$(CURDIR)/$(DEB) CORRAL_DEB_NEXT=$(CURDIR)/$(NEXT_DEB) CORRAL_HOSTILE=$(CURDIR)/build/corral-hostile \
 		$(GO) test -tags integration -count=1 -v -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
-test: check unit fuzz lintian integration
+# The VM tier (test/vm): the checks that need the kernel to enforce cgroup
+# limits, in one boot of a QEMU machine. CORRAL_VM_RUN=TestCPUQuota runs some.
+vmtest: deps
+	$(MAKE) deb
+	CORRAL_DEB=$(CURDIR)/$(DEB) $(GO) test -tags vm -count=1 -v -timeout $(VM_TIMEOUT) ./test/vm
+
+test: check unit fuzz lintian integration vmtest
 
 run: deps deb
 	$(GO) build -o build/corral-sandbox ./test/cmd/corral-sandbox

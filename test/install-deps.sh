@@ -34,6 +34,7 @@ APT_TOOLS=(
 	"/usr/bin/uvicorn uvicorn           the integration tests serve the ASGI example with it (and python3-uvicorn)"
 	"npm             npm                the integration tests install express, fastify and koa with it, make bench-peers pm2 (npm ci)"
 	"gnuplot         gnuplot-nox        make bench-peers draws its chart with it"
+	"qemu-system-x86_64 qemu-system-x86 make vmtest boots Debian's kernel in it, for real cgroup limits"
 )
 
 say() { echo "install-deps: $*"; }

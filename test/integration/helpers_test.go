@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/test/sdbox"
+	"github.com/corral-pool/corral/test/wait"
 )
 
 // debInBox is where the .deb is copied inside the box.
@@ -104,15 +105,7 @@ func (b *box) waitJournal(unit, want string) {
 // waitFor polls cond until it returns nil or the timeout passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, timeout, err)
+	wait.For(t, what, timeout, cond)
 }
 
 // get fetches url on a fresh connection.
