@@ -200,7 +200,16 @@ func (p *Pinger) kill(ctx context.Context, pl recyclePool, i int, u Unit, silent
 	}
 	if record != "" {
 		go func() {
-			if markWatchdog(ctx, record, before, pl.cfg.StopTimeout+10*time.Second) {
+			// Like PID 1's watchdog: SIGKILL if the signal did not end it within
+			// stop_timeout (a hung worker may catch SIGTERM in the loop that hangs).
+			done := markWatchdog(ctx, record, before, pl.cfg.StopTimeout)
+			if !done && sig != unix.SIGKILL && ctx.Err() == nil {
+				p.log.Warn("watchdog: the hung instance outlived stop_timeout: SIGKILL", "pool", pl.name, "instance", i)
+				if err := p.co.sd.Kill(ctx, u.Name, unix.SIGKILL); err != nil {
+					p.log.Error("watchdog: kill", "pool", pl.name, "instance", i, "err", err)
+				}
+			}
+			if done || markWatchdog(ctx, record, before, 10*time.Second) {
 				p.co.Dirty(pl.name) // corrald read the record as the shell wrote it
 			}
 		}()

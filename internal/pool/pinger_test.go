@@ -95,3 +95,33 @@ func TestPingerKillsTheHung(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	t.Errorf("exit record after the kill: %q, want \"watchdog killed KILL\\n\"", b)
 }
+
+// TestPingerEscalates: a hung instance whose watchdog_signal did not end it within
+// stop_timeout (no new exit record) gets SIGKILL, as PID 1's watchdog does.
+func TestPingerEscalates(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sd := &fakeSystemd{}
+	co := New(Config{Now: func() time.Time { return now }, ExitsDir: t.TempDir()}, sd)
+	fp := &fakePings{answers: map[int]api.Status{1: api.Replied, 2: api.Replied}}
+	p := NewPinger(co, fp)
+	cfg := &units.Pool{Watchdog: 4 * time.Second, WatchdogSignal: "SIGTERM", StopTimeout: 300 * time.Millisecond}
+	up := func(i int) Unit {
+		return Unit{Name: InstanceName("node", i), ActiveState: "active", SubState: "running", ActiveEnter: now.Add(-time.Minute)}
+	}
+	pl := recyclePool{name: "node", cfg: cfg, count: 2, instances: map[int]Unit{1: up(1), 2: up(2)}}
+	p.round(context.Background(), pl, time.Second)
+	fp.answers[1] = api.NoReply
+	now = now.Add(5 * time.Second)
+	p.round(context.Background(), pl, time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if j := strings.Join(sd.Jobs(), "\n"); strings.Contains(j, "kill SIGKILL node@1.service") {
+			if !strings.Contains(j, "kill SIGTERM node@1.service") {
+				t.Errorf("jobs %q: want SIGTERM first", j)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("jobs %q: want SIGKILL after stop_timeout", sd.Jobs())
+}
