@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -34,9 +35,19 @@ func TestListShowsCPUAndMemory(t *testing.T) {
 	waitFor(t, "the demo answers", time.Minute, func() error { return get("http://127.0.0.1:8080/", 5*time.Second) })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	monit := make(chan string, 1)
+	go func() {
+		out, _ := command(time.Minute, "corral", "monit", "app", "--count", "3", "--interval", "1s")
+		monit <- out
+	}()
 	res, err := wrk.Run(ctx, wrk.Options{URL: "http://127.0.0.1:8080/cpu?ms=5", Conns: 4, Duration: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// corral monit, like pm2 monit: CPU % over each interval, and memory.
+	m := <-monit
+	if !regexp.MustCompile(`\b[1-9][0-9]*\.[0-9]%`).MatchString(m) || !strings.Contains(m, "MiB") {
+		t.Errorf("corral monit under load shows no CPU %% above 0 or no memory:\n%s", m)
 	}
 	t.Logf("load: %d requests, %d failed", res.Requests, res.Errors.Failed())
 	ins := list(t, "app")
