@@ -87,6 +87,7 @@ func (f *fakeSystemd) Kill(_ context.Context, u string, sig syscall.Signal) erro
 func (f *fakeSystemd) LiftMemoryHigh(_ context.Context, u string) error {
 	return f.record("lift-memory-high", u)
 }
+func (f *fakeSystemd) MemoryStall(context.Context, string) (float64, error) { return 0, nil }
 
 func (f *fakeSystemd) Jobs() []string {
 	f.mu.Lock()

@@ -15,8 +15,9 @@ import (
 
 // Recycler restarts instances before they get into trouble: one older than its pool's
 // recycle_after (plus its own share of recycle_jitter, so that instances started together
-// are not recycled together), and one whose memory stays at or above memory_high for
-// Sustain: the kernel throttles it there, and memory_max would kill it mid-request.
+// are not recycled together), and one whose memory stays at or above memory_high, or
+// whose cgroup's memory.pressure shows stalls over Stall, for Sustain: the kernel
+// throttles it there, and memory_max would kill it mid-request.
 //
 // It restarts through the path of a rolling reload (Reloader.restartReady: a restart job,
 // so the worker drains on SIGTERM, then the wait until the new one is ready), one instance
@@ -26,10 +27,15 @@ type Recycler struct {
 	co     *Coordinator
 	reload *Reloader
 	log    *slog.Logger
-	// Interval between looks (1s), and how long memory must stay at or above memory_high
-	// before the instance is recycled (4s): a spike is left alone, but the kernel throttles
-	// an instance above MemoryHigh=, so it is not left there long.
+	// Interval between looks (1s), and how long memory must stay at or above memory_high,
+	// or stalled at least Stall percent, before the instance is recycled (4s): a spike is
+	// left alone, but the kernel throttles an instance above MemoryHigh=, so it is not
+	// left there long.
 	Interval, Sustain time.Duration
+	// Stall is the share of time, in percent over the last 10 seconds, that some task of
+	// an instance may stall on memory (its cgroup's memory.pressure, "some avg10"): 20.
+	// It catches an instance that thrashes below memory_high. 0 turns it off.
+	Stall float64
 
 	mu      sync.Mutex
 	running map[string]bool // pools with a recycle in progress
@@ -39,7 +45,7 @@ type Recycler struct {
 
 // NewRecycler returns the recycling of co's pools, restarting through reload.
 func NewRecycler(co *Coordinator, reload *Reloader) *Recycler {
-	return &Recycler{co: co, reload: reload, log: co.cfg.Log, Interval: time.Second, Sustain: 4 * time.Second,
+	return &Recycler{co: co, reload: reload, log: co.cfg.Log, Interval: time.Second, Sustain: 4 * time.Second, Stall: 20,
 		running: map[string]bool{}, above: map[string]time.Time{}}
 }
 
@@ -89,12 +95,16 @@ func (r *Recycler) look(ctx context.Context) error {
 	now := r.co.cfg.Now()
 	seen := map[string]bool{}
 	for _, p := range pools {
-		mem := map[int]uint64{}
+		mem := map[int]memSample{}
 		if p.cfg.MemoryHighBytes > 0 {
 			for i, u := range p.instances {
 				if u.Up() && i <= p.count {
 					m, _ := r.co.sd.Counters(ctx, u.Name)
-					mem[i] = m
+					stall, err := r.co.sd.MemoryStall(ctx, u.Name)
+					if err != nil {
+						stall = -1
+					}
+					mem[i] = memSample{bytes: m, stall: stall}
 					seen[u.Name] = true
 				}
 			}
@@ -116,7 +126,7 @@ func (r *Recycler) look(ctx context.Context) error {
 // due returns the instance of p to recycle now, why, and whether for its memory; or 0:
 // the one longest at or above memory_high for Sustain, else the one most past its age, if
 // the pool can spare it.
-func (r *Recycler) due(p recyclePool, mem map[int]uint64, now time.Time) (int, string, bool) {
+func (r *Recycler) due(p recyclePool, mem map[int]memSample, now time.Time) (int, string, bool) {
 	up, memI, memWhy, memOver, ageI, ageWhy, agePast := 0, 0, "", time.Duration(-1), 0, "", time.Duration(-1)
 	for _, i := range sortedKeys(p.instances) {
 		u := p.instances[i]
@@ -124,7 +134,7 @@ func (r *Recycler) due(p recyclePool, mem map[int]uint64, now time.Time) (int, s
 			continue
 		}
 		up++
-		if m, ok := mem[i]; ok && m != api.Unknown && m >= uint64(p.cfg.MemoryHighBytes) {
+		if m, ok := mem[i]; ok && m.sick(p.cfg.MemoryHighBytes, r.Stall) {
 			since, ok := r.above[u.Name]
 			if !ok {
 				since = now
@@ -132,7 +142,10 @@ func (r *Recycler) due(p recyclePool, mem map[int]uint64, now time.Time) (int, s
 			}
 			if over := now.Sub(since); over >= r.Sustain && over > memOver {
 				memI, memOver = i, over
-				memWhy = fmt.Sprintf("memory %s at or above memory_high = %s for %s", fmtBytes(m), p.cfg.MemoryHigh, fmtDuration(over))
+				memWhy = fmt.Sprintf("memory %s at or above memory_high = %s for %s", fmtBytes(m.bytes), p.cfg.MemoryHigh, fmtDuration(over))
+				if m.bytes == api.Unknown || m.bytes < uint64(p.cfg.MemoryHighBytes) {
+					memWhy = fmt.Sprintf("stalled on memory %.0f%% of the last 10s (memory.pressure) for %s", m.stall, fmtDuration(over))
+				}
 			}
 		} else {
 			delete(r.above, u.Name)
@@ -153,6 +166,19 @@ func (r *Recycler) due(p recyclePool, mem map[int]uint64, now time.Time) (int, s
 		return memI, memWhy, true
 	}
 	return ageI, ageWhy, false
+}
+
+// memSample is one reading of an instance's memory: MemoryCurrent (or Unknown), and the
+// "some avg10" of its memory.pressure in percent (-1: unknown).
+type memSample struct {
+	bytes uint64
+	stall float64
+}
+
+// sick reports whether the sample is at or above high bytes, or stalled at least stall
+// percent.
+func (m memSample) sick(high int64, stall float64) bool {
+	return m.bytes != api.Unknown && m.bytes >= uint64(high) || stall > 0 && m.stall >= stall
 }
 
 // jitterOf is u's own share of jitter: the same for one life of the instance (its

@@ -60,17 +60,31 @@ func TestRecycleDue(t *testing.T) {
 	// Memory: at or above memory_high for Sustain.
 	hi := units.Pool{MemoryHigh: "100M", MemoryHighBytes: 100 << 20, MaxUnavailable: 1}
 	p := pool(hi, up(1, time.Minute), up(2, time.Minute))
-	mem := map[int]uint64{1: 50 << 20, 2: 120 << 20}
+	mem := map[int]memSample{1: {50 << 20, 0}, 2: {120 << 20, 0}}
 	if i, _, _ := r.due(p, mem, now); i != 0 {
 		t.Errorf("memory above for 0s: due = %d, want none yet", i)
 	}
 	if i, why, _ := r.due(p, mem, now.Add(11*time.Second)); i != 2 || !strings.Contains(why, "memory 120.0 MiB at or above memory_high = 100M for 11s") {
 		t.Errorf("memory above for 11s: due = %d %q, want 2", i, why)
 	}
-	mem[2] = 90 << 20
+	mem[2] = memSample{90 << 20, 0}
 	r.due(p, mem, now.Add(12*time.Second)) // below: the wait starts over
-	mem[2] = 120 << 20
+	mem[2] = memSample{120 << 20, 0}
 	if i, _, _ := r.due(p, mem, now.Add(13*time.Second)); i != 0 {
 		t.Errorf("memory went below and back: due = %d, want the wait to start over", i)
+	}
+
+	// Pressure: below memory_high but stalled at least Stall percent, for Sustain.
+	r.Stall = 20
+	r.above = map[string]time.Time{}
+	p = pool(hi, up(1, time.Minute), up(2, time.Minute))
+	mem = map[int]memSample{1: {50 << 20, 35}, 2: {50 << 20, 5}}
+	r.due(p, mem, now)
+	if i, why, byMemory := r.due(p, mem, now.Add(11*time.Second)); i != 1 || !byMemory || !strings.Contains(why, "stalled on memory 35% of the last 10s (memory.pressure) for 11s") {
+		t.Errorf("stalled for 11s: due = %d %q %v, want 1 for its memory", i, why, byMemory)
+	}
+	mem[1] = memSample{50 << 20, -1} // unreadable: not sick
+	if i, _, _ := r.due(p, mem, now.Add(12*time.Second)); i != 0 {
+		t.Errorf("pressure unknown: due = %d, want none", i)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +44,10 @@ type Systemd interface {
 	// memory.high "max", and systemd sets MemoryHigh= again in the cgroup
 	// of the next start.
 	LiftMemoryHigh(ctx context.Context, unit string) error
+	// MemoryStall returns the share of the last 10 seconds, in percent, in
+	// which some task of a running service stalled on memory: "some
+	// avg10" of its cgroup's memory.pressure (PSI).
+	MemoryStall(ctx context.Context, unit string) (float64, error)
 }
 
 // Invalidator is implemented by a Systemd that caches unit properties: the
@@ -58,6 +64,9 @@ type Invalidator interface {
 type SystemdBus struct {
 	Conn  *sddbus.Conn
 	cache unitCache
+
+	cgMu   sync.Mutex
+	cgDirs map[string]string // cgroup directories by unit, for MemoryStall
 }
 
 // NewSystemdBus returns a SystemdBus on conn.
@@ -296,18 +305,80 @@ func (s *SystemdBus) Kill(ctx context.Context, unit string, sig syscall.Signal) 
 // property instead (SetUnitProperties) would leave a drop-in that
 // outlives the instance and shadows the pool file until a reboot.
 func (s *SystemdBus) LiftMemoryHigh(ctx context.Context, unit string) error {
-	p, err := s.Conn.GetServicePropertyContext(ctx, unit, "ControlGroup")
+	dir, err := s.cgroupDir(ctx, unit)
 	if err != nil {
-		return fmt.Errorf("the cgroup of %s: %w", unit, err)
+		return err
 	}
-	cg, _ := p.Value.Value().(string)
-	if cg == "" || strings.Contains(cg, "..") {
-		return fmt.Errorf("the cgroup of %s: %q", unit, cg)
-	}
-	if err := os.WriteFile(filepath.Join(CgroupRoot, cg, "memory.high"), []byte("max"), 0); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "memory.high"), []byte("max"), 0); err != nil {
 		return fmt.Errorf("lift memory.high of %s: %w", unit, err)
 	}
 	return nil
+}
+
+// MemoryStall implements Systemd. The unit's cgroup directory is kept
+// between calls (a unit's ControlGroup does not change while it runs) and
+// looked up again when the file cannot be read.
+func (s *SystemdBus) MemoryStall(ctx context.Context, unit string) (float64, error) {
+	s.cgMu.Lock()
+	dir, ok := s.cgDirs[unit]
+	s.cgMu.Unlock()
+	if !ok {
+		var err error
+		if dir, err = s.cgroupDir(ctx, unit); err != nil {
+			return 0, err
+		}
+		s.cgMu.Lock()
+		if s.cgDirs == nil || len(s.cgDirs) > 100000 {
+			s.cgDirs = map[string]string{}
+		}
+		s.cgDirs[unit] = dir
+		s.cgMu.Unlock()
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "memory.pressure"))
+	if err != nil {
+		s.cgMu.Lock()
+		delete(s.cgDirs, unit)
+		s.cgMu.Unlock()
+		return 0, fmt.Errorf("memory pressure of %s: %w", unit, err)
+	}
+	return parsePressure(string(data))
+}
+
+// cgroupDir returns the directory of a running service's cgroup, from its
+// ControlGroup property.
+func (s *SystemdBus) cgroupDir(ctx context.Context, unit string) (string, error) {
+	p, err := s.Conn.GetServicePropertyContext(ctx, unit, "ControlGroup")
+	if err != nil {
+		return "", fmt.Errorf("the cgroup of %s: %w", unit, err)
+	}
+	cg, _ := p.Value.Value().(string)
+	if !strings.HasPrefix(cg, "/") || strings.Contains(cg, "..") {
+		return "", fmt.Errorf("the cgroup of %s: %q (is it running?)", unit, cg)
+	}
+	return filepath.Join(CgroupRoot, cg), nil
+}
+
+// parsePressure returns "some avg10" of a PSI file (memory.pressure):
+//
+//	some avg10=1.53 avg60=0.40 avg300=0.08 total=1234567
+//	full avg10=0.00 avg60=0.00 avg300=0.00 total=0
+func parsePressure(s string) (float64, error) {
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "some" {
+			continue
+		}
+		v, ok := strings.CutPrefix(f[1], "avg10=")
+		if !ok {
+			break
+		}
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || x < 0 || x > 100 || math.IsNaN(x) {
+			break
+		}
+		return x, nil
+	}
+	return 0, fmt.Errorf("not a pressure file: %.80q", s)
 }
 
 // CgroupRoot is where the cgroup v2 hierarchy is mounted.
