@@ -84,7 +84,7 @@ func (r *Recycler) look(ctx context.Context) error {
 	var pools []recyclePool
 	if err := r.co.do(ctx, func(ps poolSet) {
 		for name, p := range ps {
-			if p.cfg == nil || p.desired.Stopped || (p.cfg.RecycleAfter <= 0 && p.cfg.MemoryHighBytes <= 0) {
+			if p.cfg == nil || p.desired.Stopped || (p.cfg.RecycleAfter <= 0 && p.cfg.MemoryHigh == "") {
 				continue
 			}
 			pools = append(pools, recyclePool{name: name, cfg: p.cfg, count: p.desired.Count, instances: maps.Clone(p.observed.Instances)})
@@ -96,7 +96,7 @@ func (r *Recycler) look(ctx context.Context) error {
 	seen := map[string]bool{}
 	for _, p := range pools {
 		mem := map[int]memSample{}
-		if p.cfg.MemoryHighBytes > 0 {
+		if p.cfg.MemoryHigh != "" {
 			for i, u := range p.instances {
 				if u.Up() && i <= p.count {
 					m, _ := r.co.sd.Counters(ctx, u.Name)
@@ -143,7 +143,7 @@ func (r *Recycler) due(p recyclePool, mem map[int]memSample, now time.Time) (int
 			if over := now.Sub(since); over >= r.Sustain && over > memOver {
 				memI, memOver = i, over
 				memWhy = fmt.Sprintf("memory %s at or above memory_high = %s for %s", fmtBytes(m.bytes), p.cfg.MemoryHigh, fmtDuration(over))
-				if m.bytes == api.Unknown || m.bytes < uint64(p.cfg.MemoryHighBytes) {
+				if !m.sick(p.cfg.MemoryHighBytes, 0) {
 					memWhy = fmt.Sprintf("stalled on memory %.0f%% of the last 10s (memory.pressure) for %s", m.stall, fmtDuration(over))
 				}
 			}
@@ -175,10 +175,10 @@ type memSample struct {
 	stall float64
 }
 
-// sick reports whether the sample is at or above high bytes, or stalled at least stall
-// percent.
+// sick reports whether the sample is at or above high bytes (0: memory_high is a share of
+// RAM, whose bytes corrald does not compare), or stalled at least stall percent.
 func (m memSample) sick(high int64, stall float64) bool {
-	return m.bytes != api.Unknown && m.bytes >= uint64(high) || stall > 0 && m.stall >= stall
+	return high > 0 && m.bytes != api.Unknown && m.bytes >= uint64(high) || stall > 0 && m.stall >= stall
 }
 
 // jitterOf is u's own share of jitter: the same for one life of the instance (its

@@ -83,6 +83,15 @@ func TestRecycleDue(t *testing.T) {
 	if i, why, byMemory := r.due(p, mem, now.Add(11*time.Second)); i != 1 || !byMemory || !strings.Contains(why, "stalled on memory 35% of the last 10s (memory.pressure) for 11s") {
 		t.Errorf("stalled for 11s: due = %d %q %v, want 1 for its memory", i, why, byMemory)
 	}
+	// memory_high as a share of RAM: only the stalls count.
+	share := units.Pool{MemoryHigh: "10%", MaxUnavailable: 1}
+	r.above = map[string]time.Time{}
+	sp := pool(share, up(1, time.Minute), up(2, time.Minute))
+	big := map[int]memSample{1: {900 << 20, 0}, 2: {50 << 20, 40}}
+	r.due(sp, big, now)
+	if i, why, _ := r.due(sp, big, now.Add(11*time.Second)); i != 2 || !strings.Contains(why, "stalled on memory 40%") {
+		t.Errorf("memory_high = 10%%: due = %d %q, want 2, the stalled one, not the big one", i, why)
+	}
 	mem[1] = memSample{50 << 20, -1} // unreadable: not sick
 	if i, _, _ := r.due(p, mem, now.Add(12*time.Second)); i != 0 {
 		t.Errorf("pressure unknown: due = %d, want none", i)

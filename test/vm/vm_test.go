@@ -49,7 +49,7 @@ func TestVM(t *testing.T) {
 	defer cancel()
 	res, err := vmbox.Run(ctx, vmbox.Options{
 		Files:   map[string]string{"guest.test": bin, "corral.deb": deb},
-		Command: "CORRAL_DEB=" + vmbox.ShareDir + "/corral.deb " + strings.Join(args, " "),
+		Command: "CORRAL_DEB=" + vmbox.ShareDir + "/corral.deb " + vmbox.ShellJoin(args),
 		Output:  &prefixWriter{prefix: "guest: "},
 		Timeout: guestTimeout + 8*time.Minute,
 	})

@@ -156,3 +156,9 @@ func TestLastLines(t *testing.T) {
 		t.Errorf("LastLines = %q", got)
 	}
 }
+
+func TestShellJoin(t *testing.T) {
+	if got, want := ShellJoin([]string{"a", "TestA|TestB", "it's"}), `'a' 'TestA|TestB' 'it'\''s'`; got != want {
+		t.Errorf("ShellJoin = %s, want %s", got, want)
+	}
+}

@@ -140,3 +140,45 @@ environment = { DEMO_FAULTS = "1" }
 		t.Errorf("corrald's journal does not say why it recycled:\n%s", vmbox.LastLines(logs, 30))
 	}
 }
+
+// TestMemoryStallRecycle: with memory_high as a share of RAM, whose bytes corrald does not
+// compare, an instance that the kernel throttles there stalls on memory, its cgroup's
+// memory.pressure says so, and corrald recycles it for that.
+func TestMemoryStallRecycle(t *testing.T) {
+	writePool(t, "thin", fmt.Sprintf(`exec = [%q]
+listen = ["127.0.0.1:18305"]
+instances = 2
+readiness = "notify"
+memory_high = "3%%"
+memory_max = "256M"
+environment = { DEMO_FAULTS = "1" }
+`, demo))
+	url := "http://127.0.0.1:18305/"
+	waitFor(t, "thin answers", time.Minute, func() error { return get(url, 5*time.Second) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan wrk.Result, 1)
+	go func() {
+		r, _ := wrk.Run(ctx, wrk.Options{URL: url, Conns: 4, Duration: 30 * time.Second})
+		done <- r
+	}()
+	time.Sleep(2 * time.Second)
+	get(url+"alloc?mb=64", time.Minute)
+	var line string
+	waitFor(t, "corrald recycles the stalled instance", 60*time.Second, func() error {
+		logs, _ := command(time.Minute, "journalctl", "-u", "corral.service", "--no-pager", "-o", "cat")
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, "msg=recycle pool=thin") {
+				line = l
+				return nil
+			}
+		}
+		return fmt.Errorf("no recycle of thin in corrald's journal (memory: thin@1 %s, thin@2 %s)", show("thin@1.service", "MemoryCurrent"), show("thin@2.service", "MemoryCurrent"))
+	})
+	t.Log(line)
+	if !strings.Contains(line, "stalled on memory") || !strings.Contains(line, "(memory.pressure)") {
+		t.Errorf("recycled, but not for its memory stalls: %s", line)
+	}
+	r := <-done
+	t.Logf("load (4 connections, 30s): %d requests, %+v", r.Requests, r.Errors)
+}
