@@ -181,3 +181,68 @@ func TestNodeWatchdog(t *testing.T) {
 	}
 	waitFor(t, "nodehang answers again", 30*time.Second, func() error { _, err := get(url); return err })
 }
+
+// pyWorker is a Python worker that answers corral's messages as docs/messages.md shows,
+// from a thread, and otherwise sleeps.
+const pyWorker = `import json, os, socket, threading, time
+def messages(handle):
+    delay = 0.1
+    while True:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(os.environ["CORRAL_MESSAGES"])
+                delay = 0.1
+                for line in s.makefile("rb"):
+                    if not line.endswith(b"\n"):
+                        break
+                    m = json.loads(line)
+                    s.sendall((json.dumps({"id": m["id"], "reply": handle(m["message"])}) + "\n").encode())
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(delay)
+        delay = min(delay * 2, 5)
+threading.Thread(target=messages, args=(lambda text: "got " + text,), daemon=True).start()
+while True:
+    time.sleep(3600)
+`
+
+// TestPythonWatchdog: a Python worker that reads messages (docs/messages.md) answers
+// corrald's pings as messages; frozen (SIGSTOP), it answers none, and corrald kills it:
+// SIGABRT stays pending on a stopped process, so SIGKILL follows after stop_timeout, as
+// PID 1's watchdog would do. systemd restarts it and corral status names the hang.
+func TestPythonWatchdog(t *testing.T) {
+	b := installed(t)
+	if err := b.WriteFile("/srv/pyhang/worker.py", []byte(pyWorker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.writePool("pyhang", "exec = [\"/usr/bin/python3\", \"/srv/pyhang/worker.py\"]\nlisten = [\"127.0.0.1:18123\"]\ninstances = 1\n"+
+		"watchdog = \"3s\"\nstop_timeout = \"2s\"\n")
+	b.must("corral", "start", "pyhang")
+	waitFor(t, "its worker answers messages", 30*time.Second, func() error {
+		if out, err := b.run("corral", "send", "pyhang@1", "hello", "--wait"); err != nil || !strings.Contains(out, "got hello") {
+			return fmt.Errorf("corral send: %v %s", err, out)
+		}
+		return nil
+	})
+	pid := b.show("pyhang@1.service", "MainPID")
+	b.must("kill", "-STOP", pid)
+	t0 := time.Now()
+	var took time.Duration
+	waitFor(t, "pyhang@1 killed and restarted", 60*time.Second, func() error {
+		if now := b.show("pyhang@1.service", "MainPID"); now == pid || now == "0" {
+			return fmt.Errorf("MainPID %s (was %s)", now, pid)
+		}
+		took = time.Since(t0)
+		return nil
+	})
+	t.Logf("frozen at 0s; a new process at %v (watchdog 3s, then SIGABRT, pending on a stopped process, and SIGKILL after stop_timeout 2s)", took.Round(100*time.Millisecond))
+	waitFor(t, "corral status names the hang", 30*time.Second, func() error {
+		if st := b.must("corral", "status", "pyhang"); !strings.Contains(st, `hung: no answer for 3s (watchdog = "3s")`) {
+			return fmt.Errorf("corral status:\n%s", st)
+		}
+		return nil
+	})
+	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager", "-o", "cat"); !strings.Contains(logs, "outlived stop_timeout: SIGKILL") {
+		t.Errorf("corrald's journal does not say it escalated to SIGKILL:\n%s", logs)
+	}
+}
