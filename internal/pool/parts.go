@@ -1,5 +1,12 @@
 package pool
 
+import (
+	"context"
+	"maps"
+
+	"github.com/corral-pool/corral/internal/units"
+)
+
 // Parts are corrald: the coordinator and the components beside it, each
 // owning one concern and answering the API's calls for it. A new
 // capability is a component of its own here, reaching the pools through
@@ -36,4 +43,39 @@ func Assemble(co *Coordinator, workers *Workers, msgs Messenger) Parts {
 		Router:      NewRouter(co, msgs),
 		Workers:     workers,
 	}
+}
+
+// poolView is a copy of what a component beside the coordinator needs of
+// one pool, taken in the coordinator's loop (views).
+type poolView struct {
+	name      string
+	cfg       *units.Pool
+	count     int
+	instances map[int]Unit
+}
+
+// running returns the instances of v from 1 to its count that are up, in
+// order.
+func (v poolView) running() []int {
+	var idx []int
+	for _, i := range sortedKeys(v.instances) {
+		if i <= v.count && v.instances[i].Up() {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// views copies, in the coordinator's loop, the pools that run (not
+// stopped by the operator) and whose pool file keep accepts.
+func (c *Coordinator) views(ctx context.Context, keep func(*units.Pool) bool) ([]poolView, error) {
+	var vs []poolView
+	err := c.do(ctx, func(ps poolSet) {
+		for name, p := range ps {
+			if p.cfg != nil && !p.desired.Stopped && keep(p.cfg) {
+				vs = append(vs, poolView{name: name, cfg: p.cfg, count: p.desired.Count, instances: maps.Clone(p.observed.Instances)})
+			}
+		}
+	})
+	return vs, err
 }

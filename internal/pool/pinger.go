@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -66,24 +65,17 @@ func (p *Pinger) Run(ctx context.Context) error {
 
 // look sends the ping rounds that are due, and kills the hung instances.
 func (p *Pinger) look(ctx context.Context) error {
-	var pools []recyclePool
-	if err := p.co.do(ctx, func(ps poolSet) {
-		for name, s := range ps {
-			if s.cfg == nil || s.desired.Stopped || s.cfg.Watchdog <= 0 || s.cfg.Readiness == units.ReadinessNotify {
-				continue
-			}
-			pools = append(pools, recyclePool{name: name, cfg: s.cfg, count: s.desired.Count, instances: maps.Clone(s.observed.Instances)})
-		}
-	}); err != nil {
+	pools, err := p.co.views(ctx, func(cfg *units.Pool) bool {
+		return cfg.Watchdog > 0 && cfg.Readiness != units.ReadinessNotify
+	})
+	if err != nil {
 		return err
 	}
 	live, watching := map[string]bool{}, map[string]bool{}
 	for _, pl := range pools {
 		watching[pl.name] = true
-		for i, u := range pl.instances {
-			if u.Up() && i <= pl.count {
-				live[u.Name] = true
-			}
+		for _, i := range pl.running() {
+			live[pl.instances[i].Name] = true
 		}
 		now := p.co.cfg.Now()
 		if now.Before(p.next[pl.name]) {
@@ -108,12 +100,10 @@ func (p *Pinger) look(ctx context.Context) error {
 
 // round pings the running instances of pl, waiting up to wait for the answers, and acts on
 // what they say.
-func (p *Pinger) round(ctx context.Context, pl recyclePool, wait time.Duration) {
+func (p *Pinger) round(ctx context.Context, pl poolView, wait time.Duration) {
 	var targets []relay.Target
-	for _, i := range sortedKeys(pl.instances) {
-		if u := pl.instances[i]; u.Up() && i <= pl.count {
-			targets = append(targets, relay.Target{Pool: pl.name, Index: i})
-		}
+	for _, i := range pl.running() {
+		targets = append(targets, relay.Target{Pool: pl.name, Index: i})
 	}
 	if len(targets) == 0 {
 		return
@@ -179,7 +169,7 @@ func (w *watched) observe(st api.Status, now time.Time, watchdog time.Duration) 
 
 // kill sends instance i of pl its watchdog signal, and has its exit record say
 // "watchdog" once the instance's ExecStopPost= wrote it.
-func (p *Pinger) kill(ctx context.Context, pl recyclePool, i int, u Unit, silent time.Duration) {
+func (p *Pinger) kill(ctx context.Context, pl poolView, i int, u Unit, silent time.Duration) {
 	sig := unix.SignalNum(pl.cfg.WatchdogSignal)
 	if sig == 0 {
 		sig = unix.SIGABRT

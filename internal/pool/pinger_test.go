@@ -68,7 +68,7 @@ func TestPingerKillsTheHung(t *testing.T) {
 	up := func(i int) Unit {
 		return Unit{Name: InstanceName("node", i), ActiveState: "active", SubState: "running", ActiveEnter: now.Add(-time.Minute)}
 	}
-	pl := recyclePool{name: "node", cfg: cfg, count: 2, instances: map[int]Unit{1: up(1), 2: up(2)}}
+	pl := poolView{name: "node", cfg: cfg, count: 2, instances: map[int]Unit{1: up(1), 2: up(2)}}
 	ctx := context.Background()
 	p.round(ctx, pl, time.Second)
 	fp.answers[2] = api.NoReply
@@ -108,7 +108,7 @@ func TestPingerEscalates(t *testing.T) {
 	up := func(i int) Unit {
 		return Unit{Name: InstanceName("node", i), ActiveState: "active", SubState: "running", ActiveEnter: now.Add(-time.Minute)}
 	}
-	pl := recyclePool{name: "node", cfg: cfg, count: 2, instances: map[int]Unit{1: up(1), 2: up(2)}}
+	pl := poolView{name: "node", cfg: cfg, count: 2, instances: map[int]Unit{1: up(1), 2: up(2)}}
 	p.round(context.Background(), pl, time.Second)
 	fp.answers[1] = api.NoReply
 	now = now.Add(5 * time.Second)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"maps"
 	"sync"
 	"time"
 
@@ -49,14 +48,6 @@ func NewRecycler(co *Coordinator, reload *Reloader) *Recycler {
 		running: map[string]bool{}, above: map[string]time.Time{}}
 }
 
-// recyclePool is what a look needs of one pool.
-type recyclePool struct {
-	name      string
-	cfg       *units.Pool
-	count     int
-	instances map[int]Unit
-}
-
 // Run looks at the pools every Interval until ctx is done.
 func (r *Recycler) Run(ctx context.Context) error {
 	every(ctx, r.Interval, r.look, func(err error) { r.log.Warn("recycle: look at the pools", "err", err) })
@@ -81,15 +72,8 @@ func every(ctx context.Context, d time.Duration, look func(context.Context) erro
 
 // look takes one look at every pool that recycles, and starts the recycles due.
 func (r *Recycler) look(ctx context.Context) error {
-	var pools []recyclePool
-	if err := r.co.do(ctx, func(ps poolSet) {
-		for name, p := range ps {
-			if p.cfg == nil || p.desired.Stopped || (p.cfg.RecycleAfter <= 0 && p.cfg.MemoryHigh == "") {
-				continue
-			}
-			pools = append(pools, recyclePool{name: name, cfg: p.cfg, count: p.desired.Count, instances: maps.Clone(p.observed.Instances)})
-		}
-	}); err != nil {
+	pools, err := r.co.views(ctx, func(cfg *units.Pool) bool { return cfg.RecycleAfter > 0 || cfg.MemoryHigh != "" })
+	if err != nil {
 		return err
 	}
 	now := r.co.cfg.Now()
@@ -97,16 +81,15 @@ func (r *Recycler) look(ctx context.Context) error {
 	for _, p := range pools {
 		mem := map[int]memSample{}
 		if p.cfg.MemoryHigh != "" {
-			for i, u := range p.instances {
-				if u.Up() && i <= p.count {
-					m, _ := r.co.sd.Counters(ctx, u.Name)
-					stall, err := r.co.sd.MemoryStall(ctx, u.Name)
-					if err != nil {
-						stall = -1
-					}
-					mem[i] = memSample{bytes: m, stall: stall}
-					seen[u.Name] = true
+			for _, i := range p.running() {
+				unit := p.instances[i].Name
+				m, _ := r.co.sd.Counters(ctx, unit)
+				stall, err := r.co.sd.MemoryStall(ctx, unit)
+				if err != nil {
+					stall = -1
 				}
+				mem[i] = memSample{bytes: m, stall: stall}
+				seen[unit] = true
 			}
 		}
 		i, why, byMemory := r.due(p, mem, now)
@@ -126,14 +109,11 @@ func (r *Recycler) look(ctx context.Context) error {
 // due returns the instance of p to recycle now, why, and whether for its memory; or 0:
 // the one longest at or above memory_high for Sustain, else the one most past its age, if
 // the pool can spare it.
-func (r *Recycler) due(p recyclePool, mem map[int]memSample, now time.Time) (int, string, bool) {
-	up, memI, memWhy, memOver, ageI, ageWhy, agePast := 0, 0, "", time.Duration(-1), 0, "", time.Duration(-1)
-	for _, i := range sortedKeys(p.instances) {
+func (r *Recycler) due(p poolView, mem map[int]memSample, now time.Time) (int, string, bool) {
+	running := p.running()
+	memI, memWhy, memOver, ageI, ageWhy, agePast := 0, "", time.Duration(-1), 0, "", time.Duration(-1)
+	for _, i := range running {
 		u := p.instances[i]
-		if !u.Up() || i > p.count {
-			continue
-		}
-		up++
 		if m, ok := mem[i]; ok && m.sick(p.cfg.MemoryHighBytes, r.Stall) {
 			since, ok := r.above[u.Name]
 			if !ok {
@@ -159,7 +139,7 @@ func (r *Recycler) due(p recyclePool, mem map[int]memSample, now time.Time) (int
 		}
 	}
 	// Never the last running instance, never past max_unavailable: later.
-	if up < 2 || p.count-up >= max(p.cfg.MaxUnavailable, 1) {
+	if up := len(running); up < 2 || p.count-up >= max(p.cfg.MaxUnavailable, 1) {
 		return 0, "", false
 	}
 	if memI != 0 {
@@ -208,7 +188,7 @@ func (r *Recycler) start(pool string) bool {
 // life: a process above MemoryHigh= is throttled so hard that its drain took 17 s instead
 // of a fraction of one (a Go worker 4 MiB over, under emulation), while the connections in
 // its socket's queue timed out. The next start has memory_high again.
-func (r *Recycler) recycle(ctx context.Context, p recyclePool, i int, why string, byMemory bool) {
+func (r *Recycler) recycle(ctx context.Context, p poolView, i int, why string, byMemory bool) {
 	defer func() {
 		r.mu.Lock()
 		delete(r.running, p.name)

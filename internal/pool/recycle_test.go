@@ -13,8 +13,8 @@ func TestRecycleDue(t *testing.T) {
 	up := func(i int, age time.Duration) Unit {
 		return Unit{Name: InstanceName("app", i), ActiveState: "active", SubState: "running", ActiveEnter: now.Add(-age)}
 	}
-	pool := func(cfg units.Pool, ins ...Unit) recyclePool {
-		p := recyclePool{name: "app", cfg: &cfg, count: len(ins), instances: map[int]Unit{}}
+	pool := func(cfg units.Pool, ins ...Unit) poolView {
+		p := poolView{name: "app", cfg: &cfg, count: len(ins), instances: map[int]Unit{}}
 		for k, u := range ins {
 			p.instances[k+1] = u
 		}

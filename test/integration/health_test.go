@@ -161,21 +161,9 @@ func TestNodeWatchdog(t *testing.T) {
 	pid := b.show("nodehang@1.service", "MainPID")
 	t0 := time.Now()
 	go get(url + "block")
-	var took time.Duration
-	waitFor(t, "nodehang@1 killed and restarted", 3*watchdog+20*time.Second, func() error {
-		if now := b.show("nodehang@1.service", "MainPID"); now == pid || now == "0" {
-			return fmt.Errorf("MainPID %s (was %s)", now, pid)
-		}
-		took = time.Since(t0)
-		return nil
-	})
+	took := b.waitNewPID("nodehang@1.service", pid, t0, 3*watchdog+20*time.Second)
 	t.Logf("event loop blocked at 0s; a new process at %v (watchdog = %v; goal: within watchdog + 2s)", took.Round(100*time.Millisecond), watchdog)
-	waitFor(t, "corral status names the hang", 30*time.Second, func() error {
-		if st := b.must("corral", "status", "nodehang"); !strings.Contains(st, `hung: no answer for 3s (watchdog = "3s")`) {
-			return fmt.Errorf("corral status:\n%s", st)
-		}
-		return nil
-	})
+	b.waitStatus("nodehang", `hung: no answer for 3s (watchdog = "3s")`)
 	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager", "-o", "cat"); !strings.Contains(logs, "killing a hung instance") {
 		t.Errorf("corrald's journal does not say it killed the hung instance:\n%s", logs)
 	}
@@ -227,22 +215,36 @@ func TestPythonWatchdog(t *testing.T) {
 	pid := b.show("pyhang@1.service", "MainPID")
 	b.must("kill", "-STOP", pid)
 	t0 := time.Now()
+	took := b.waitNewPID("pyhang@1.service", pid, t0, 60*time.Second)
+	t.Logf("frozen at 0s; a new process at %v (watchdog 3s, then SIGABRT, pending on a stopped process, and SIGKILL after stop_timeout 2s)", took.Round(100*time.Millisecond))
+	b.waitStatus("pyhang", `hung: no answer for 3s (watchdog = "3s")`)
+	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager", "-o", "cat"); !strings.Contains(logs, "outlived stop_timeout: SIGKILL") {
+		t.Errorf("corrald's journal does not say it escalated to SIGKILL:\n%s", logs)
+	}
+}
+
+// waitNewPID waits until unit has a main process other than pid, and
+// returns how long after t0 it had.
+func (b *box) waitNewPID(unit, pid string, t0 time.Time, timeout time.Duration) time.Duration {
+	b.t.Helper()
 	var took time.Duration
-	waitFor(t, "pyhang@1 killed and restarted", 60*time.Second, func() error {
-		if now := b.show("pyhang@1.service", "MainPID"); now == pid || now == "0" {
+	waitFor(b.t, unit+" killed and restarted", timeout, func() error {
+		if now := b.show(unit, "MainPID"); now == pid || now == "0" {
 			return fmt.Errorf("MainPID %s (was %s)", now, pid)
 		}
 		took = time.Since(t0)
 		return nil
 	})
-	t.Logf("frozen at 0s; a new process at %v (watchdog 3s, then SIGABRT, pending on a stopped process, and SIGKILL after stop_timeout 2s)", took.Round(100*time.Millisecond))
-	waitFor(t, "corral status names the hang", 30*time.Second, func() error {
-		if st := b.must("corral", "status", "pyhang"); !strings.Contains(st, `hung: no answer for 3s (watchdog = "3s")`) {
+	return took
+}
+
+// waitStatus waits until corral status of pool says want.
+func (b *box) waitStatus(pool, want string) {
+	b.t.Helper()
+	waitFor(b.t, "corral status "+pool+" says "+want, 30*time.Second, func() error {
+		if st := b.must("corral", "status", pool); !strings.Contains(st, want) {
 			return fmt.Errorf("corral status:\n%s", st)
 		}
 		return nil
 	})
-	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager", "-o", "cat"); !strings.Contains(logs, "outlived stop_timeout: SIGKILL") {
-		t.Errorf("corrald's journal does not say it escalated to SIGKILL:\n%s", logs)
-	}
 }

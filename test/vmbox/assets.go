@@ -70,6 +70,11 @@ func kernelPackage(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("vmbox: which kernel: %w (run apt-get update)", err)
 	}
+	return kernelOf(out)
+}
+
+// kernelOf reads the kernel package out of `apt-cache depends linux-image-amd64`.
+func kernelOf(out []byte) (string, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())

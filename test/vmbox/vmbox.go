@@ -48,11 +48,13 @@ type Result struct {
 }
 
 // Available reports why QEMU cannot run here, or "" if it can.
-func Available() string {
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+func Available() string { return available(exec.LookPath, os.Geteuid()) }
+
+func available(lookPath func(string) (string, error), euid int) string {
+	if _, err := lookPath("qemu-system-x86_64"); err != nil {
 		return "qemu-system-x86_64 is not installed (Debian's qemu-system-x86; make deps installs it)"
 	}
-	if os.Geteuid() != 0 {
+	if euid != 0 {
 		return "the VM needs root (it downloads the kernel with apt-get and exports / to the guest)"
 	}
 	return ""

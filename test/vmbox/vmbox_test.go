@@ -3,6 +3,7 @@ package vmbox
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"io"
 	"reflect"
 	"strconv"
@@ -160,5 +161,31 @@ func TestLastLines(t *testing.T) {
 func TestShellJoin(t *testing.T) {
 	if got, want := ShellJoin([]string{"a", "TestA|TestB", "it's"}), `'a' 'TestA|TestB' 'it'\''s'`; got != want {
 		t.Errorf("ShellJoin = %s, want %s", got, want)
+	}
+}
+
+func TestAvailable(t *testing.T) {
+	found := func(string) (string, error) { return "/usr/bin/qemu-system-x86_64", nil }
+	missing := func(string) (string, error) { return "", errors.New("not found") }
+	if why := available(found, 0); why != "" {
+		t.Errorf("qemu and root: %q, want it available", why)
+	}
+	if why := available(missing, 0); !strings.Contains(why, "make deps installs it") {
+		t.Errorf("no qemu: %q, want what to do", why)
+	}
+	if why := available(found, 1000); !strings.Contains(why, "needs root") {
+		t.Errorf("not root: %q, want why", why)
+	}
+}
+
+func TestKernelOf(t *testing.T) {
+	out := "linux-image-amd64\n  Depends: linux-image-6.1.0-57-amd64\n"
+	if got, err := kernelOf([]byte(out)); err != nil || got != "linux-image-6.1.0-57-amd64" {
+		t.Errorf("kernelOf = %q, %v", got, err)
+	}
+	for _, bad := range []string{"", "linux-image-amd64\n", "W: Unable to locate package linux-image-amd64\n"} {
+		if _, err := kernelOf([]byte(bad)); err == nil || !strings.Contains(err.Error(), "apt-get update") {
+			t.Errorf("kernelOf(%q): %v, want an error saying to run apt-get update", bad, err)
+		}
 	}
 }
