@@ -40,6 +40,11 @@ type PoolInfo struct {
 	Balance string // "reuseport" or "shared"
 	File    string // the pool file
 	Listen  []string
+	Drained bool // the operator drained it (corral drain): the HAProxy agent answers "drain"
+	// Capacity is the count the pool file asks for (instances, or one per
+	// CPU): the HAProxy agent's 100%, so that corral scale moves a host's
+	// share of the traffic with its instances.
+	Capacity uint32
 }
 
 // InstanceInfo is one instance as `corral list` and `corral status` show it.
@@ -86,6 +91,18 @@ const (
 	// of its own).
 	PhaseNotAccepting Phase = "not-accepting"
 )
+
+// MaxDrainWait is the longest Drain waits for a pool's connections to end.
+const MaxDrainWait = time.Hour
+
+// DrainReport is what Drain found: how many connections to the pool were
+// still established when it stopped waiting (0: all ended), and how long it
+// waited.
+type DrainReport struct {
+	Pool   string
+	Left   int // -1 when they could not be counted
+	Waited time.Duration
+}
 
 // Change is one line of Apply's report.
 type Change struct {
@@ -169,4 +186,11 @@ type API interface {
 	// delivered, or not, and why.
 	Broadcast(ctx context.Context, pool, text string, wait time.Duration) ([]MessageResult, error)
 	Send(ctx context.Context, target, text string, wait time.Duration) ([]MessageResult, error)
+	// Drain takes pool out of its balancers' rotation: the HAProxy agent
+	// answers "drain" from now until Undrain, across restarts of corrald.
+	// It then waits up to timeout (at most MaxDrainWait) until no
+	// connection to the pool is established, and reports how many are left.
+	Drain(ctx context.Context, pool string, timeout time.Duration) (DrainReport, error)
+	// Undrain puts pool back in rotation.
+	Undrain(ctx context.Context, pool string) error
 }

@@ -174,6 +174,27 @@ func (c *Client) message(ctx context.Context, method, to, text string, wait time
 	return out, nil
 }
 
+// Drain implements API.
+func (c *Client) Drain(ctx context.Context, pool string, timeout time.Duration) (DrainReport, error) {
+	var (
+		left   int32
+		waited uint64
+	)
+	call := c.conn.Object(BusName, ObjectPath).CallWithContext(ctx, Interface+".Drain", 0, pool, uint64(max(timeout, 0)/time.Microsecond))
+	if call.Err != nil {
+		return DrainReport{}, clientError(call.Err)
+	}
+	if err := call.Store(&left, &waited); err != nil {
+		return DrainReport{}, err
+	}
+	return DrainReport{Pool: pool, Left: int(left), Waited: time.Duration(waited) * time.Microsecond}, nil
+}
+
+// Undrain implements API.
+func (c *Client) Undrain(ctx context.Context, pool string) error {
+	return c.call(ctx, "Undrain", nil, pool)
+}
+
 // Reload asks corrald for a rolling reload of pool and calls progress for
 // each step it reports (ReloadProgress signals), until the reload is over.
 func (c *Client) Reload(ctx context.Context, pool string, progress func(ReloadStep)) error {

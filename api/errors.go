@@ -15,6 +15,9 @@ var (
 	ErrDenied     = errors.New("permission denied")
 	ErrNotRunning = errors.New("corrald is not running")
 	ErrBadMessage = errors.New("bad message")
+	// ErrBadArgument is an argument out of its range, such as a drain's
+	// timeout.
+	ErrBadArgument = errors.New("bad argument")
 	// ErrOtherPool is a worker messaging another pool's workers; it is
 	// also ErrDenied.
 	ErrOtherPool = fmt.Errorf("%w: a worker may message only its own pool", ErrDenied)
@@ -49,6 +52,7 @@ var busErrors = []struct {
 	{"org.corral.Corral1.Error.ReloadStopped", ErrReload},
 	{"org.corral.Corral1.Error.InvalidConfig", ErrInvalidConfig},
 	{"org.corral.Corral1.Error.BadMessage", ErrBadMessage},
+	{"org.corral.Corral1.Error.BadArgument", ErrBadArgument},
 	{"org.corral.Corral1.Error.NoMessages", ErrNoMessages},
 	{"org.corral.Corral1.Error.Failed", ErrFailed},
 	// Names the bus itself answers with.

@@ -35,6 +35,8 @@ APT_TOOLS=(
 	"npm             npm                the integration tests install express, fastify and koa with it, make bench-peers pm2 (npm ci)"
 	"gnuplot         gnuplot-nox        make bench-peers draws its chart with it"
 	"qemu-system-x86_64 qemu-system-x86 make vmtest boots Debian's kernel in it, for real cgroup limits"
+	"/usr/sbin/haproxy haproxy          the multi-host integration test puts it in front of two hosts with agent-check (test/haproxy)"
+	"/usr/bin/promtool prometheus       the metrics test checks corrald's output with promtool and scrapes it with a real Prometheus (test/prom)"
 )
 
 say() { echo "install-deps: $*"; }

@@ -1,6 +1,8 @@
 // Command corral-generator is a systemd generator (systemd.generator(7)):
 // it turns every valid pool file in /etc/corral/pools.d into units in
-// systemd's generator directory. It runs at boot and at every
+// systemd's generator directory, and the addresses of corrald's metrics and
+// HAProxy agent in /etc/corral/corral.toml into the socket units that
+// listen for corrald (package daemonconf). It runs at boot and at every
 // daemon-reload, before D-Bus and maybe before /var, so it only reads the
 // pool files and writes units. A broken pool file skips that pool only;
 // its error goes to the kernel log, which reaches the journal, and
@@ -14,6 +16,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/corral-pool/corral/internal/daemonconf"
 	"github.com/corral-pool/corral/internal/units"
 )
 
@@ -24,6 +27,22 @@ func main() {
 	}
 	log := kmsg()
 	run(os.Args[1], units.Dir, runtime.NumCPU(), units.DefaultHost(), log)
+	daemon(os.Args[1], daemonconf.Path, log)
+}
+
+// daemon generates the socket units of corrald's settings at confPath into
+// outDir. A broken file generates none: corrald says why too.
+func daemon(outDir, confPath string, log io.Writer) {
+	c, err := daemonconf.Load(confPath)
+	if err != nil {
+		logf(log, 3, "%v (no metrics or agent socket generated)", err)
+		return
+	}
+	for _, u := range c.Units() {
+		if err := units.WriteFile(outDir, units.File{Name: u.Name, Data: []byte(u.Data), Link: u.Link}); err != nil {
+			logf(log, 3, "%v", err)
+		}
+	}
 }
 
 // run generates the units of every pool in poolDir into outDir and logs

@@ -39,3 +39,35 @@ func TestRunMissingDir(t *testing.T) {
 		t.Errorf("log: %s", log.String())
 	}
 }
+
+// TestDaemonSockets: corral.toml's addresses become socket units, enabled;
+// a broken file is logged and generates none.
+func TestDaemonSockets(t *testing.T) {
+	out, conf := t.TempDir(), filepath.Join(t.TempDir(), "corral.toml")
+	os.WriteFile(conf, []byte("[metrics]\nlisten = \"127.0.0.1:9810\"\n[agent]\nlisten = \":9811\"\n"), 0o644)
+	var log bytes.Buffer
+	daemon(out, conf, &log)
+	if log.Len() != 0 {
+		t.Errorf("log: %s", log.String())
+	}
+	for _, f := range []string{"corral-agent.socket", "corral-metrics.socket", "sockets.target.wants/corral-agent.socket", "corral.service.wants/corral-agent.socket"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	out = t.TempDir()
+	os.WriteFile(conf, []byte("[agent]\nlisten = \"haproxy.example:1\"\n"), 0o644)
+	log.Reset()
+	daemon(out, conf, &log)
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("a broken corral.toml generated %d files", len(ents))
+	}
+	if !strings.HasPrefix(log.String(), "<3>corral-generator[") || !strings.Contains(log.String(), "is not an IP address") {
+		t.Errorf("log: %s", log.String())
+	}
+	log.Reset()
+	daemon(t.TempDir(), filepath.Join(t.TempDir(), "none.toml"), &log)
+	if log.Len() != 0 {
+		t.Errorf("no corral.toml: %s", log.String())
+	}
+}

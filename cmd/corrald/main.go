@@ -66,7 +66,7 @@ func main() {
 // channels come back from the fd store when corrald restarts
 // (docs/messages.md). Without a relay the pools run as ever; only messages
 // fail, and msgs is nil.
-func assemble(log *slog.Logger, sd *sddbus.Conn) (pool.Parts, *relay.Relay) {
+func assemble(log *slog.Logger, sd *sddbus.Conn, fds []activation.FD) (pool.Parts, *relay.Relay) {
 	stateDir := os.Getenv("STATE_DIRECTORY") // StateDirectory=corral
 	if stateDir == "" {
 		stateDir = "/var/lib/corral"
@@ -84,10 +84,6 @@ func assemble(log *slog.Logger, sd *sddbus.Conn) (pool.Parts, *relay.Relay) {
 		Log:      log,
 		ExitsDir: units.ExitsDir,
 	}, pool.NewSystemdBus(sd))
-	fds, err := activation.FDs()
-	if err != nil {
-		log.Warn("inherited fds", "err", err)
-	}
 	workers := pool.NewWorkers(c, pool.ProcessUnit)
 	msgs, err := relay.New(relay.Config{
 		Inherited: fds,
@@ -117,7 +113,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer bus.Close()
 
-	parts, msgs := assemble(log, sd)
+	fds, err := activation.FDs()
+	if err != nil {
+		log.Warn("inherited fds", "err", err)
+	}
+	parts, msgs := assemble(log, sd, fds)
 	c := parts.Coordinator
 
 	runErr := make(chan error, 2)
@@ -134,6 +134,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			}
 		}()
 	}
+	serveSockets(ctx, log, fds, parts)
 	if err := pool.Watch(ctx, bus, c); err != nil {
 		return err
 	}

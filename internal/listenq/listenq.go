@@ -37,8 +37,9 @@ type Socket struct {
 }
 
 const (
-	tcpListen   = 10 // TCP_LISTEN in the kernel's TCP states
-	sizeofNlmsg = 16
+	tcpListen      = 10 // TCP_LISTEN in the kernel's TCP states
+	tcpEstablished = 1  // TCP_ESTABLISHED
+	sizeofNlmsg    = 16
 	// inet_diag_req_v2: family, protocol, ext, pad (1 byte each), states
 	// (4), inet_diag_sockid (48).
 	sizeofInetReq = 56
@@ -73,7 +74,15 @@ func Listening() ([]Socket, error) { return Read(All) }
 
 // Read returns the listening sockets of the families fs: one netlink dump
 // for each.
-func Read(fs Families) ([]Socket, error) {
+func Read(fs Families) ([]Socket, error) { return read(fs, tcpListen) }
+
+// Established returns the established TCP and unix stream connections of
+// the families fs. Addr is the local address: for a connection a listening
+// socket accepted, the listening socket's address (a unix socket's path).
+// Queued and Backlog are zero; Inode is the connection's.
+func Established(fs Families) ([]Socket, error) { return read(fs, tcpEstablished) }
+
+func read(fs Families, state uint8) ([]Socket, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("listenq: netlink socket: %w", err)
@@ -92,14 +101,14 @@ func Read(fs Families) ([]Socket, error) {
 		if family == unix.AF_UNIX {
 			req = make([]byte, sizeofUnixReq)
 			req[0] = unix.AF_UNIX
-			binary.NativeEndian.PutUint32(req[4:], 1<<tcpListen)
+			binary.NativeEndian.PutUint32(req[4:], 1<<state)
 			binary.NativeEndian.PutUint32(req[12:], udiagShowName|udiagShowRqlen)
 		} else {
 			req = make([]byte, sizeofInetReq)
 			req[0], req[1] = family, unix.IPPROTO_TCP
-			binary.NativeEndian.PutUint32(req[4:], 1<<tcpListen)
+			binary.NativeEndian.PutUint32(req[4:], 1<<state)
 		}
-		socks, err := dump(fd, uint32(seq+1), req, buf)
+		socks, err := dump(fd, uint32(seq+1), req, buf, state)
 		if err != nil {
 			return nil, fmt.Errorf("listenq: %s: %w", familyName(family), err)
 		}
@@ -120,7 +129,7 @@ func familyName(f uint8) string {
 
 // dump sends one SOCK_DIAG_BY_FAMILY dump request and parses the answers
 // until NLMSG_DONE.
-func dump(fd int, seq uint32, req, buf []byte) ([]Socket, error) {
+func dump(fd int, seq uint32, req, buf []byte, state uint8) ([]Socket, error) {
 	msg := make([]byte, sizeofNlmsg+len(req))
 	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
 	binary.NativeEndian.PutUint16(msg[4:], unix.SOCK_DIAG_BY_FAMILY)
@@ -139,7 +148,7 @@ func dump(fd int, seq uint32, req, buf []byte) ([]Socket, error) {
 		if err != nil {
 			return nil, err
 		}
-		done, socks, err := parse(buf[:n], seq, req[0])
+		done, socks, err := parse(buf[:n], seq, req[0], state)
 		if err != nil {
 			return nil, err
 		}
@@ -151,8 +160,8 @@ func dump(fd int, seq uint32, req, buf []byte) ([]Socket, error) {
 }
 
 // parse reads the netlink messages in b, answers to request seq for
-// family; done is true at NLMSG_DONE.
-func parse(b []byte, seq uint32, family uint8) (done bool, out []Socket, err error) {
+// family, of sockets in state; done is true at NLMSG_DONE.
+func parse(b []byte, seq uint32, family, state uint8) (done bool, out []Socket, err error) {
 	for len(b) >= sizeofNlmsg {
 		l := int(binary.NativeEndian.Uint32(b[0:]))
 		typ := binary.NativeEndian.Uint16(b[4:])
@@ -171,7 +180,7 @@ func parse(b []byte, seq uint32, family uint8) (done bool, out []Socket, err err
 					}
 				}
 			case unix.SOCK_DIAG_BY_FAMILY:
-				if s, ok := socket(body, family); ok {
+				if s, ok := socket(body, family, state); ok {
 					out = append(out, s)
 				}
 			}
@@ -184,9 +193,9 @@ func parse(b []byte, seq uint32, family uint8) (done bool, out []Socket, err err
 func nlAlign(n int) int { return (n + 3) &^ 3 }
 
 // socket decodes one inet_diag_msg or unix_diag_msg with its attributes.
-func socket(b []byte, family uint8) (Socket, bool) {
+func socket(b []byte, family, state uint8) (Socket, bool) {
 	if family != unix.AF_UNIX {
-		if len(b) < sizeofInetMsg || b[0] != family || b[1] != tcpListen {
+		if len(b) < sizeofInetMsg || b[0] != family || b[1] != state {
 			return Socket{}, false
 		}
 		port := binary.BigEndian.Uint16(b[4:])
@@ -196,14 +205,16 @@ func socket(b []byte, family uint8) (Socket, bool) {
 		} else {
 			ip = netip.AddrFrom16([16]byte(b[8:24]))
 		}
-		return Socket{
-			Addr:    netip.AddrPortFrom(ip, port).String(),
-			Queued:  binary.NativeEndian.Uint32(b[56:]),
-			Backlog: binary.NativeEndian.Uint32(b[60:]),
-			Inode:   binary.NativeEndian.Uint32(b[68:]),
-		}, true
+		if state != tcpListen {
+			ip = ip.Unmap() // a dual-stack socket's IPv4 peer: ::ffff:127.0.0.1
+		}
+		s := Socket{Addr: netip.AddrPortFrom(ip, port).String(), Inode: binary.NativeEndian.Uint32(b[68:])}
+		if state == tcpListen {
+			s.Queued, s.Backlog = binary.NativeEndian.Uint32(b[56:]), binary.NativeEndian.Uint32(b[60:])
+		}
+		return s, true
 	}
-	if len(b) < sizeofUnixMsg || b[0] != unix.AF_UNIX || b[1] != unix.SOCK_STREAM || b[2] != tcpListen {
+	if len(b) < sizeofUnixMsg || b[0] != unix.AF_UNIX || b[1] != unix.SOCK_STREAM || b[2] != state {
 		return Socket{}, false
 	}
 	s := Socket{Inode: binary.NativeEndian.Uint32(b[4:])}
@@ -217,7 +228,7 @@ func socket(b []byte, family uint8) (Socket, bool) {
 		switch {
 		case typ == unixDiagName && len(v) > 0 && v[0] != 0: // abstract names start with NUL
 			s.Addr = strings.TrimRight(string(v), "\x00")
-		case typ == unixDiagRqlen && len(v) >= 8:
+		case typ == unixDiagRqlen && len(v) >= 8 && state == tcpListen:
 			s.Queued = binary.NativeEndian.Uint32(v[0:])
 			s.Backlog = binary.NativeEndian.Uint32(v[4:])
 		}

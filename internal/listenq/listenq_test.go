@@ -100,7 +100,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(msg, uint8(unix.AF_INET))
 	f.Add(msg, uint8(unix.AF_UNIX))
 	f.Fuzz(func(t *testing.T, b []byte, family uint8) {
-		_, socks, _ := parse(b, 1, family)
+		_, socks, _ := parse(b, 1, family, tcpListen)
 		for _, s := range socks {
 			if s.Addr == "" {
 				t.Errorf("a socket without an address: %+v", s)
@@ -125,5 +125,69 @@ func BenchmarkReadIPv4(b *testing.B) {
 		if _, err := Read(IPv4); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestEstablished: the connections a listening socket accepted are counted
+// at its address until they close, for TCP over IPv4 and IPv6 and for unix
+// sockets; the clients' own ends are at other addresses.
+func TestEstablished(t *testing.T) {
+	for _, tc := range []struct {
+		network, addr string
+		fs            Families
+	}{
+		{"tcp4", "127.0.0.1:0", IPv4},
+		{"tcp6", "[::1]:0", IPv6},
+		{"unix", filepath.Join(t.TempDir(), "e.sock"), Unix},
+	} {
+		t.Run(tc.network, func(t *testing.T) {
+			l, err := net.Listen(tc.network, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			addr := l.Addr().String()
+			count := func() int {
+				socks, err := Established(tc.fs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				for _, s := range socks {
+					if s.Addr == addr {
+						n++
+					}
+				}
+				return n
+			}
+			if n := count(); n != 0 {
+				t.Fatalf("idle: %d established at %s", n, addr)
+			}
+			var conns []net.Conn
+			for range 2 {
+				c, err := net.Dial(tc.network, addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := l.Accept()
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c, s)
+			}
+			if n := count(); n != 2 {
+				t.Errorf("2 accepted: %d established at %s", n, addr)
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for count() != 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := count(); n != 0 {
+				t.Errorf("all closed: %d established at %s", n, addr)
+			}
+		})
 	}
 }

@@ -34,10 +34,30 @@ type Acceptance struct {
 	// Listening reads the sockets of some families: listenq.Read.
 	Listening func(listenq.Families) ([]listenq.Socket, error)
 
-	mu    sync.Mutex
-	stuck map[string]map[int]Stuck // by pool, by instance (0: every instance of a shared socket)
+	mu     sync.Mutex
+	stuck  map[string]map[int]Stuck // by pool, by instance (0: every instance of a shared socket)
+	queues map[string][]Queue       // the last reading, by pool
 
 	seen map[uint32]*queueSeen // by socket inode; the Run goroutine's own
+}
+
+// Queue is the accept queue of one socket of a pool at the last reading.
+type Queue struct {
+	Index   int    // the instance whose socket it is; 0 for a shared socket
+	Address string // as the pool file writes it
+	Queued  uint32 // connections waiting to be accepted
+	Backlog uint32 // how many may wait
+}
+
+// Queues returns the accept queues of pool's sockets at the last reading,
+// which is at most Interval old while an instance of the pool runs.
+func (a *Acceptance) Queues(pool string) []Queue {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.queues[pool])
 }
 
 // Stuck is a socket whose queue did not go down since Since.
@@ -158,15 +178,22 @@ func (a *Acceptance) check(ctx context.Context) (busy bool, err error) {
 		}
 	}
 	stuck := map[string]map[int]Stuck{}
+	queues := map[string][]Queue{}
 	for _, p := range pools {
 		m, waiting := a.verdicts(p, byAddr, now)
 		if len(m) > 0 {
 			stuck[p.name] = m
 		}
 		busy = busy || waiting
+		for _, l := range p.listen {
+			owners := a.owners(p, kernelAddrs(l, byAddr), byAddr)
+			for _, i := range slices.Sorted(maps.Keys(owners)) {
+				queues[p.name] = append(queues[p.name], Queue{Index: i, Address: l.Address, Queued: owners[i].Queued, Backlog: owners[i].Backlog})
+			}
+		}
 	}
 	a.mu.Lock()
-	a.stuck = stuck
+	a.stuck, a.queues = stuck, queues
 	a.mu.Unlock()
 	return busy, nil
 }

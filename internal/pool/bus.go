@@ -112,6 +112,25 @@ func (s *server) Apply(sender godbus.Sender) ([]api.Change, *godbus.Error) {
 	return report, nil
 }
 
+func (s *server) Drain(sender godbus.Sender, pool string, timeoutUSec uint64) (int32, uint64, *godbus.Error) {
+	if e := s.callers.change(sender); e != nil {
+		return 0, 0, e
+	}
+	timeout := time.Duration(min(timeoutUSec, uint64(api.MaxDrainWait/time.Microsecond)+1)) * time.Microsecond
+	// No call timeout but the drain's own, as Reload: a caller that goes
+	// away leaves the pool drained, as it asked.
+	defer s.changed()
+	r, err := s.parts.Drainer.Drain(context.Background(), pool, timeout)
+	if err != nil {
+		return 0, 0, busError(err)
+	}
+	return int32(r.Left), uint64(r.Waited / time.Microsecond), nil
+}
+
+func (s *server) Undrain(sender godbus.Sender, pool string) *godbus.Error {
+	return s.act(sender, pool, s.parts.Drainer.Undrain)
+}
+
 func (s *server) Broadcast(sender godbus.Sender, pool, text string, waitUSec uint64) ([]api.MessageWire, *godbus.Error) {
 	return s.message(sender, pool, func(ctx context.Context, wait time.Duration) ([]api.MessageResult, error) {
 		return s.parts.Router.Broadcast(ctx, pool, text, wait)

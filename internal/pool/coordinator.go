@@ -65,6 +65,10 @@ type Coordinator struct {
 	hints  *hints // what changed: a pool, or everything and the pool files
 	jobs   chan jobDone
 	events chan Event
+	tally  *Tally // what happened, for the metrics
+	// hung are the units the Pinger killed as hung whose exit is not
+	// counted yet.
+	hung *unitSet
 
 	// Owned by Run.
 	pools poolSet
@@ -128,6 +132,8 @@ func New(cfg Config, sd Systemd) *Coordinator {
 		hints:  newHints(),
 		jobs:   make(chan jobDone, 64),
 		events: make(chan Event, 256),
+		tally:  &Tally{},
+		hung:   &unitSet{},
 		pools:  map[string]*poolState{},
 	}
 }
@@ -392,7 +398,11 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 	p.socketOK = sockOK
 	prev := p.out.Phases
 	out := Plan(Input{Pool: name, Balance: string(p.cfg.Balance), Desired: p.desired, Observed: o,
-		Managed: p.managed, Now: c.cfg.Now()}, p.tracker)
+		Managed: p.managed, Now: c.cfg.Now(), Hung: c.hung.instances(o)}, p.tracker)
+	for _, e := range out.Exits {
+		c.tally.Add(TallyExit, name, e.Class, uint64(e.N))
+		c.hung.remove(InstanceName(name, e.Index))
+	}
 	p.observed, p.out, p.wake = o, out, out.Wake
 	if !reflect.DeepEqual(out.Desired, p.desired) {
 		p.desired = out.Desired

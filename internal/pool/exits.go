@@ -28,7 +28,7 @@ func lastExits(dir string, o Observed, cfg *units.Pool) {
 		}
 		if line, ok := readExit(filepath.Join(dir, u.Name)); ok {
 			if result, code, status, ok := units.ParseExit(line); ok {
-				u.Exit = ExitCause(result, code, status, cfg)
+				u.Exit, u.ExitResult = ExitCause(result, code, status, cfg), result
 				o.Instances[i] = u
 			}
 		}
@@ -64,7 +64,7 @@ func ExitCause(result, code, status string, cfg *units.Pool) string {
 			return "out of memory (memory_max = " + cfg.MemoryMax + ")"
 		}
 		return "out of memory"
-	case "watchdog":
+	case "watchdog", "hung": // hung: corrald's Pinger killed it (markHung)
 		if cfg != nil && cfg.Watchdog > 0 {
 			return fmt.Sprintf("hung: no answer for %s (watchdog = %q)", fmtDuration(cfg.Watchdog), cfg.Watchdog.String())
 		}

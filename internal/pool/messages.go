@@ -47,7 +47,7 @@ func (r *Router) Broadcast(ctx context.Context, pool, text string, wait time.Dur
 	if err != nil {
 		return nil, err
 	}
-	return messageError(r.msgs.Broadcast(ctx, pool, ts, text, wait))
+	return r.tallied(pool)(messageError(r.msgs.Broadcast(ctx, pool, ts, text, wait)))
 }
 
 // Send delivers text to one instance, "POOL@I", as Broadcast does. It fails
@@ -75,7 +75,17 @@ func (r *Router) Send(ctx context.Context, target, text string, wait time.Durati
 		}
 		ts = []relay.Target{{Pool: pool, Index: i}} // started by hand, above the count
 	}
-	return messageError(r.msgs.Send(ctx, ts, text, wait))
+	return r.tallied(pool)(messageError(r.msgs.Send(ctx, ts, text, wait)))
+}
+
+// tallied counts the results of a message to pool by status, for the metrics.
+func (r *Router) tallied(pool string) func([]api.MessageResult, error) ([]api.MessageResult, error) {
+	return func(rs []api.MessageResult, err error) ([]api.MessageResult, error) {
+		for _, res := range rs {
+			r.co.tally.Add(TallyMessage, pool, string(res.Status), 1)
+		}
+		return rs, err
+	}
 }
 
 // messageError makes an error of a text that cannot travel (package

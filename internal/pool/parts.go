@@ -21,6 +21,7 @@ type Parts struct {
 	Acceptance  *Acceptance  // which instances accept no connection; Run it
 	Recycler    *Recycler    // instances restarted by age or memory_high; Run it
 	Pinger      *Pinger      // the watchdog of workers PID 1 cannot watch; nil without messages; Run it
+	Drainer     *Drainer     // Drain, Undrain: a pool out of its balancers' rotation
 }
 
 // Assemble builds the components around co. msgs is nil when corrald
@@ -42,6 +43,7 @@ func Assemble(co *Coordinator, workers *Workers, msgs Messenger) Parts {
 		Applier:     NewApplier(co, reload),
 		Router:      NewRouter(co, msgs),
 		Workers:     workers,
+		Drainer:     NewDrainer(co),
 	}
 }
 

@@ -27,7 +27,7 @@ type Pings interface {
 // and a worker that handles messages itself answers it as any message. An instance whose
 // worker was reached and then gives no answer for a whole watchdog is hung: the Pinger
 // sends it watchdog_signal, says so in the journal ("hung: no answer for 10s"), and
-// systemd restarts it as any crash (Restart=). Its exit record then says "watchdog", so
+// systemd restarts it as any crash (Restart=). Its exit record then says "hung", so
 // that corral list and status give that cause. A worker that never connects for messages
 // cannot be watched: the journal says so, once per life. While corrald is stopped nobody
 // pings: only PID 1's watchdog (readiness = "notify") works then.
@@ -168,7 +168,7 @@ func (w *watched) observe(st api.Status, now time.Time, watchdog time.Duration) 
 }
 
 // kill sends instance i of pl its watchdog signal, and has its exit record say
-// "watchdog" once the instance's ExecStopPost= wrote it.
+// "hung" once the instance's ExecStopPost= wrote it.
 func (p *Pinger) kill(ctx context.Context, pl poolView, i int, u Unit, silent time.Duration) {
 	sig := unix.SignalNum(pl.cfg.WatchdogSignal)
 	if sig == 0 {
@@ -184,6 +184,8 @@ func (p *Pinger) kill(ctx context.Context, pl poolView, i int, u Unit, silent ti
 			before = st.ModTime()
 		}
 	}
+	// Its exit counts as "hung", whatever the signal makes of it.
+	p.co.hung.add(u.Name)
 	if err := p.co.sd.Kill(ctx, u.Name, sig); err != nil {
 		p.log.Error("watchdog: kill", "pool", pl.name, "instance", i, "err", err)
 		return
@@ -192,14 +194,14 @@ func (p *Pinger) kill(ctx context.Context, pl poolView, i int, u Unit, silent ti
 		go func() {
 			// Like PID 1's watchdog: SIGKILL if the signal did not end it within
 			// stop_timeout (a hung worker may catch SIGTERM in the loop that hangs).
-			done := markWatchdog(ctx, record, before, pl.cfg.StopTimeout)
+			done := markHung(ctx, record, before, pl.cfg.StopTimeout)
 			if !done && sig != unix.SIGKILL && ctx.Err() == nil {
 				p.log.Warn("watchdog: the hung instance outlived stop_timeout: SIGKILL", "pool", pl.name, "instance", i)
 				if err := p.co.sd.Kill(ctx, u.Name, unix.SIGKILL); err != nil {
 					p.log.Error("watchdog: kill", "pool", pl.name, "instance", i, "err", err)
 				}
 			}
-			if done || markWatchdog(ctx, record, before, 10*time.Second) {
+			if done || markHung(ctx, record, before, 10*time.Second) {
 				p.co.Dirty(pl.name) // corrald read the record as the shell wrote it
 			}
 		}()
@@ -207,10 +209,10 @@ func (p *Pinger) kill(ctx context.Context, pl poolView, i int, u Unit, silent ti
 	p.co.Dirty(pl.name)
 }
 
-// markWatchdog waits, up to timeout, until the exit record at path is written again (its
+// markHung waits, up to timeout, until the exit record at path is written again (its
 // modification time was before, zero if there was none), then rewrites its result as
-// "watchdog": the exit was the watchdog's doing, not a crash. It reports whether it did.
-func markWatchdog(ctx context.Context, path string, before time.Time, timeout time.Duration) bool {
+// "hung": the exit was corrald's watchdog's doing, not a crash. It reports whether it did.
+func markHung(ctx context.Context, path string, before time.Time, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		// A record being written may read empty for a moment: wait for a whole one.
@@ -218,7 +220,7 @@ func markWatchdog(ctx context.Context, path string, before time.Time, timeout ti
 			if line, ok := readExit(path); ok {
 				if _, code, status, ok := units.ParseExit(line); ok {
 					tmp := path + ".watchdog"
-					return os.WriteFile(tmp, []byte("watchdog "+code+" "+status+"\n"), 0o644) == nil && os.Rename(tmp, path) == nil
+					return os.WriteFile(tmp, []byte("hung "+code+" "+status+"\n"), 0o644) == nil && os.Rename(tmp, path) == nil
 				}
 			}
 		}

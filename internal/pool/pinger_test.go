@@ -87,13 +87,13 @@ func TestPingerKillsTheHung(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(path); string(b) == "watchdog killed KILL\n" {
+		if b, _ := os.ReadFile(path); string(b) == "hung killed KILL\n" {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	b, _ := os.ReadFile(path)
-	t.Errorf("exit record after the kill: %q, want \"watchdog killed KILL\\n\"", b)
+	t.Errorf("exit record after the kill: %q, want \"hung killed KILL\\n\"", b)
 }
 
 // TestPingerEscalates: a hung instance whose watchdog_signal did not end it within

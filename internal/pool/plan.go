@@ -26,6 +26,9 @@ type Input struct {
 	Managed map[int]bool
 	// Now is the time of the reconcile, from the caller's clock.
 	Now time.Time
+	// Hung marks the instances corrald's Pinger killed as hung: their next
+	// exit counts as "hung" whatever the signal made of it.
+	Hung map[int]bool
 }
 
 // Output is what Plan decided.
@@ -54,6 +57,15 @@ type Output struct {
 	// Loops lists, ascending, the instances that entered crash loop in
 	// this call.
 	Loops []int
+	// Exits are the exits first seen in this call.
+	Exits []Exit
+}
+
+// Exit is n exits of one instance, first seen by a reconcile.
+type Exit struct {
+	Index int
+	Class string // exitClass, or "hung" (Input.Hung)
+	N     int
 }
 
 // Plan decides what corrald does about one pool (docs/corrald.md): it
@@ -341,6 +353,7 @@ func (p *planner) restartLoop(i int, u Unit) bool {
 		last = "an exit systemd restarted; 'corral logs " + p.in.Pool + "' says why"
 	}
 	counted, loop := p.t.Restarted(i, u.NRestarts, u.InactiveEnter, last)
+	p.exited(i, u, counted)
 	if counted == 0 || !loop || !p.acting {
 		return false
 	}
@@ -357,10 +370,25 @@ func (p *planner) restartLoop(i int, u Unit) bool {
 	return true
 }
 
+// exited counts n exits of instance i, u, first seen now.
+func (p *planner) exited(i int, u Unit, n int) {
+	if n <= 0 {
+		return
+	}
+	class := exitClass(u)
+	if p.in.Hung[i] {
+		class = "hung"
+	}
+	p.out.Exits = append(p.out.Exits, Exit{i, class, n})
+}
+
 // failed handles a failed instance i in 1..Count of an acting pool.
 func (p *planner) failed(i int, u Unit) {
 	now := p.in.Now
 	wasLoop := p.t.Loop(i)
+	if p.t.newFailure(i, u.InactiveEnter) {
+		p.exited(i, u, 1)
+	}
 	next, loop, _ := p.t.Failed(i, u.InactiveEnter, result(u))
 	if loop && !wasLoop {
 		p.out.Loops = append(p.out.Loops, i)

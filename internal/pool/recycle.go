@@ -204,6 +204,11 @@ func (r *Recycler) recycle(ctx context.Context, p poolView, i int, why string, b
 	}
 	err := r.reload.restartReady(ctx, unit, p.cfg.Readiness == units.ReadinessNotify, p.cfg.ReadyDelay)
 	r.co.Dirty(p.name)
+	cause := "age"
+	if byMemory {
+		cause = "memory"
+	}
+	r.co.tally.Add(TallyRecycle, p.name, cause, 1)
 	if err != nil {
 		r.log.Warn("recycle failed", "pool", p.name, "instance", i, "err", err, "hint", "journalctl -u "+unit)
 		return

@@ -58,7 +58,7 @@ func (r *Reloader) mark(pool string) func() {
 // restarted keep running the old version, and the error says which
 // instance failed and where its log is. progress, if not nil, is called
 // from Reload's goroutine for every step.
-func (r *Reloader) Reload(ctx context.Context, pool string, progress func(api.ReloadStep)) error {
+func (r *Reloader) Reload(ctx context.Context, pool string, progress func(api.ReloadStep)) (err error) {
 	var (
 		idx      []int
 		batch    int
@@ -66,7 +66,7 @@ func (r *Reloader) Reload(ctx context.Context, pool string, progress func(api.Re
 		notify   bool
 		notFound = true
 	)
-	err := r.co.withPool(ctx, pool, func(p *poolState) error {
+	err = r.co.withPool(ctx, pool, func(p *poolState) error {
 		notFound = false
 		for _, n := range sortedKeys(p.observed.Instances) {
 			if p.observed.Instances[n].Live() && n <= p.desired.Count {
@@ -88,6 +88,13 @@ func (r *Reloader) Reload(ctx context.Context, pool string, progress func(api.Re
 		progress = func(api.ReloadStep) {}
 	}
 	defer r.mark(pool)()
+	defer func() {
+		outcome := "ok"
+		if err != nil {
+			outcome = "failed"
+		}
+		r.co.tally.Add(TallyReload, pool, outcome, 1)
+	}()
 	done := 0
 	for start := 0; start < len(idx); start += batch {
 		group := idx[start:min(start+batch, len(idx))]

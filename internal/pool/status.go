@@ -32,23 +32,27 @@ func (s *Status) ListPools(ctx context.Context) ([]api.PoolInfo, error) {
 	var out []api.PoolInfo
 	err := s.co.do(ctx, func(pools poolSet) {
 		for name, p := range pools {
-			out = append(out, p.info(name))
+			out = append(out, p.info(name, s.co.cfg.CPUs))
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	for i := range out {
-		if out[i].State == "running" || out[i].State == "degraded" {
-			if len(s.acc.Stuck(out[i].Name)) > 0 {
-				out[i].State = string(api.PhaseNotAccepting)
-			}
-		}
+		notAccepting(&out[i], s.acc.Stuck(out[i].Name))
 	}
 	return out, err
 }
 
-// info is p as ListPools shows it.
-func (p *poolState) info(name string) api.PoolInfo {
-	info := api.PoolInfo{Name: name, Desired: uint32(p.desired.Count), Balance: string(p.cfg.Balance), File: p.cfg.Path}
+// notAccepting shows a running pool with stuck sockets as not-accepting.
+func notAccepting(info *api.PoolInfo, stuck map[int]Stuck) {
+	if len(stuck) > 0 && (info.State == "running" || info.State == "degraded") {
+		info.State = string(api.PhaseNotAccepting)
+	}
+}
+
+// info is p as ListPools shows it, on a host of cpus.
+func (p *poolState) info(name string, cpus int) api.PoolInfo {
+	info := api.PoolInfo{Name: name, Desired: uint32(p.desired.Count), Balance: string(p.cfg.Balance), File: p.cfg.Path,
+		Drained: p.desired.Drained, Capacity: uint32(p.cfg.Count(cpus))}
 	for _, l := range p.cfg.Listen {
 		info.Listen = append(info.Listen, l.Address)
 	}

@@ -195,16 +195,34 @@ func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error)
 	return o, nil
 }
 
-// Counters implements Systemd: it reads MemoryCurrent and CPUUsageNSec
-// afresh, Unknown where systemd has no accounting.
+// Counters implements Systemd: it reads memory.current and cpu.stat's
+// usage_usec from the unit's cgroup, as systemd reads MemoryCurrent and
+// CPUUsageNSec but without a bus call each (a scrape of the metrics reads
+// every instance); where the cgroup has no such file (no controller there),
+// it asks systemd, and Unknown where systemd has no accounting either.
 func (s *SystemdBus) Counters(ctx context.Context, unit string) (mem, cpu uint64) {
 	mem, cpu = api.Unknown, api.Unknown
-	if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "MemoryCurrent"); err == nil {
+	if b, err := s.readCgroup(ctx, unit, "memory.current"); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			mem = v
+		}
+	}
+	if b, err := s.readCgroup(ctx, unit, "cpu.stat"); err == nil {
+		if v, ok := usageUSec(string(b)); ok {
+			cpu = v * 1000
+		}
+	}
+	if mem != api.Unknown && cpu != api.Unknown {
+		return mem, cpu
+	}
+	if mem != api.Unknown {
+	} else if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "MemoryCurrent"); err == nil {
 		if v, ok := p.Value.Value().(uint64); ok {
 			mem = v
 		}
 	}
-	if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "CPUUsageNSec"); err == nil {
+	if cpu != api.Unknown {
+	} else if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "CPUUsageNSec"); err == nil {
 		if v, ok := p.Value.Value().(uint64); ok {
 			cpu = v
 		}
@@ -315,17 +333,26 @@ func (s *SystemdBus) LiftMemoryHigh(ctx context.Context, unit string) error {
 	return nil
 }
 
-// MemoryStall implements Systemd. The unit's cgroup directory is kept
-// between calls (a unit's ControlGroup does not change while it runs) and
-// looked up again when the file cannot be read.
+// MemoryStall implements Systemd.
 func (s *SystemdBus) MemoryStall(ctx context.Context, unit string) (float64, error) {
+	data, err := s.readCgroup(ctx, unit, "memory.pressure")
+	if err != nil {
+		return 0, fmt.Errorf("memory pressure of %s: %w", unit, err)
+	}
+	return parsePressure(string(data))
+}
+
+// readCgroup reads a file of a running unit's cgroup. The unit's cgroup
+// directory is kept between calls (a unit's ControlGroup does not change
+// while it runs) and looked up again when the file cannot be read.
+func (s *SystemdBus) readCgroup(ctx context.Context, unit, file string) ([]byte, error) {
 	s.cgMu.Lock()
 	dir, ok := s.cgDirs[unit]
 	s.cgMu.Unlock()
 	if !ok {
 		var err error
 		if dir, err = s.cgroupDir(ctx, unit); err != nil {
-			return 0, err
+			return nil, err
 		}
 		s.cgMu.Lock()
 		if s.cgDirs == nil || len(s.cgDirs) > 100000 {
@@ -334,14 +361,14 @@ func (s *SystemdBus) MemoryStall(ctx context.Context, unit string) (float64, err
 		s.cgDirs[unit] = dir
 		s.cgMu.Unlock()
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "memory.pressure"))
+	data, err := os.ReadFile(filepath.Join(dir, file))
 	if err != nil {
 		s.cgMu.Lock()
 		delete(s.cgDirs, unit)
 		s.cgMu.Unlock()
-		return 0, fmt.Errorf("memory pressure of %s: %w", unit, err)
+		return nil, err
 	}
-	return parsePressure(string(data))
+	return data, nil
 }
 
 // cgroupDir returns the directory of a running service's cgroup, from its
@@ -356,6 +383,21 @@ func (s *SystemdBus) cgroupDir(ctx context.Context, unit string) (string, error)
 		return "", fmt.Errorf("the cgroup of %s: %q (is it running?)", unit, cg)
 	}
 	return filepath.Join(CgroupRoot, cg), nil
+}
+
+// usageUSec returns usage_usec of a cgroup's cpu.stat:
+//
+//	usage_usec 1234567
+//	user_usec 1000000
+//	...
+func usageUSec(s string) (uint64, bool) {
+	for line := range strings.Lines(s) {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // parsePressure returns "some avg10" of a PSI file (memory.pressure):

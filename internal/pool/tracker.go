@@ -189,6 +189,13 @@ func (t *Tracker) Failed(i int, at time.Time, result string) (next time.Time, lo
 	return r.next, r.loop, r.reason()
 }
 
+// newFailure reports whether a failure of i at at is one Failed has not
+// recorded yet.
+func (t *Tracker) newFailure(i int, at time.Time) bool {
+	r := t.get(i)
+	return !r.seen || at.After(r.last)
+}
+
 // Restarted records systemd's own restarts of instance i (Restart=):
 // its NRestarts counter n, and the time (InactiveEnter) and result of the
 // last exit. The first n seen is a baseline, and so is a smaller one

@@ -29,6 +29,9 @@ type Unit struct {
 	// wrote (lastExits); "" when unknown or clean. Unlike Result, it
 	// survives systemd's own restart of the unit.
 	Exit string
+	// ExitResult is the SERVICE_RESULT of that record ("exit-code",
+	// "oom-kill", "hung"…); "" without one.
+	ExitResult string
 }
 
 // Up reports whether the unit is up proper: active or reloading, not
@@ -70,6 +73,9 @@ type Desired struct {
 	// Held lists instances the operator stopped on purpose: corrald leaves
 	// them stopped even when they are within Count.
 	Held []int `json:"held,omitempty"`
+	// Drained is true while the operator has the pool out of its
+	// balancers' rotation (Drainer).
+	Drained bool `json:"drained,omitempty"`
 }
 
 // IsHeld reports whether instance i is held stopped.

@@ -291,3 +291,8 @@ func Parse(path, name string, data []byte) (*Pool, error) {
 	}
 	return pool, nil
 }
+
+// ParseListen checks one listen address as a pool file's listen does
+// ("host:port", "[v6]:port", ":port" or an absolute unix socket path); the
+// message says what is wrong, or is "".
+func ParseListen(a string) (Listen, string) { return parseListen(a) }

@@ -18,7 +18,7 @@ func Generate(files []string, outDir string, cpus int, h Host) (skipped, warning
 	for _, p := range pools {
 		warnings = append(warnings, h.Check(p)...)
 		for _, f := range Render(p, cpus) {
-			if werr := writeFile(outDir, f); werr != nil {
+			if werr := WriteFile(outDir, f); werr != nil {
 				err = errors.Join(err, werr)
 			}
 		}
@@ -26,7 +26,9 @@ func Generate(files []string, outDir string, cpus int, h Host) (skipped, warning
 	return skipped, warnings, err
 }
 
-func writeFile(dir string, f File) error {
+// WriteFile writes f into dir, a generator directory: a file, or a
+// symlink when f.Link is set; an existing link is left as it is.
+func WriteFile(dir string, f File) error {
 	dst := filepath.Join(dir, f.Name)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("units: write %s: %w", dst, err)

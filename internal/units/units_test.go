@@ -121,7 +121,7 @@ func renderForVerify(t *testing.T, p *Pool, dir string) []string {
 		if f.Link != "" {
 			continue
 		}
-		if err := writeFile(dir, f); err != nil {
+		if err := WriteFile(dir, f); err != nil {
 			t.Fatal(err)
 		}
 		names = append(names, filepath.Join(dir, f.Name))

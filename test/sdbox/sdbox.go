@@ -43,15 +43,22 @@ const (
 
 // DefaultMask returns the units Boot masks in every box: units that, when enabled on the host,
 // would start in the box and then listen on the host's ports (the network namespace is
-// shared), reconfigure the host's network or clock, take dpkg's lock while a test installs a
-// package, or run jobs at random times. Masking a unit that is not installed is harmless.
-// The result is a fresh slice.
+// shared unless Options.NetNS is set), reconfigure the host's network or clock, take dpkg's
+// lock while a test installs a package, or run jobs at random times. Masking a unit that is
+// not installed is harmless. The result is a fresh slice.
 func DefaultMask() []string {
 	return []string{
 		// databases, web servers, containers: listen on the host's ports
 		"postgresql.service", "mysql.service", "mariadb.service", "redis-server.service",
 		"memcached.service", "nginx.service", "apache2.service", "docker.service",
 		"docker.socket", "containerd.service",
+		// load balancer and monitoring (Debian 12's haproxy, prometheus and
+		// prometheus-node-exporter enable these; prometheus-node-exporter-collectors
+		// enables the timers): listen on 80/443, 9090, 9100 or run jobs at random times
+		"haproxy.service", "prometheus.service", "prometheus-node-exporter.service",
+		"prometheus-node-exporter-apt.timer", "prometheus-node-exporter-ipmitool-sensor.timer",
+		"prometheus-node-exporter-mellanox-hca-temp.timer", "prometheus-node-exporter-nvme.timer",
+		"prometheus-node-exporter-smartmon.timer",
 		// remote access and mail: listen on 22, 25
 		"ssh.service", "ssh.socket", "exim4.service", "postfix.service",
 		// network and clock of the shared namespace belong to the host
@@ -74,6 +81,13 @@ type Options struct {
 	// daemon enabled on this host that would interfere. Names only ("foo.service"), no paths.
 	Mask []string
 
+	// NetNS, if not empty, is the path of a network namespace the container runs in
+	// (systemd-nspawn --network-namespace-path), for example /run/netns/NAME made by
+	// `ip netns add` or the Path of a test/netns Host: the box then has that namespace's
+	// interfaces, addresses and ports instead of the host's. Empty: the host's network
+	// namespace, shared.
+	NetNS string
+
 	// Log, if not nil, receives the tail of the container's console log and the boot jobs
 	// still pending when Boot fails. Nil: the details are dropped (the error still says what
 	// failed).
@@ -83,8 +97,9 @@ type Options struct {
 // A Box is a running systemd in a container. Its methods are safe for concurrent use; Close
 // ends it.
 type Box struct {
-	dir  string // runDir/sdbox.XXXXXX: a tmpfs holding upper, work, root, console.log, state
-	name string // machine name (hostname inside)
+	dir   string // runDir/sdbox.XXXXXX: a tmpfs holding upper, work, root, console.log, state
+	name  string // machine name (hostname inside)
+	netns string // Options.NetNS: the network namespace's path, or "" for the host's
 
 	cgroups []string // the box's own cgroup in each systemd hierarchy (see cgroup.go)
 
@@ -122,6 +137,11 @@ func Boot(ctx context.Context, opts Options) (*Box, error) {
 			return nil, err
 		}
 	}
+	if opts.NetNS != "" {
+		if err := checkNetNS(opts.NetNS); err != nil {
+			return nil, err
+		}
+	}
 	_ = CleanupStale()
 
 	dir, err := os.MkdirTemp(runDir, dirPrefix)
@@ -131,6 +151,7 @@ func Boot(ctx context.Context, opts Options) (*Box, error) {
 	b := &Box{
 		dir:    dir,
 		name:   "sdbox-" + strings.TrimPrefix(filepath.Base(dir), dirPrefix),
+		netns:  opts.NetNS,
 		exited: make(chan struct{}),
 		pidfd:  -1,
 	}
@@ -229,6 +250,9 @@ func (b *Box) start(nspawn string) error {
 		"--console=read-only",
 		"--link-journal=no", // the journal stays in the box
 	)
+	if b.netns != "" {
+		args = append(args, "--network-namespace-path="+b.netns)
+	}
 	b.cmd = exec.Command("/bin/sh", args...)
 	b.cmd.Env = []string{"PATH=" + execPath}
 	b.cmd.Stdout = console
@@ -389,6 +413,36 @@ func boxPath(name string) (string, error) {
 func checkUnitName(u string) error {
 	if u == "" || strings.ContainsAny(u, "/\x00") || strings.HasPrefix(u, ".") || !strings.Contains(u, ".") {
 		return fmt.Errorf("sdbox: mask %q: want a unit name such as foo.service", u)
+	}
+	return nil
+}
+
+// checkNetNS checks Options.NetNS: the absolute path of a network namespace (an nsfs file
+// of type CLONE_NEWNET), so that a wrong path fails Boot with a clear error rather than in
+// the console log of a container that never started.
+func checkNetNS(p string) error {
+	const want = "want the absolute path of a network namespace, such as /run/netns/NAME"
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("sdbox: Options.NetNS %q: %s", p, want)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("sdbox: Options.NetNS: %w: create it first (netns.New, or ip netns add NAME)", err)
+	}
+	defer f.Close()
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
+		return fmt.Errorf("sdbox: Options.NetNS %s: %w", p, err)
+	}
+	if fs.Type != unix.NSFS_MAGIC {
+		return fmt.Errorf("sdbox: Options.NetNS %s is not a namespace file: %s", p, want)
+	}
+	typ, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil {
+		return fmt.Errorf("sdbox: Options.NetNS %s: namespace type: %w", p, err)
+	}
+	if typ != unix.CLONE_NEWNET {
+		return fmt.Errorf("sdbox: Options.NetNS %s is a namespace of another kind: %s", p, want)
 	}
 	return nil
 }

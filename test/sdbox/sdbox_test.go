@@ -77,7 +77,8 @@ func TestBox(t *testing.T) {
 	})
 
 	t.Run("mask", func(t *testing.T) {
-		for _, u := range []string{"postgresql.service", "apt-daily.timer", "sdbox-test-extra.service"} {
+		for _, u := range []string{"postgresql.service", "apt-daily.timer", "haproxy.service",
+			"prometheus-node-exporter-smartmon.timer", "sdbox-test-extra.service"} {
 			out, _, _ := b.Exec(ctx, "systemctl", "show", "-p", "LoadState", "--value", u)
 			if s := strings.TrimSpace(out); s != "masked" {
 				t.Errorf("%s: LoadState=%q; want masked", u, s)
@@ -233,6 +234,14 @@ func TestBootNeedsValidMask(t *testing.T) {
 	_, err := Boot(context.Background(), Options{Mask: []string{"../etc/passwd"}})
 	if err == nil {
 		t.Fatal("Boot with a path as unit name: want an error")
+	}
+}
+
+func TestBootNeedsValidNetNS(t *testing.T) {
+	for _, p := range []string{"run/netns/x", "/run/netns/sdbox-test-does-not-exist", "/proc/self/ns/mnt"} {
+		if _, err := Boot(context.Background(), Options{NetNS: p}); err == nil {
+			t.Errorf("Boot with NetNS %q: want an error", p)
+		}
 	}
 }
 

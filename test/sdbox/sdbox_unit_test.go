@@ -122,3 +122,14 @@ func TestCgroupHierarchies(t *testing.T) {
 		t.Error("ownCgroup without name=systemd: want not found")
 	}
 }
+
+func TestCheckNetNS(t *testing.T) {
+	if err := checkNetNS("/proc/self/ns/net"); err != nil {
+		t.Errorf("checkNetNS(/proc/self/ns/net) = %v; want nil", err)
+	}
+	for _, bad := range []string{"", "run/netns/x", "/proc/self/ns/mnt", "/proc/self/status", "/nonexistent/netns"} {
+		if err := checkNetNS(bad); err == nil {
+			t.Errorf("checkNetNS(%q): want an error", bad)
+		}
+	}
+}

@@ -71,14 +71,17 @@ func runStop(ctx context.Context, env *Env, args []string) error {
 }
 
 func runRestart(ctx context.Context, env *Env, args []string) error {
-	return control(ctx, env, "restart", args, api.API.Restart, "restarted %s\n")
+	return control(ctx, env, "restart", args, api.API.Restart, "restarted %s\n", drainOptions...)
 }
+
+// drainOptions take a whole pool out of rotation while it restarts.
+var drainOptions = []option{{long: "drain"}, {long: "drain-timeout", takesValue: true}}
 
 // control runs `corral start|stop|restart POOL[@I]`: it checks the target,
 // calls act and prints done with the target.
 func control(ctx context.Context, env *Env, cmd string, args []string,
-	act func(api.API, context.Context, string) error, done string) error {
-	_, operands, err := parseOptions(cmd, args)
+	act func(api.API, context.Context, string) error, done string, opts ...option) error {
+	set, operands, err := parseOptions(cmd, args, opts...)
 	if err != nil {
 		return err
 	}
@@ -91,9 +94,14 @@ func control(ctx context.Context, env *Env, cmd string, args []string,
 		return err
 	}
 	defer closeAPI()
-	if err := act(corrald, ctx, target); err != nil {
-		return apiError(env, cmd+" "+target, name, err)
+	if set["drain"] != "" && target != name {
+		return badUsage(cmd, "--drain takes a whole pool out of rotation: give POOL, not %s", target)
 	}
-	fmt.Fprintf(env.Stdout, done, target)
-	return nil
+	return drained(ctx, env, cmd, set, corrald, name, func() error {
+		if err := act(corrald, ctx, target); err != nil {
+			return apiError(env, cmd+" "+target, name, err)
+		}
+		fmt.Fprintf(env.Stdout, done, target)
+		return nil
+	})
 }

@@ -283,3 +283,42 @@ func runEnv(t *testing.T, ctx context.Context, env *Env, args ...string) (code i
 	}
 	return code, "corral: " + err.Error()
 }
+
+func (f *fakeAPI) Drain(ctx context.Context, name string, timeout time.Duration) (api.DrainReport, error) {
+	if err := f.call("Drain", name, timeout.String()); err != nil {
+		return api.DrainReport{}, err
+	}
+	if err := f.target(name); err != nil {
+		return api.DrainReport{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	left := 0
+	for i := range f.pools {
+		if f.pools[i].Name == name {
+			f.pools[i].Drained = true
+			if name == "web" {
+				left = 3 // web's clients hold their connections
+			}
+		}
+	}
+	waited := 1200 * time.Millisecond
+	if left > 0 {
+		waited = timeout
+	}
+	return api.DrainReport{Pool: name, Left: left, Waited: waited}, nil
+}
+
+func (f *fakeAPI) Undrain(ctx context.Context, name string) error {
+	if err := f.call("Undrain", name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.pools {
+		if f.pools[i].Name == name {
+			f.pools[i].Drained = false
+		}
+	}
+	return f.target(name)
+}

@@ -12,7 +12,7 @@ import (
 // binaries and units, shown as it goes. It exits 1 when an instance does
 // not come back; the instances not yet reloaded keep serving.
 func runReload(ctx context.Context, env *Env, args []string) error {
-	_, operands, err := parseOptions("reload", args)
+	opts, operands, err := parseOptions("reload", args, drainOptions...)
 	if err != nil {
 		return err
 	}
@@ -25,9 +25,14 @@ func runReload(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer done()
+	return drained(ctx, env, "reload", opts, corrald, name, func() error { return reload(ctx, env, corrald, name) })
+}
+
+// reload runs a rolling reload of pool name, shown as it goes.
+func reload(ctx context.Context, env *Env, corrald api.API, name string) error {
 	t0 := time.Now()
 	total := 0
-	err = corrald.Reload(ctx, name, func(st api.ReloadStep) {
+	err := corrald.Reload(ctx, name, func(st api.ReloadStep) {
 		total = st.Total
 		switch st.Phase {
 		case "restarting":

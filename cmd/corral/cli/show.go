@@ -25,6 +25,7 @@ type poolJSON struct {
 	Balance   string         `json:"balance"`
 	File      string         `json:"file"`
 	Listen    []string       `json:"listen"`
+	Drained   bool           `json:"drained"` // corral drain: the HAProxy agent answers drain
 	Instances []instanceJSON `json:"instances"`
 }
 
@@ -48,7 +49,7 @@ type instanceJSON struct {
 
 func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
 	j := poolJSON{Name: p.Name, State: p.State, Desired: p.Desired, Running: p.Running,
-		Balance: p.Balance, File: p.File, Listen: p.Listen, Instances: []instanceJSON{}}
+		Balance: p.Balance, File: p.File, Listen: p.Listen, Drained: p.Drained, Instances: []instanceJSON{}}
 	if j.Listen == nil {
 		j.Listen = []string{}
 	}
@@ -211,6 +212,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(w, "  listen     %s\n", strings.Join(p.Listen, " "))
 	fmt.Fprintf(w, "  balance    %s\n", p.Balance)
 	fmt.Fprintf(w, "  instances  desired %d, running %d\n", p.Desired, p.Running)
+	if p.Drained {
+		fmt.Fprintf(w, "  drained    yes: balancers send it no new connections ('corral undrain %s')\n", p.Name)
+	}
 	if len(ins) == 0 {
 		fmt.Fprintln(w, "  no instances")
 		return nil

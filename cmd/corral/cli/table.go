@@ -165,7 +165,11 @@ func stamp(t, now time.Time) string {
 
 // poolNote is the summary on a pool's line of the list.
 func poolNote(p api.PoolInfo) string {
-	return fmt.Sprintf("desired %d, running %d, balance %s", p.Desired, p.Running, p.Balance)
+	note := fmt.Sprintf("desired %d, running %d, balance %s", p.Desired, p.Running, p.Balance)
+	if p.Drained {
+		note += ", drained"
+	}
+	return note
 }
 
 func crashLoop(state string) bool { return state == string(api.PhaseCrashLoop) }
