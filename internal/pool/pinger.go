@@ -64,12 +64,12 @@ func (p *Pinger) Run(ctx context.Context) error {
 }
 
 // look sends the ping rounds that are due, and kills the hung instances.
-func (p *Pinger) look(ctx context.Context) error {
+func (p *Pinger) look(ctx context.Context) (int, error) {
 	pools, err := p.co.views(ctx, func(cfg *units.Pool) bool {
 		return cfg.Watchdog > 0 && cfg.Readiness != units.ReadinessNotify
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	live, watching := map[string]bool{}, map[string]bool{}
 	for _, pl := range pools {
@@ -95,7 +95,7 @@ func (p *Pinger) look(ctx context.Context) error {
 			delete(p.next, n)
 		}
 	}
-	return nil
+	return len(pools), nil
 }
 
 // round pings the running instances of pl, waiting up to wait for the answers, and acts on

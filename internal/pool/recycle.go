@@ -54,27 +54,37 @@ func (r *Recycler) Run(ctx context.Context) error {
 	return nil
 }
 
-// every calls look every d until ctx is done, and fail with its errors but those of the end.
-func every(ctx context.Context, d time.Duration, look func(context.Context) error, fail func(error)) {
-	t := time.NewTicker(d)
-	defer t.Stop()
+// idleLook is how long every waits after a look that found no pool to watch: a pool that
+// needs watching is picked up this late at worst, and an idle corrald wakes for nothing
+// less often.
+const idleLook = 5 * time.Second
+
+// every calls look every d, or idleLook after a look that watched no pool, until ctx is
+// done, and fail with its errors but those of the end.
+func every(ctx context.Context, d time.Duration, look func(context.Context) (watched int, err error), fail func(error)) {
+	wait := d
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
-		if err := look(ctx); err != nil && ctx.Err() == nil {
+		n, err := look(ctx)
+		if err != nil && ctx.Err() == nil {
 			fail(err)
+		}
+		wait = d
+		if n == 0 && err == nil {
+			wait = max(d, idleLook)
 		}
 	}
 }
 
 // look takes one look at every pool that recycles, and starts the recycles due.
-func (r *Recycler) look(ctx context.Context) error {
+func (r *Recycler) look(ctx context.Context) (int, error) {
 	pools, err := r.co.views(ctx, func(cfg *units.Pool) bool { return cfg.RecycleAfter > 0 || cfg.MemoryHigh != "" })
 	if err != nil {
-		return err
+		return 0, err
 	}
 	now := r.co.cfg.Now()
 	seen := map[string]bool{}
@@ -103,7 +113,7 @@ func (r *Recycler) look(ctx context.Context) error {
 			delete(r.above, u)
 		}
 	}
-	return nil
+	return len(pools), nil
 }
 
 // due returns the instance of p to recycle now, why, and whether for its memory; or 0:

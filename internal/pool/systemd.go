@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -66,7 +67,10 @@ type SystemdBus struct {
 	cache unitCache
 
 	cgMu   sync.Mutex
-	cgDirs map[string]string // cgroup directories by unit, for MemoryStall
+	cgDirs map[string]string      // cgroup directories by unit (readCgroup)
+	noAcct map[string]unaccounted // what systemd accounts nothing of, by unit (Counters)
+
+	cgFiles openFiles // cgroup files kept open (readCgroup)
 }
 
 // NewSystemdBus returns a SystemdBus on conn.
@@ -202,32 +206,65 @@ func (s *SystemdBus) Observe(ctx context.Context, pool string) (Observed, error)
 // it asks systemd, and Unknown where systemd has no accounting either.
 func (s *SystemdBus) Counters(ctx context.Context, unit string) (mem, cpu uint64) {
 	mem, cpu = api.Unknown, api.Unknown
-	if b, err := s.readCgroup(ctx, unit, "memory.current"); err == nil {
-		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
-			mem = v
+	noMem, noCPU := s.unaccounted(unit)
+	if !noMem {
+		if b, err := s.readCgroup(ctx, unit, "memory.current"); err == nil {
+			if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				mem = v
+			}
+		} else if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "MemoryCurrent"); err == nil {
+			if v, ok := p.Value.Value().(uint64); ok {
+				mem = v
+			}
 		}
 	}
-	if b, err := s.readCgroup(ctx, unit, "cpu.stat"); err == nil {
-		if v, ok := usageUSec(string(b)); ok {
-			cpu = v * 1000
+	if !noCPU {
+		if b, err := s.readCgroup(ctx, unit, "cpu.stat"); err == nil {
+			if v, ok := usageUSec(string(b)); ok {
+				cpu = v * 1000
+			}
+		} else if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "CPUUsageNSec"); err == nil {
+			if v, ok := p.Value.Value().(uint64); ok {
+				cpu = v
+			}
 		}
 	}
-	if mem != api.Unknown && cpu != api.Unknown {
-		return mem, cpu
-	}
-	if mem != api.Unknown {
-	} else if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "MemoryCurrent"); err == nil {
-		if v, ok := p.Value.Value().(uint64); ok {
-			mem = v
+	if mem == api.Unknown && !noMem || cpu == api.Unknown && !noCPU {
+		// Neither the cgroup nor systemd accounts it (a container whose
+		// controllers belong to the host): look again in a while, not at
+		// every scrape.
+		until := time.Now().Add(unaccountedFor)
+		s.cgMu.Lock()
+		if s.noAcct == nil || len(s.noAcct) > 100000 {
+			s.noAcct = map[string]unaccounted{}
 		}
-	}
-	if cpu != api.Unknown {
-	} else if p, err := s.Conn.GetServicePropertyContext(ctx, unit, "CPUUsageNSec"); err == nil {
-		if v, ok := p.Value.Value().(uint64); ok {
-			cpu = v
+		a := s.noAcct[unit]
+		if mem == api.Unknown && !noMem {
+			a.mem = until
 		}
+		if cpu == api.Unknown && !noCPU {
+			a.cpu = until
+		}
+		s.noAcct[unit] = a
+		s.cgMu.Unlock()
 	}
 	return mem, cpu
+}
+
+// unaccountedFor is how long Counters takes systemd's word that a unit has
+// no memory or CPU accounting.
+const unaccountedFor = time.Minute
+
+// unaccounted is until when a unit has no memory and no CPU accounting.
+type unaccounted struct{ mem, cpu time.Time }
+
+// unaccounted reports whether the memory and the CPU of unit went
+// unaccounted a moment ago.
+func (s *SystemdBus) unaccounted(unit string) (mem, cpu bool) {
+	s.cgMu.Lock()
+	defer s.cgMu.Unlock()
+	a, now := s.noAcct[unit], time.Now()
+	return now.Before(a.mem), now.Before(a.cpu)
 }
 
 // DaemonReload implements DaemonReloader: systemd reloads its units, rerunning
@@ -361,14 +398,83 @@ func (s *SystemdBus) readCgroup(ctx context.Context, unit, file string) ([]byte,
 		s.cgDirs[unit] = dir
 		s.cgMu.Unlock()
 	}
-	data, err := os.ReadFile(filepath.Join(dir, file))
+	data, err := s.cgFiles.read(filepath.Join(dir, file))
 	if err != nil {
-		s.cgMu.Lock()
-		delete(s.cgDirs, unit)
-		s.cgMu.Unlock()
+		if _, serr := os.Stat(dir); serr != nil { // a new life, in a new cgroup
+			s.cgMu.Lock()
+			delete(s.cgDirs, unit)
+			s.cgMu.Unlock()
+		}
 		return nil, err
 	}
 	return data, nil
+}
+
+// openFiles keeps cgroup files open to read them again from offset 0: a
+// pread costs 1.7 µs where opening, reading and closing cost 11 µs, and a
+// scrape of the metrics reads two files of every running instance. A file
+// whose cgroup went away (the unit stopped) fails to read, and is closed
+// and opened again.
+type openFiles struct {
+	mu    sync.Mutex
+	files map[string]*os.File
+}
+
+// maxOpenFiles bounds openFiles: beyond it, every file is closed.
+const maxOpenFiles = 4096
+
+func (o *openFiles) read(path string) ([]byte, error) {
+	o.mu.Lock()
+	f := o.files[path]
+	o.mu.Unlock()
+	if f != nil {
+		if data, ok := readAt0(f); ok {
+			return data, nil
+		}
+		o.forget(path, f)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	data, ok := readAt0(f)
+	if !ok {
+		f.Close()
+		return os.ReadFile(path)
+	}
+	o.mu.Lock()
+	if o.files == nil || len(o.files) >= maxOpenFiles {
+		for _, old := range o.files {
+			old.Close()
+		}
+		o.files = map[string]*os.File{}
+	}
+	if old := o.files[path]; old != nil {
+		old.Close()
+	}
+	o.files[path] = f
+	o.mu.Unlock()
+	return data, nil
+}
+
+func (o *openFiles) forget(path string, f *os.File) {
+	o.mu.Lock()
+	if o.files[path] == f {
+		delete(o.files, path)
+	}
+	o.mu.Unlock()
+	f.Close()
+}
+
+// readAt0 reads a small file from its start in one pread; ok is false when
+// it failed or may not have read all of it.
+func readAt0(f *os.File) ([]byte, bool) {
+	buf := make([]byte, 4096)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) || n == len(buf) {
+		return nil, false
+	}
+	return buf[:n], true
 }
 
 // cgroupDir returns the directory of a running service's cgroup, from its
@@ -382,7 +488,15 @@ func (s *SystemdBus) cgroupDir(ctx context.Context, unit string) (string, error)
 	if !strings.HasPrefix(cg, "/") || strings.Contains(cg, "..") {
 		return "", fmt.Errorf("the cgroup of %s: %q (is it running?)", unit, cg)
 	}
-	return filepath.Join(CgroupRoot, cg), nil
+	dir := filepath.Join(CgroupRoot, cg)
+	if _, err := os.Stat(dir); err != nil {
+		// A host with the hybrid layout (cgroup v1 controllers) keeps the
+		// v2 tree, cpu.stat in each cgroup, at unified/.
+		if hybrid := filepath.Join(CgroupRoot, "unified", cg); dirExists(hybrid) {
+			return hybrid, nil
+		}
+	}
+	return dir, nil
 }
 
 // usageUSec returns usage_usec of a cgroup's cpu.stat:
@@ -421,6 +535,11 @@ func parsePressure(s string) (float64, error) {
 		return x, nil
 	}
 	return 0, fmt.Errorf("not a pressure file: %.80q", s)
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // CgroupRoot is where the cgroup v2 hierarchy is mounted.

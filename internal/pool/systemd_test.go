@@ -1,7 +1,10 @@
 package pool
 
 import (
+	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -71,4 +74,58 @@ func FuzzParsePressure(f *testing.F) {
 			t.Errorf("parsePressure(%q) = %v, outside 0..100", s, x)
 		}
 	})
+}
+
+// BenchmarkCgroupRead: what a scrape pays per running instance on a host
+// whose cgroups account for it: cpu.stat and memory.current, from a cgroup
+// of this machine (skipped where there is none).
+func BenchmarkCgroupRead(b *testing.B) {
+	var dir string
+	for _, pattern := range []string{CgroupRoot + "/*/*", CgroupRoot + "/unified/*"} {
+		ms, _ := filepath.Glob(pattern + "/cpu.stat")
+		if len(ms) > 0 {
+			dir = filepath.Dir(ms[0])
+			break
+		}
+	}
+	if dir == "" {
+		b.Skip("no cgroup v2 directory with cpu.stat here")
+	}
+	s := &SystemdBus{cgDirs: map[string]string{"app@1.service": dir}}
+	b.Logf("reading %s", dir)
+	for b.Loop() {
+		_, _ = s.readCgroup(context.Background(), "app@1.service", "cpu.stat")
+		_, _ = s.readCgroup(context.Background(), "app@1.service", "memory.current")
+	}
+}
+
+// TestOpenFiles: a file kept open reads what it holds now; one removed and
+// made again is opened again.
+func TestOpenFiles(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "memory.current")
+	var o openFiles
+	for _, want := range []string{"1\n", "22\n"} {
+		if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := o.read(p); err != nil || string(b) != want {
+			t.Errorf("read = %q, %v; want %q", b, err, want)
+		}
+	}
+	os.Remove(p)
+	os.WriteFile(p, []byte("333\n"), 0o644)
+	// A regular file keeps its old content through its open fd; a cgroup
+	// file fails instead. Either way the next read is of a whole file.
+	if b, err := o.read(p); err != nil || (string(b) != "333\n" && string(b) != "22\n") {
+		t.Errorf("after the file was made again: %q, %v", b, err)
+	}
+	if _, err := o.read(filepath.Join(dir, "nope")); err == nil {
+		t.Error("a missing file read")
+	}
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, make([]byte, 10000), 0o644)
+	if b, err := o.read(big); err != nil || len(b) != 10000 {
+		t.Errorf("a file of 10000 bytes: %d, %v", len(b), err)
+	}
 }

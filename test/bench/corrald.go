@@ -23,6 +23,10 @@ func benchCorrald(ctx context.Context, box *sdbox.Box, sh func(...string) (strin
 	if err := box.WriteFile("/etc/corral/pools.d/big.toml", []byte("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:18192\"]\ninstances = 64\nreadiness = \"notify\"\n"), 0o644); err != nil {
 		return err
 	}
+	// Metrics on, for the cost of a scrape.
+	if err := box.WriteFile("/etc/corral/corral.toml", []byte("[metrics]\nlisten = \"127.0.0.1:18194\"\n"), 0o644); err != nil {
+		return err
+	}
 	for _, c := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "restart", "corral.service"}, {"systemctl", "start", "big.target"}} {
 		if _, err := sh(c...); err != nil {
 			return err
@@ -54,6 +58,10 @@ func benchCorrald(ctx context.Context, box *sdbox.Box, sh func(...string) (strin
 	if err != nil {
 		return err
 	}
+	sc, err := scrapeCost(sh, pid, "http://127.0.0.1:18194/metrics")
+	if err != nil {
+		return err
+	}
 	if _, err := sh("systemctl", "stop", "big.target", "big@*.service", "big@*.socket"); err != nil {
 		return err
 	}
@@ -69,6 +77,8 @@ func benchCorrald(ctx context.Context, box *sdbox.Box, sh func(...string) (strin
 	fmt.Printf("| corrald memory with 64 instances | %d kB | ≤ 20 MB |\n", rss)
 	fmt.Printf("| corrald context switches (all threads) per 10 s while idle, 90 s | %v: %d of 9 windows without any | the watchdog (every 30 s) and the accept-queue reading (every 2 s); idle CPU is in -suite scale |\n", idle, quiet)
 	fmt.Printf("| crash to replacement serving: p50 / p99 of 20 | %v / %v | p50 ≤ 150 ms |\n", pct(crash, 50), pct(crash, 99))
+	fmt.Printf("| a scrape of the metrics, 64 instances: corrald's CPU per scrape (%d scrapes, less its idle CPU) | %.2f ms | ≤ 5 ms |\n", sc.n, sc.cpuPerScrape)
+	fmt.Printf("| a scrape: p50 / p99 of %d, its size, its series | %v / %v, %d bytes, %d series | |\n", sc.n, pct(sc.took, 50), pct(sc.took, 99), sc.bytes, sc.series)
 	return nil
 }
 
@@ -126,6 +136,87 @@ func idleSwitches(sh func(...string) (string, error), pid string) ([]int, int, e
 		}
 	}
 	return idle, quiet, nil
+}
+
+// scrapeResult is what scrapeCost measured.
+type scrapeResult struct {
+	n            int
+	cpuPerScrape float64 // ms of corrald's CPU
+	took         []time.Duration
+	bytes        int
+	series       int
+}
+
+// cpuTicks returns the user and system CPU time of pid in clock ticks
+// (1/100 s), from /proc/PID/stat.
+func cpuTicks(sh func(...string) (string, error), pid string) (int, error) {
+	out, err := sh("cat", "/proc/"+pid+"/stat")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(out[strings.LastIndexByte(out, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%s/stat: %q", pid, out)
+	}
+	u, err1 := strconv.Atoi(f[11])
+	s, err2 := strconv.Atoi(f[12])
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%s/stat: %q", pid, out)
+	}
+	return u + s, nil
+}
+
+// scrapeCost measures corrald's CPU per scrape of url: its CPU over 300
+// scrapes one after the other, less its CPU over as long idle.
+func scrapeCost(sh func(...string) (string, error), pid, url string) (scrapeResult, error) {
+	const n = 300
+	c := &http.Client{Timeout: 10 * time.Second}
+	get := func() (string, error) {
+		resp, err := c.Get(url)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return string(b), err
+	}
+	body, err := get() // warm: the first reads the cgroup paths
+	if err != nil {
+		return scrapeResult{}, err
+	}
+	r := scrapeResult{n: n, bytes: len(body)}
+	for _, l := range strings.Split(body, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			r.series++
+		}
+	}
+	t0, err := cpuTicks(sh, pid)
+	if err != nil {
+		return r, err
+	}
+	start := time.Now()
+	for range n {
+		s := time.Now()
+		if _, err := get(); err != nil {
+			return r, err
+		}
+		r.took = append(r.took, time.Since(s))
+	}
+	busy := time.Since(start)
+	t1, err := cpuTicks(sh, pid)
+	if err != nil {
+		return r, err
+	}
+	time.Sleep(busy)
+	t2, err := cpuTicks(sh, pid)
+	if err != nil {
+		return r, err
+	}
+	r.cpuPerScrape = float64((t1-t0)-(t2-t1)) * 10 / n
+	return r, nil
 }
 
 // crashToServing times, for a one-instance pool, a SIGKILL of its worker to

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -91,7 +92,7 @@ func TestMetrics(t *testing.T) {
 	})
 	for _, want := range []string{
 		`corral_pool_desired_instances{pool="shop"} 2`,
-		`corral_instance_state{instance="1",phase="running",pool="shop"} 1`,
+		`corral_instance_state{index="1",phase="running",pool="shop"} 1`,
 		`corral_restarts_total{pool="shop",result="oom-kill"} 0`,
 		`corral_build_info{goversion="go`,
 	} {
@@ -103,6 +104,10 @@ func TestMetrics(t *testing.T) {
 	defer cancel()
 	if problems, err := prom.CheckMetrics(ctx, []byte(text)); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, problems)
+	}
+	// The alerting rules docs/metrics.md offers.
+	if out, err := exec.CommandContext(ctx, prom.Promtool, "check", "rules", "../../docs/prometheus/corral-rules.yml").CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules: %v\n%s", err, out)
 	}
 	// A crash is counted by its cause. (Go turns a SIGSEGV sent from
 	// outside into exit status 2; SIGKILL stays a signal.)
@@ -174,6 +179,19 @@ func TestMetrics(t *testing.T) {
 	b.waitJournal("corral.service", `is not an IP address`)
 	if _, err := get(fmt.Sprintf("http://127.0.0.1:%d/", shopPort)); err != nil {
 		t.Errorf("shop after a broken corral.toml: %v", err)
+	}
+	// Removing the package stops the sockets first: a check then finds
+	// nothing, rather than starting a corrald that is being removed.
+	b.withDaemonConf(fmt.Sprintf("[agent]\nlisten = \"127.0.0.1:%d\"\n", agentPort))
+	if got, err := agentCheck(agent, "shop"); err != nil || got != "up ready 100%\n" {
+		t.Fatalf("agent before the removal: %q, %v", got, err)
+	}
+	b.must("apt-get", "remove", "-y", "corral")
+	if got, err := agentCheck(agent, "shop"); err == nil {
+		t.Errorf("agent after apt-get remove answered %q", got)
+	}
+	if st := b.show("corral.service", "ActiveState"); st == "active" || st == "activating" {
+		t.Errorf("corral.service after apt-get remove and an agent check: %s", st)
 	}
 }
 
