@@ -60,6 +60,30 @@ func TestListShowsCPUAndMemory(t *testing.T) {
 		}
 	}
 	t.Logf("corral list:\n%s", must(t, "corral", "list"))
+
+	// The same counters in the metrics, read from the cgroups.
+	if err := os.WriteFile("/etc/corral/corral.toml", []byte("[metrics]\nlisten = \"127.0.0.1:9810\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "systemctl", "daemon-reload")
+	must(t, "systemctl", "restart", "corral.service")
+	var text string
+	waitFor(t, "the metrics", time.Minute, func() error {
+		out, err := command(10*time.Second, "curl", "-fsS", "http://127.0.0.1:9810/metrics")
+		text = out
+		return err
+	})
+	for _, in := range ins {
+		for _, name := range []string{"corral_instance_memory_bytes", "corral_instance_cpu_seconds_total"} {
+			re := regexp.MustCompile(name + `\{index="` + fmt.Sprint(in.Index) + `",pool="app"\} ([0-9.e+]+)`)
+			m := re.FindStringSubmatch(text)
+			if m == nil || m[1] == "0" {
+				t.Errorf("no %s above 0 for %s in the metrics:\n%s", name, in.Name, text)
+				continue
+			}
+			t.Logf("%s{%s} %s", name, in.Name, m[1])
+		}
+	}
 }
 
 func orNull(p *uint64) string {

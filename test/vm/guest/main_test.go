@@ -104,6 +104,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() error
 // instance is one instance of corral list --json.
 type instance struct {
 	Name        string  `json:"name"`
+	Index       uint32  `json:"index"`
 	Phase       string  `json:"phase"`
 	ActiveState string  `json:"active_state"`
 	PID         *uint32 `json:"pid"`
