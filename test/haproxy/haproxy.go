@@ -12,7 +12,6 @@
 package haproxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -28,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-pool/corral/test/child"
 )
 
 // Bin is Debian's haproxy.
@@ -70,7 +71,7 @@ type Proxy struct {
 	PID    int
 
 	cmd    *exec.Cmd
-	out    *tail
+	out    *child.Tail
 	exited chan struct{} // closed when haproxy has exited
 	once   sync.Once
 	err    error // Close's result
@@ -87,7 +88,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("haproxy: %w", err)
 	}
-	p := &Proxy{Dir: dir, Socket: filepath.Join(dir, "admin.sock"), out: &tail{max: 64 << 10}, exited: make(chan struct{})}
+	p := &Proxy{Dir: dir, Socket: filepath.Join(dir, "admin.sock"), out: child.NewTail(64 << 10), exited: make(chan struct{})}
 	if len(p.Socket) >= 108 { // sun_path
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("haproxy: socket path %s is too long for a unix socket: set TMPDIR to a shorter directory", p.Socket)
@@ -354,38 +355,4 @@ func ParseStat(out string) ([]Server, error) {
 		})
 	}
 	return ss, nil
-}
-
-// FreePort is a TCP port on 127.0.0.1 that was free a moment ago, for a
-// frontend's bind line.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("haproxy: free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	b   bytes.Buffer
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b.Write(p)
-	if over := t.b.Len() - t.max; over > 0 {
-		t.b.Next(over)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.b.String()
 }

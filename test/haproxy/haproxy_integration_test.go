@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/corral-pool/corral/test/child"
 )
 
 // agent is a tiny HAProxy agent-check server: on each connection it reads
@@ -185,7 +187,7 @@ func TestAgentCheck(t *testing.T) {
 	t.Cleanup(srvA.Close)
 	t.Cleanup(srvB.Close)
 	agA, agB := newAgent(t, "up ready 100%\n"), newAgent(t, "up ready 100%\n")
-	fe, err := FreePort()
+	fe, err := child.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,13 @@ type box struct {
 // would.
 func installed(t *testing.T) *box {
 	t.Helper()
+	return installedWith(t, sdbox.Options{})
+}
+
+// installedWith is installed with the box's options, such as a network
+// namespace of its own (Options.NetNS).
+func installedWith(t *testing.T, opts sdbox.Options) *box {
+	t.Helper()
 	deb := os.Getenv("CORRAL_DEB")
 	if deb == "" {
 		t.Fatal("CORRAL_DEB is not set: run 'make integration', which builds the .deb first")
@@ -46,7 +53,7 @@ func installed(t *testing.T) *box {
 	if err != nil {
 		t.Fatalf("read the .deb: %v (run 'make deb')", err)
 	}
-	b := &box{sdbox.New(t, sdbox.Options{}), t}
+	b := &box{sdbox.New(t, opts), t}
 	if err := b.WriteFile(debInBox, data, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-pool/corral/test/child"
 )
 
 // Debian's binaries.
@@ -85,7 +86,7 @@ type Server struct {
 	Conf string // its prometheus.yml
 
 	cmd    *exec.Cmd
-	out    *tail
+	out    *child.Tail
 	exited chan struct{} // closed when prometheus has exited
 	once   sync.Once
 	err    error // Close's result
@@ -109,16 +110,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Job == "" {
 		cfg.Job = "test"
 	}
-	port, err := freePort()
+	port, err := child.FreePort()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("prometheus: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "prometheus")
 	if err != nil {
 		return nil, fmt.Errorf("prometheus: %w", err)
 	}
 	s := &Server{Dir: dir, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Conf: yaml(cfg),
-		out: &tail{max: 64 << 10}, exited: make(chan struct{})}
+		out: child.NewTail(64 << 10), exited: make(chan struct{})}
 	file := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(file, []byte(s.Conf), 0o644); err != nil {
 		os.RemoveAll(dir)
@@ -438,37 +439,4 @@ func (s *Server) targetsLine(ctx context.Context) string {
 		parts = append(parts, p)
 	}
 	return strings.Join(parts, "; ")
-}
-
-// freePort is a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("prometheus: free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	b   bytes.Buffer
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b.Write(p)
-	if over := t.b.Len() - t.max; over > 0 {
-		t.b.Next(over)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.b.String()
 }
