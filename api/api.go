@@ -96,12 +96,16 @@ const (
 const MaxDrainWait = time.Hour
 
 // DrainReport is what Drain found: how many connections to the pool were
-// still established when it stopped waiting (0: all ended), and how long it
-// waited.
+// still established when it stopped waiting (0: all ended), how long it
+// waited, and whether a balancer heard of it.
 type DrainReport struct {
 	Pool   string
 	Left   int // -1 when they could not be counted
 	Waited time.Duration
+	// Watched: a balancer asked corrald's agent for the pool in the minute
+	// before the drain; Told: one heard "drain" since. A watched pool's
+	// drain ends at 0 connections only once Told.
+	Watched, Told bool
 }
 
 // Change is one line of Apply's report.

@@ -177,17 +177,18 @@ func (c *Client) message(ctx context.Context, method, to, text string, wait time
 // Drain implements API.
 func (c *Client) Drain(ctx context.Context, pool string, timeout time.Duration) (DrainReport, error) {
 	var (
-		left   int32
-		waited uint64
+		left          int32
+		waited        uint64
+		watched, told bool
 	)
 	call := c.conn.Object(BusName, ObjectPath).CallWithContext(ctx, Interface+".Drain", 0, pool, uint64(max(timeout, 0)/time.Microsecond))
 	if call.Err != nil {
 		return DrainReport{}, clientError(call.Err)
 	}
-	if err := call.Store(&left, &waited); err != nil {
+	if err := call.Store(&left, &waited, &watched, &told); err != nil {
 		return DrainReport{}, err
 	}
-	return DrainReport{Pool: pool, Left: int(left), Waited: time.Duration(waited) * time.Microsecond}, nil
+	return DrainReport{Pool: pool, Left: int(left), Waited: time.Duration(waited) * time.Microsecond, Watched: watched, Told: told}, nil
 }
 
 // Undrain implements API.

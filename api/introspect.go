@@ -14,7 +14,7 @@ const Introspection = `<interface name="` + Interface + `">
   <method name="Apply"><arg name="changes" type="a(sss)" direction="out"/></method>
   <method name="Broadcast"><arg name="pool" type="s" direction="in"/><arg name="message" type="s" direction="in"/><arg name="wait_usec" type="t" direction="in"/><arg name="results" type="a(susss)" direction="out"/></method>
   <method name="Send"><arg name="instance" type="s" direction="in"/><arg name="message" type="s" direction="in"/><arg name="wait_usec" type="t" direction="in"/><arg name="results" type="a(susss)" direction="out"/></method>
-  <method name="Drain"><arg name="pool" type="s" direction="in"/><arg name="timeout_usec" type="t" direction="in"/><arg name="left" type="i" direction="out"/><arg name="waited_usec" type="t" direction="out"/></method>
+  <method name="Drain"><arg name="pool" type="s" direction="in"/><arg name="timeout_usec" type="t" direction="in"/><arg name="left" type="i" direction="out"/><arg name="waited_usec" type="t" direction="out"/><arg name="watched" type="b" direction="out"/><arg name="told" type="b" direction="out"/></method>
   <method name="Undrain"><arg name="pool" type="s" direction="in"/></method>
   <signal name="InstanceChanged"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/></signal>
   <signal name="CrashLoop"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="reason" type="s"/></signal>

@@ -59,7 +59,7 @@ func serveSockets(ctx context.Context, log *slog.Logger, fds []activation.FD, pa
 	if ln := passed[daemonconf.AgentFD]; ln != nil {
 		log.Info("HAProxy agent", "address", ln.Addr().String())
 		go func() {
-			if err := (&agent.Server{Pools: parts.Status}).Serve(ctx, ln); err != nil {
+			if err := (&agent.Server{Pools: parts.Status, Checked: parts.Drainer.Checked}).Serve(ctx, ln); err != nil {
 				log.Error("HAProxy agent stopped", "err", err)
 			}
 		}()

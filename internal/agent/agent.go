@@ -66,6 +66,9 @@ func Answer(info api.PoolInfo) string {
 // Server answers agent checks on its listeners.
 type Server struct {
 	Pools Pools
+	// Checked, if not nil, hears of every answer for a pool of this host:
+	// whether it was drain (pool.Drainer.Checked).
+	Checked func(pool string, drain bool)
 	// Wait bounds how long a check may take to send its pool's name and
 	// to take the answer: 2s.
 	Wait time.Duration
@@ -152,7 +155,11 @@ func (s *Server) lookup(ctx context.Context, name string) string {
 	}
 	for _, p := range pools {
 		if p.Name == name {
-			return Answer(p)
+			a := Answer(p)
+			if s.Checked != nil {
+				s.Checked(name, strings.Contains(a, " drain "))
+			}
+			return a
 		}
 	}
 	return "down #corral: no pool " + name + " on this host: corral list\n"

@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,15 +74,23 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pools := fakePools{pools: []api.PoolInfo{{Name: "shop", State: "degraded", Desired: 2, Running: 1}}}
+	pools := fakePools{pools: []api.PoolInfo{{Name: "shop", State: "degraded", Desired: 2, Running: 1}, {Name: "cart", State: "running", Desired: 1, Running: 1, Drained: true}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- (&Server{Pools: pools, Wait: 300 * time.Millisecond}).Serve(ctx, ln) }()
+	var mu sync.Mutex
+	var checked []string
+	note := func(pool string, drain bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		checked = append(checked, fmt.Sprintf("%s %v", pool, drain))
+	}
+	go func() { done <- (&Server{Pools: pools, Wait: 300 * time.Millisecond, Checked: note}).Serve(ctx, ln) }()
 	addr := ln.Addr().String()
 	for _, tc := range []struct{ send, want string }{
 		{"shop\n", "up ready 50%\n"},
 		{"shop\r\n", "up ready 50%\n"},
-		{"cart\n", "down #corral: no pool cart on this host: corral list\n"},
+		{"cart\n", "up drain #drained: corral undrain cart\n"},
+		{"nope\n", "down #corral: no pool nope on this host: corral list\n"},
 		{"", "down #corral: no pool name came: set agent-send"},
 		{"shop", "up ready 50%\n"}, // no newline: the name is what came before the wait ended
 		{"../etc\n", "down #corral: agent-send names no pool: "},
@@ -94,6 +104,12 @@ func TestServe(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve after cancel: %v", err)
+	}
+	// The Drainer hears of each answer for a pool of this host.
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(checked, " "); got != "shop false shop false cart true shop false" {
+		t.Errorf("Checked heard %q", got)
 	}
 }
 

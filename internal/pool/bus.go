@@ -112,9 +112,9 @@ func (s *server) Apply(sender godbus.Sender) ([]api.Change, *godbus.Error) {
 	return report, nil
 }
 
-func (s *server) Drain(sender godbus.Sender, pool string, timeoutUSec uint64) (int32, uint64, *godbus.Error) {
+func (s *server) Drain(sender godbus.Sender, pool string, timeoutUSec uint64) (int32, uint64, bool, bool, *godbus.Error) {
 	if e := s.callers.change(sender); e != nil {
-		return 0, 0, e
+		return 0, 0, false, false, e
 	}
 	timeout := time.Duration(min(timeoutUSec, uint64(api.MaxDrainWait/time.Microsecond)+1)) * time.Microsecond
 	// No call timeout but the drain's own, as Reload: a caller that goes
@@ -122,9 +122,9 @@ func (s *server) Drain(sender godbus.Sender, pool string, timeoutUSec uint64) (i
 	defer s.changed()
 	r, err := s.parts.Drainer.Drain(context.Background(), pool, timeout)
 	if err != nil {
-		return 0, 0, busError(err)
+		return 0, 0, false, false, busError(err)
 	}
-	return int32(r.Left), uint64(r.Waited / time.Microsecond), nil
+	return int32(r.Left), uint64(r.Waited / time.Microsecond), r.Watched, r.Told, nil
 }
 
 func (s *server) Undrain(sender godbus.Sender, pool string) *godbus.Error {

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/corral-pool/corral/api"
@@ -22,16 +23,57 @@ type Drainer struct {
 	Established func(listenq.Families) ([]listenq.Socket, error)
 	// Poll is how often Drain counts the connections left: 200ms.
 	Poll time.Duration
+	// Watched is how recent a balancer's check of a pool must be for Drain
+	// to wait until a balancer is told: 1m.
+	Watched time.Duration
+
+	mu      sync.Mutex
+	checked map[string]checks // by pool
 }
+
+// checks is when a balancer last asked for a pool, and last heard drain.
+type checks struct{ any, drain time.Time }
 
 // NewDrainer returns the drains of co's pools.
 func NewDrainer(co *Coordinator) *Drainer {
-	return &Drainer{co: co, Established: listenq.Established, Poll: 200 * time.Millisecond}
+	return &Drainer{co: co, Established: listenq.Established, Poll: 200 * time.Millisecond, Watched: time.Minute,
+		checked: map[string]checks{}}
+}
+
+// Checked records that a balancer asked for pool and heard drain or not
+// (the HAProxy agent calls it for every answer).
+func (d *Drainer) Checked(pool string, drain bool) {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.checked) > 4096 {
+		d.checked = map[string]checks{}
+	}
+	c := d.checked[pool]
+	c.any = now
+	if drain {
+		c.drain = now
+	}
+	d.checked[pool] = c
+}
+
+// told reports whether, for a drain that began at since, no balancer
+// watches pool (none asked in Watched before it), or one heard drain since.
+func (d *Drainer) told(pool string, since time.Time) (watched, told bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.checked[pool]
+	watched = !c.any.IsZero() && c.any.After(since.Add(-d.Watched))
+	return watched, c.drain.After(since)
 }
 
 // Drain marks pool drained, then waits until no connection to its
 // addresses is established or timeout passed, and reports how many are
-// left and how long it waited. Draining a drained pool waits again.
+// left and how long it waited. Draining a drained pool waits again. While
+// a balancer watches the pool (its agent checks came in the last Watched),
+// the connections count only once one has heard "drain": until its next
+// check it still sends new ones, and 0 connections before then means
+// nothing.
 func (d *Drainer) Drain(ctx context.Context, pool string, timeout time.Duration) (api.DrainReport, error) {
 	if timeout < 0 || timeout > api.MaxDrainWait {
 		return api.DrainReport{}, fmt.Errorf("%w: a drain waits at most %s for the connections to end: give a shorter --timeout (the pool stays drained after it anyway)", api.ErrBadArgument, api.MaxDrainWait)
@@ -49,11 +91,14 @@ func (d *Drainer) Drain(ctx context.Context, pool string, timeout time.Duration)
 	deadline := t0.Add(timeout)
 	for {
 		n, err := d.connections(listen)
+		watched, told := d.told(pool, t0)
+		r := api.DrainReport{Pool: pool, Left: n, Waited: time.Since(t0), Watched: watched, Told: told}
 		if err != nil {
-			return api.DrainReport{Pool: pool, Left: -1, Waited: time.Since(t0)}, fmt.Errorf("drained, but cannot count its connections: %w", err)
+			r.Left = -1
+			return r, fmt.Errorf("drained, but cannot count its connections: %w", err)
 		}
-		if n == 0 || !time.Now().Before(deadline) {
-			return api.DrainReport{Pool: pool, Left: n, Waited: time.Since(t0)}, nil
+		if n == 0 && (told || !watched) || !time.Now().Before(deadline) {
+			return r, nil
 		}
 		select {
 		case <-ctx.Done():

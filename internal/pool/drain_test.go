@@ -157,3 +157,34 @@ func TestSample(t *testing.T) {
 		t.Errorf("app@2 still marked hung after its exit was counted")
 	}
 }
+
+// TestDrainWaitsForTheBalancer: while a balancer checks the pool, a drain
+// does not end at 0 connections before one heard "drain": until then it
+// still sends new connections.
+func TestDrainWaitsForTheBalancer(t *testing.T) {
+	sd := runningApp()
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	settle(t, c, sd, "app", 2)
+	d := NewDrainer(c.Coordinator)
+	d.Poll = 5 * time.Millisecond
+	d.Established = func(listenq.Families) ([]listenq.Socket, error) { return nil, nil }
+	d.Checked("app", false) // HAProxy watches app
+	go func() { time.Sleep(100 * time.Millisecond); d.Checked("app", true) }()
+	r, err := d.Drain(ctx, "app", 10*time.Second)
+	if err != nil || r.Left != 0 || !r.Watched || !r.Told || r.Waited < 100*time.Millisecond {
+		t.Errorf("Drain = %+v, %v; want it to end once the balancer heard drain, after 100ms", r, err)
+	}
+	// Nobody heard: it waits for its timeout, and says so.
+	r, err = d.Drain(ctx, "app", 50*time.Millisecond)
+	if err != nil || !r.Watched || r.Told || r.Waited < 50*time.Millisecond {
+		t.Errorf("Drain with no check since = %+v, %v", r, err)
+	}
+	// A balancer that last asked long ago does not hold a drain.
+	d.Watched = time.Nanosecond
+	time.Sleep(time.Millisecond)
+	if r, err := d.Drain(ctx, "app", 10*time.Second); err != nil || r.Watched || r.Waited > time.Second {
+		t.Errorf("Drain with no recent check = %+v, %v", r, err)
+	}
+}

@@ -54,12 +54,19 @@ func drain(ctx context.Context, env *Env, corrald api.API, name string, wait tim
 	if err != nil {
 		return apiError(env, "drain "+name, name, err)
 	}
+	told := ""
+	switch {
+	case r.Watched && !r.Told:
+		told = "; no balancer has asked since: it may still send connections"
+	case !r.Watched:
+		told = "; no balancer asked corrald's agent in the last minute"
+	}
 	switch {
 	case r.Left == 0:
-		fmt.Fprintf(env.Stdout, "%s: drained; no connection left after %v\n", name, r.Waited.Round(time.Millisecond))
+		fmt.Fprintf(env.Stdout, "%s: drained; no connection left after %v%s\n", name, r.Waited.Round(time.Millisecond), told)
 	default:
-		fmt.Fprintf(env.Stdout, "%s: drained; %d connection(s) still open after %v (the timeout): they are served to their end\n",
-			name, r.Left, r.Waited.Round(time.Millisecond))
+		fmt.Fprintf(env.Stdout, "%s: drained; %d connection(s) still open after %v (the timeout): they are served to their end%s\n",
+			name, r.Left, r.Waited.Round(time.Millisecond), told)
 	}
 	return nil
 }

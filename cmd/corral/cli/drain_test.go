@@ -19,7 +19,7 @@ func TestDrain(t *testing.T) {
 	}{
 		{[]string{"drain", "app"}, false, nil, ExitOK, "app: drained; no connection left after 1.2s\n", "Drain app 1m0s"},
 		{[]string{"drain", "web", "--timeout", "30s"}, false, nil, ExitOK,
-			"web: drained; 3 connection(s) still open after 30s (the timeout): they are served to their end\n", "Drain web 30s"},
+			"web: drained; 3 connection(s) still open after 30s (the timeout): they are served to their end; no balancer has asked since: it may still send connections\n", "Drain web 30s"},
 		{[]string{"drain", "app", "--timeout=0s"}, false, nil, ExitOK, "app: drained; no connection left after 1.2s\n", "Drain app 0s"},
 		{[]string{"undrain", "app"}, false, nil, ExitOK, "app: back in rotation\n", "Undrain app"},
 		{[]string{"drain", "nope"}, false, nil, ExitInvalid, `corral: no pool "nope"`, "Drain nope 1m0s"},
@@ -69,5 +69,16 @@ func TestDrain(t *testing.T) {
 				t.Errorf("calls %q, want %q", call, tt.calls)
 			}
 		})
+	}
+}
+
+// TestDrainUnwatched: a drain says when no balancer asks for the pool.
+func TestDrainUnwatched(t *testing.T) {
+	f := newFake()
+	f.unwatched = true
+	env, out, _ := testEnv(f, nil)
+	if code, e := runEnv(t, context.Background(), env, "drain", "app"); code != ExitOK ||
+		out.String() != "app: drained; no connection left after 1.2s; no balancer asked corrald's agent in the last minute\n" {
+		t.Errorf("exit %d, %q, %q", code, out, e)
 	}
 }

@@ -31,6 +31,7 @@ type fakeAPI struct {
 	cpuStep   uint64 // added to every known CPU counter at each ListInstances
 	closed    bool
 	report    []api.Change // what Apply reports, if set
+	unwatched bool         // Drain: no balancer asks for the pools
 }
 
 func newFake() *fakeAPI {
@@ -306,7 +307,8 @@ func (f *fakeAPI) Drain(ctx context.Context, name string, timeout time.Duration)
 	if left > 0 {
 		waited = timeout
 	}
-	return api.DrainReport{Pool: name, Left: left, Waited: waited}, nil
+	// HAProxy checks both; web's has not asked since the drain.
+	return api.DrainReport{Pool: name, Left: left, Waited: waited, Watched: !f.unwatched, Told: name == "app" && !f.unwatched}, nil
 }
 
 func (f *fakeAPI) Undrain(ctx context.Context, name string) error {
