@@ -7,6 +7,7 @@
 #   make vmtest  the VM tier alone
 #   make bench   the benchmarks (docs/benchmarks.md)
 #   make bench-peers  corral against Node's cluster module and pm2 (docs/benchmarks.md)
+#   make dashboard-picture  draws docs/grafana/corral.png from a real run
 #
 # Everything runs as root on Debian 12; `make deps` installs what is missing.
 
@@ -24,7 +25,7 @@ FUZZTIME ?= 5s
 INTEGRATION_TIMEOUT ?= 30m
 VM_TIMEOUT ?= 40m
 
-.PHONY: all deps build check unit fuzz integration vmtest test run bench bench-peers clean
+.PHONY: all deps build check unit fuzz integration vmtest test run bench bench-peers dashboard-picture clean
 
 all: build
 
@@ -87,5 +88,11 @@ bench: deps
 bench-peers: deps
 	$(MAKE) deb
 	$(GO) run ./test/bench/peers -deb $(DEB) -out docs -doc docs/benchmarks.md $(BENCH_PEERS_FLAGS)
+
+# Draws docs/grafana/corral.png: the Grafana dashboard's panels from a real run
+# of about 6 minutes (docs/grafana/README.md). Flags: DASHBOARD_PICTURE_FLAGS="-d 5m".
+dashboard-picture: deps
+	$(MAKE) deb
+	$(GO) run ./test/cmd/dashboard-picture -deb $(DEB) -dashboard docs/grafana/corral.json -out docs/grafana/corral.png $(DASHBOARD_PICTURE_FLAGS)
 
 clean: deb-clean
