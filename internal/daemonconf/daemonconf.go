@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -168,4 +169,21 @@ WantedBy=sockets.target
 	add("corral-metrics.socket", MetricsFD, c.Metrics, "Prometheus metrics ([metrics] listen)")
 	add("corral-agent.socket", AgentFD, c.Agent, "HAProxy agent checks ([agent] listen)")
 	return out
+}
+
+// SameAddress reports whether a listening socket at actual (as net.Addr
+// writes it: "127.0.0.1:9810", "[::]:9811") serves the address conf as
+// Parse returns it (":9811" is every address).
+func SameAddress(conf, actual string) bool {
+	ch, cp, err1 := net.SplitHostPort(conf)
+	ah, ap, err2 := net.SplitHostPort(actual)
+	if err1 != nil || err2 != nil || cp != ap {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	if wild(ch) {
+		return wild(ah)
+	}
+	c, a := net.ParseIP(ch), net.ParseIP(ah)
+	return c != nil && a != nil && c.Equal(a)
 }

@@ -100,3 +100,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestSameAddress(t *testing.T) {
+	for _, tc := range []struct {
+		conf, actual string
+		want         bool
+	}{
+		{"127.0.0.1:9810", "127.0.0.1:9810", true},
+		{":9811", "[::]:9811", true},
+		{":9811", "0.0.0.0:9811", true},
+		{"0.0.0.0:9811", "[::]:9811", true},
+		{"[::1]:9810", "[::1]:9810", true},
+		{"127.0.0.1:9810", "127.0.0.1:9811", false},
+		{"127.0.0.1:9810", "[::]:9810", false},
+		{":9811", "127.0.0.1:9811", false},
+		{"bad", "127.0.0.1:1", false},
+	} {
+		if got := SameAddress(tc.conf, tc.actual); got != tc.want {
+			t.Errorf("SameAddress(%q, %q) = %v", tc.conf, tc.actual, got)
+		}
+	}
+}

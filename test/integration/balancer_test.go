@@ -27,14 +27,23 @@ const (
 )
 
 // withDaemonConf writes corral.toml with the metrics and agent addresses and
-// restarts corrald, as corrald(8) tells an operator to.
+// restarts the sockets it sets and corrald, as corrald(8) tells an operator
+// to.
 func (b *box) withDaemonConf(conf string) {
 	b.t.Helper()
 	if err := b.WriteFile("/etc/corral/corral.toml", []byte(conf), 0o644); err != nil {
 		b.t.Fatal(err)
 	}
 	b.must("systemctl", "daemon-reload")
-	b.must("systemctl", "restart", "corral.service")
+	// The service first: systemd refuses to start a socket while its
+	// service runs, unless one transaction restarts both.
+	restart := []string{"systemctl", "restart", "corral.service"}
+	for table, unit := range map[string]string{"[metrics]": "corral-metrics.socket", "[agent]": "corral-agent.socket"} {
+		if strings.Contains(conf, table) {
+			restart = append(restart, unit)
+		}
+	}
+	b.must(restart...)
 }
 
 // agentCheck asks the agent at addr for pool as HAProxy does.
@@ -180,6 +189,13 @@ func TestMetrics(t *testing.T) {
 	if _, err := get(fmt.Sprintf("http://127.0.0.1:%d/", shopPort)); err != nil {
 		t.Errorf("shop after a broken corral.toml: %v", err)
 	}
+	// Fixed, but with the socket not restarted: corrald says what to run.
+	if err := b.WriteFile("/etc/corral/corral.toml", []byte(fmt.Sprintf("[agent]\nlisten = \"127.0.0.1:%d\"\n", agentPort+10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.must("systemctl", "daemon-reload")
+	b.must("systemctl", "restart", "corral.service")
+	b.waitJournal("corral.service", `fix="systemctl daemon-reload && systemctl restart corral.service corral-agent.socket"`)
 	// Removing the package stops the sockets first: a check then finds
 	// nothing, rather than starting a corrald that is being removed.
 	b.withDaemonConf(fmt.Sprintf("[agent]\nlisten = \"127.0.0.1:%d\"\n", agentPort))
