@@ -1,14 +1,17 @@
 // Package child holds what the test packages that run a program as a child
 // process (test/haproxy, test/prom) share: a writer that keeps the tail of
-// the child's output for an error message, and a free loopback port for the
-// child to listen on.
+// the child's output for an error message, a free loopback port for the
+// child to listen on, and its stop by PID.
 package child
 
 import (
 	"bytes"
 	"fmt"
 	"net"
+	"os/exec"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // Tail keeps the last Max bytes written to it: give it as a child's Stdout
@@ -51,4 +54,29 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Stop ends the child cmd, named name in errors, whose exited is closed
+// when it has exited: sig, then SIGKILL if it has not exited within
+// timeout. It is an error that the child had exited before (output is what
+// it said) or outlives SIGKILL by timeout.
+func Stop(name string, cmd *exec.Cmd, exited <-chan struct{}, sig syscall.Signal, timeout time.Duration, output func() string) error {
+	select {
+	case <-exited:
+		return fmt.Errorf("%s %d exited before Close (%s): %s", name, cmd.Process.Pid, cmd.ProcessState, output())
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(timeout):
+	}
+	_ = cmd.Process.Kill()
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("%s %d did not exit on SIGKILL within %v", name, cmd.Process.Pid, timeout)
+	}
 }

@@ -184,24 +184,7 @@ func (p *Proxy) Output() string { return p.out.String() }
 func (p *Proxy) Close() error {
 	p.once.Do(func() {
 		defer os.RemoveAll(p.Dir)
-		select {
-		case <-p.exited:
-			p.err = fmt.Errorf("haproxy %d exited before Close (%s): %s", p.PID, p.cmd.ProcessState, p.Output())
-			return
-		default:
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGUSR1)
-		select {
-		case <-p.exited:
-			return
-		case <-time.After(StopTimeout):
-		}
-		_ = p.cmd.Process.Kill()
-		select {
-		case <-p.exited:
-		case <-time.After(StopTimeout):
-			p.err = fmt.Errorf("haproxy %d did not exit on SIGKILL within %v", p.PID, StopTimeout)
-		}
+		p.err = child.Stop("haproxy", p.cmd, p.exited, syscall.SIGUSR1, StopTimeout, p.Output)
 	})
 	return p.err
 }

@@ -230,24 +230,7 @@ func (s *Server) Output() string { return s.out.String() }
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		defer os.RemoveAll(s.Dir)
-		select {
-		case <-s.exited:
-			s.err = fmt.Errorf("prometheus %d exited before Close (%s): %s", s.PID, s.cmd.ProcessState, s.Output())
-			return
-		default:
-		}
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-			return
-		case <-time.After(StopTimeout):
-		}
-		_ = s.cmd.Process.Kill()
-		select {
-		case <-s.exited:
-		case <-time.After(StopTimeout):
-			s.err = fmt.Errorf("prometheus %d did not exit on SIGKILL within %v", s.PID, StopTimeout)
-		}
+		s.err = child.Stop("prometheus", s.cmd, s.exited, syscall.SIGTERM, StopTimeout, s.Output)
 	})
 	return s.err
 }
