@@ -12,6 +12,7 @@ import (
 
 	"github.com/corral-pool/corral/api"
 	"github.com/corral-pool/corral/cmd/corral/cli"
+	"github.com/corral-pool/corral/internal/daemonconf"
 	"github.com/corral-pool/corral/internal/units"
 )
 
@@ -19,7 +20,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, PoolDir: units.Dir, CPUs: runtime.NumCPU(), Version: version,
+	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, PoolDir: units.Dir, DaemonConf: daemonconf.Path, CPUs: runtime.NumCPU(), Version: version,
 		IsTerminal: cli.IsTerminal(os.Stdout.Fd()),
 		Connect: func(ctx context.Context) (api.API, error) {
 			c, err := api.Dial(ctx)

@@ -51,6 +51,10 @@ type Env struct {
 	PoolDir string
 	// CPUs is the number of usable CPUs, for instances = "auto".
 	CPUs int
+	// DaemonConf is corrald's settings file (daemonconf.Path on a host):
+	// status shows the HAProxy agent's answer when it sets [agent]. ""
+	// reads none.
+	DaemonConf string
 	// Version is the program's version.
 	Version string
 

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -80,5 +82,38 @@ func TestDrainUnwatched(t *testing.T) {
 	if code, e := runEnv(t, context.Background(), env, "drain", "app"); code != ExitOK ||
 		out.String() != "app: drained; no connection left after 1.2s; no balancer asked corrald's agent in the last minute\n" {
 		t.Errorf("exit %d, %q, %q", code, out, e)
+	}
+}
+
+// TestStatusShowsTheAgentsAnswer: with [agent] in corral.toml, status says
+// what HAProxy hears for the pool; without, nothing.
+func TestStatusShowsTheAgentsAnswer(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "corral.toml")
+	os.WriteFile(conf, []byte("[agent]\nlisten = \":9811\"\n"), 0o644)
+	for _, tc := range []struct {
+		conf    string
+		drained bool
+		want    string
+	}{
+		{conf, false, "  agent      up ready 100% (what HAProxy's agent check hears)\n"},
+		{conf, true, "  agent      up drain #drained: corral undrain app (what HAProxy's agent check hears)\n"},
+		{"", false, ""},
+		{filepath.Join(t.TempDir(), "none.toml"), false, ""},
+	} {
+		f := newFake()
+		f.pools[0].Drained = tc.drained
+		env, out, _ := testEnv(f, nil)
+		env.DaemonConf = tc.conf
+		if code, e := runEnv(t, context.Background(), env, "status", "app"); code != ExitOK {
+			t.Fatalf("status: %d %s", code, e)
+		}
+		if got := out.String(); tc.want != "" && !strings.Contains(got, tc.want) || tc.want == "" && strings.Contains(got, "agent ") {
+			t.Errorf("conf %q drained %v: status says\n%s\nwant the line %q", tc.conf, tc.drained, got, tc.want)
+		}
+		out.Reset()
+		runEnv(t, context.Background(), env, "status", "app", "--json")
+		if hasAgent := strings.Contains(out.String(), `"agent": "up`); hasAgent != (tc.want != "") {
+			t.Errorf("conf %q: status --json has the agent's answer: %v\n%s", tc.conf, hasAgent, out)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/agent"
+	"github.com/corral-pool/corral/internal/daemonconf"
 )
 
 // The --json documents of list and status (corral(1) documents them; keep
@@ -25,7 +27,8 @@ type poolJSON struct {
 	Balance   string         `json:"balance"`
 	File      string         `json:"file"`
 	Listen    []string       `json:"listen"`
-	Drained   bool           `json:"drained"` // corral drain: the HAProxy agent answers drain
+	Drained   bool           `json:"drained"`         // corral drain: the HAProxy agent answers drain
+	Agent     string         `json:"agent,omitempty"` // status: the agent's answer, when corral.toml sets [agent]
 	Instances []instanceJSON `json:"instances"`
 }
 
@@ -200,7 +203,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	}
 	p, ins := s.pools[0], s.instances[name]
 	if opts["json"] != "" {
-		return writeJSON(env.Stdout, toJSON(p, ins, s.at))
+		j := toJSON(p, ins, s.at)
+		j.Agent = agentAnswer(env, p)
+		return writeJSON(env.Stdout, j)
 	}
 	w := env.Stdout
 	state := p.State
@@ -214,6 +219,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(w, "  instances  desired %d, running %d\n", p.Desired, p.Running)
 	if p.Drained {
 		fmt.Fprintf(w, "  drained    yes: balancers send it no new connections ('corral undrain %s')\n", p.Name)
+	}
+	if a := agentAnswer(env, p); a != "" {
+		fmt.Fprintf(w, "  agent      %s (what HAProxy's agent check hears)\n", a)
 	}
 	if len(ins) == 0 {
 		fmt.Fprintln(w, "  no instances")
@@ -268,4 +276,17 @@ func messagesCell(in api.InstanceInfo) string {
 		return "no"
 	}
 	return "-"
+}
+
+// agentAnswer is the HAProxy agent's answer for p without its newline, or
+// "" when corral.toml sets no [agent] (or cannot be read: corrald says why).
+func agentAnswer(env *Env, p api.PoolInfo) string {
+	if env.DaemonConf == "" {
+		return ""
+	}
+	c, err := daemonconf.Load(env.DaemonConf)
+	if err != nil || c.Agent == "" {
+		return ""
+	}
+	return strings.TrimSuffix(agent.Answer(p), "\n")
 }
