@@ -56,27 +56,58 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Stop ends the child cmd, named name in errors, whose exited is closed
-// when it has exited: sig, then SIGKILL if it has not exited within
-// timeout. It is an error that the child had exited before (output is what
-// it said) or outlives SIGKILL by timeout.
-func Stop(name string, cmd *exec.Cmd, exited <-chan struct{}, sig syscall.Signal, timeout time.Duration, output func() string) error {
+// Process is a program run as a child of the test, in its own process
+// group (the terminal's Ctrl-C is for the test) and killed if the test
+// dies.
+type Process struct {
+	Name   string // in errors: "haproxy"
+	PID    int
+	Out    *Tail         // the last 64 KiB of its stdout and stderr
+	Exited chan struct{} // closed when it has exited
+
+	cmd *exec.Cmd
+}
+
+// Start starts argv in dir as a child named name.
+func Start(name, dir string, argv ...string) (*Process, error) {
+	p := &Process{Name: name, Out: NewTail(64 << 10), Exited: make(chan struct{}), cmd: exec.Command(argv[0], argv[1:]...)}
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.Out, p.Out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: start %s: %w", name, argv[0], err)
+	}
+	p.PID = p.cmd.Process.Pid
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.Exited)
+	}()
+	return p, nil
+}
+
+// State says how it exited, once Exited is closed.
+func (p *Process) State() string { return p.cmd.ProcessState.String() }
+
+// Stop ends it: sig, then SIGKILL if it has not exited within timeout. It
+// is an error that it had exited before (with what it said) or that it
+// outlives SIGKILL by timeout.
+func (p *Process) Stop(sig syscall.Signal, timeout time.Duration) error {
 	select {
-	case <-exited:
-		return fmt.Errorf("%s %d exited before Close (%s): %s", name, cmd.Process.Pid, cmd.ProcessState, output())
+	case <-p.Exited:
+		return fmt.Errorf("%s %d exited before Close (%s): %s", p.Name, p.PID, p.State(), p.Out)
 	default:
 	}
-	_ = cmd.Process.Signal(sig)
+	_ = p.cmd.Process.Signal(sig)
 	select {
-	case <-exited:
+	case <-p.Exited:
 		return nil
 	case <-time.After(timeout):
 	}
-	_ = cmd.Process.Kill()
+	_ = p.cmd.Process.Kill()
 	select {
-	case <-exited:
+	case <-p.Exited:
 		return nil
 	case <-time.After(timeout):
-		return fmt.Errorf("%s %d did not exit on SIGKILL within %v", name, cmd.Process.Pid, timeout)
+		return fmt.Errorf("%s %d did not exit on SIGKILL within %v", p.Name, p.PID, timeout)
 	}
 }

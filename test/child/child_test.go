@@ -3,7 +3,10 @@ package child
 import (
 	"fmt"
 	"net"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestTail(t *testing.T) {
@@ -33,4 +36,27 @@ func TestFreePort(t *testing.T) {
 		t.Fatalf("listen on the free port %d: %v", p, err)
 	}
 	l.Close()
+}
+
+// TestStartStop: a child stops on its signal; one that exited before Stop
+// is an error that says so.
+func TestStartStop(t *testing.T) {
+	p, err := Start("sleeper", t.TempDir(), "sleep", "60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(syscall.SIGTERM, 5*time.Second); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	q, err := Start("sayer", t.TempDir(), "sh", "-c", "echo bye")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-q.Exited
+	if err := q.Stop(syscall.SIGTERM, time.Second); err == nil || !strings.Contains(err.Error(), "sayer") || !strings.Contains(err.Error(), "exited before Close") || !strings.Contains(err.Error(), "bye") {
+		t.Errorf("Stop after its exit: %v", err)
+	}
+	if _, err := Start("nothing", t.TempDir(), "/nonexistent/prog"); err == nil || !strings.Contains(err.Error(), "nothing: start /nonexistent/prog") {
+		t.Errorf("Start of a missing program: %v", err)
+	}
 }

@@ -19,7 +19,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -70,11 +69,9 @@ type Proxy struct {
 	Socket string // its admin stats socket, for the runtime API
 	PID    int
 
-	cmd    *exec.Cmd
-	out    *child.Tail
-	exited chan struct{} // closed when haproxy has exited
-	once   sync.Once
-	err    error // Close's result
+	proc *child.Process
+	once sync.Once
+	err  error // Close's result
 }
 
 // Start writes cfg's haproxy.cfg, runs haproxy on it and waits until its
@@ -88,7 +85,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("haproxy: %w", err)
 	}
-	p := &Proxy{Dir: dir, Socket: filepath.Join(dir, "admin.sock"), out: child.NewTail(64 << 10), exited: make(chan struct{})}
+	p := &Proxy{Dir: dir, Socket: filepath.Join(dir, "admin.sock")}
 	if len(p.Socket) >= 108 { // sun_path
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("haproxy: socket path %s is too long for a unix socket: set TMPDIR to a shorter directory", p.Socket)
@@ -107,23 +104,12 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("haproxy: %w", err)
 	}
-	p.cmd = exec.Command(Bin, "-f", file, "-db")
-	p.cmd.Dir = dir
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,            // the terminal's Ctrl-C is for us, not for haproxy
-		Pdeathsig: syscall.SIGKILL, // if we die, so does it
-	}
-	if err := p.cmd.Start(); err != nil {
+	proc, err := child.Start("haproxy", dir, Bin, "-f", file, "-db")
+	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("haproxy: start %s: %w", Bin, err)
+		return nil, err
 	}
-	p.PID = p.cmd.Process.Pid
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.exited)
-	}()
+	p.proc, p.PID = proc, proc.PID
 	if err := p.waitReady(ctx); err != nil {
 		p.Close()
 		return nil, err
@@ -165,8 +151,8 @@ func (p *Proxy) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-p.exited:
-			return fmt.Errorf("haproxy exited at start (%s), check the config: %s", p.cmd.ProcessState, p.Output())
+		case <-p.proc.Exited:
+			return fmt.Errorf("haproxy exited at start (%s), check the config: %s", p.proc.State(), p.Output())
 		case <-ctx.Done():
 			return fmt.Errorf("haproxy: stats socket %s did not answer within %v (last: %v): %s", p.Socket, StartTimeout, last, p.Output())
 		case <-time.After(20 * time.Millisecond):
@@ -176,7 +162,7 @@ func (p *Proxy) waitReady(ctx context.Context) error {
 
 // Output is what haproxy has written to stdout and stderr (its last 64
 // KiB): its warnings, such as "Server be/a is DOWN, reason: ...".
-func (p *Proxy) Output() string { return p.out.String() }
+func (p *Proxy) Output() string { return p.proc.Out.String() }
 
 // Close stops haproxy by its PID: SIGUSR1 (soft stop), then SIGKILL if it
 // has not exited within StopTimeout; and removes its directory. It returns
@@ -184,7 +170,7 @@ func (p *Proxy) Output() string { return p.out.String() }
 func (p *Proxy) Close() error {
 	p.once.Do(func() {
 		defer os.RemoveAll(p.Dir)
-		p.err = child.Stop("haproxy", p.cmd, p.exited, syscall.SIGUSR1, StopTimeout, p.Output)
+		p.err = p.proc.Stop(syscall.SIGUSR1, StopTimeout)
 	})
 	return p.err
 }

@@ -286,6 +286,22 @@ func TestPermissions(t *testing.T) {
 	if out, err := b.run("runuser", "-u", "alice", "--", "busctl", "call", "org.corral.Corral1", "/org/corral/Corral1", "org.corral.Corral1.Manager", "ListPools"); err != nil || !strings.Contains(out, `"app"`) {
 		t.Errorf("busctl call ListPools as alice: err=%v\n%s", err, out)
 	}
+	// Drain and undrain change what balancers send the host: the same rule.
+	for _, cmd := range [][]string{{"corral", "drain", "app", "--timeout", "1s"}, {"corral", "undrain", "app"}} {
+		out, err := b.run(append([]string{"runuser", "-u", "alice", "--"}, cmd...)...)
+		if err == nil || !strings.Contains(out, "permission denied") || !strings.Contains(err.Error(), "exit status 3") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+			t.Errorf("%s as alice: err=%v, want one line saying permission denied\n%s", strings.Join(cmd, " "), err, out)
+		}
+	}
+	out, err = b.run("runuser", "-u", "alice", "--", "busctl", "call", "org.corral.Corral1", "/org/corral/Corral1", "org.corral.Corral1.Manager", "Drain", "st", "app", "0")
+	if err == nil || !strings.Contains(out, "ccess denied") {
+		t.Errorf("busctl call Drain as alice: err=%v\n%s", err, out)
+	}
+	if l := b.must("corral", "list", "--json"); strings.Contains(l, `"drained": true`) {
+		t.Errorf("a refused drain drained the pool:\n%s", l)
+	}
+	b.must("runuser", "-u", "bob", "--", "corral", "drain", "app", "--timeout", "1s")
+	b.must("runuser", "-u", "bob", "--", "corral", "undrain", "app")
 	b.must("runuser", "-u", "bob", "--", "corral", "scale", "app", "3")
 	b.waitActive("app", "1", "2", "3")
 }

@@ -85,9 +85,7 @@ type Server struct {
 	PID  int
 	Conf string // its prometheus.yml
 
-	cmd    *exec.Cmd
-	out    *child.Tail
-	exited chan struct{} // closed when prometheus has exited
+	proc   *child.Process
 	once   sync.Once
 	err    error // Close's result
 	client http.Client
@@ -118,35 +116,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus: %w", err)
 	}
-	s := &Server{Dir: dir, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Conf: yaml(cfg),
-		out: child.NewTail(64 << 10), exited: make(chan struct{})}
+	s := &Server{Dir: dir, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Conf: yaml(cfg)}
 	file := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(file, []byte(s.Conf), 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("prometheus: %w", err)
 	}
-	s.cmd = exec.Command(Bin,
+	proc, err := child.Start("prometheus", dir, Bin,
 		"--config.file="+file,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--storage.tsdb.retention.time=1h",
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
 	)
-	s.cmd.Dir = dir
-	s.cmd.Stdout = s.out
-	s.cmd.Stderr = s.out
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,            // the terminal's Ctrl-C is for us, not for prometheus
-		Pdeathsig: syscall.SIGKILL, // if we die, so does it
-	}
-	if err := s.cmd.Start(); err != nil {
+	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("prometheus: start %s: %w", Bin, err)
+		return nil, err
 	}
-	s.PID = s.cmd.Process.Pid
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.exited)
-	}()
+	s.proc, s.PID = proc, proc.PID
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -205,8 +191,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("prometheus exited at start (%s), check its flags and prometheus.yml:\n%s\n%s", s.cmd.ProcessState, s.Conf, s.Output())
+		case <-s.proc.Exited:
+			return fmt.Errorf("prometheus exited at start (%s), check its flags and prometheus.yml:\n%s\n%s", s.proc.State(), s.Conf, s.Output())
 		case <-ctx.Done():
 			return fmt.Errorf("prometheus: %s/-/ready did not answer within %v (last: %v): %s", s.URL, StartTimeout, last, s.Output())
 		case <-time.After(50 * time.Millisecond):
@@ -222,7 +208,7 @@ func (s *Server) ready(ctx context.Context) error {
 }
 
 // Output is what Prometheus has logged (its last 64 KiB).
-func (s *Server) Output() string { return s.out.String() }
+func (s *Server) Output() string { return s.proc.Out.String() }
 
 // Close stops Prometheus by its PID: SIGTERM, then SIGKILL if it has not
 // exited within StopTimeout; and removes its directory. It returns an error
@@ -230,7 +216,7 @@ func (s *Server) Output() string { return s.out.String() }
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		defer os.RemoveAll(s.Dir)
-		s.err = child.Stop("prometheus", s.cmd, s.exited, syscall.SIGTERM, StopTimeout, s.Output)
+		s.err = s.proc.Stop(syscall.SIGTERM, StopTimeout)
 	})
 	return s.err
 }
@@ -355,8 +341,8 @@ func (s *Server) WaitFor(ctx context.Context, promql string, ok func([]Sample) b
 			defer cancel()
 			return last, fmt.Errorf("prometheus: %q: not as wanted in time (%v): last %v (query error: %v); targets: %s",
 				promql, context.Cause(ctx), last, err, s.targetsLine(c))
-		case <-s.exited:
-			return last, fmt.Errorf("prometheus: %q: prometheus exited (%s): %s", promql, s.cmd.ProcessState, s.Output())
+		case <-s.proc.Exited:
+			return last, fmt.Errorf("prometheus: %q: prometheus exited (%s): %s", promql, s.proc.State(), s.Output())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
