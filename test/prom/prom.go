@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -262,8 +263,9 @@ func (s *Server) Query(ctx context.Context, promql string) ([]Sample, error) {
 	return parseQuery(promql, body)
 }
 
-// parseQuery reads /api/v1/query's answer.
-func parseQuery(promql string, body []byte) ([]Sample, error) {
+// result reads the envelope of an answer of the HTTP API, which is JSON
+// for errors (400, 422) too, and returns its result's type and JSON.
+func result(what, promql string, body []byte) (string, json.RawMessage, error) {
 	var r struct {
 		Status    string `json:"status"`
 		ErrorType string `json:"errorType"`
@@ -274,18 +276,27 @@ func parseQuery(promql string, body []byte) ([]Sample, error) {
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("prometheus: query %q: %w: %.300s", promql, err, body)
+		return "", nil, fmt.Errorf("prometheus: %s %q: %w: %.300s", what, promql, err, body)
 	}
 	if r.Status != "success" {
-		return nil, fmt.Errorf("prometheus: query %q: %s: %s", promql, r.ErrorType, r.Error)
+		return "", nil, fmt.Errorf("prometheus: %s %q: %s: %s", what, promql, r.ErrorType, r.Error)
 	}
-	switch r.Data.ResultType {
+	return r.Data.ResultType, r.Data.Result, nil
+}
+
+// parseQuery reads /api/v1/query's answer.
+func parseQuery(promql string, body []byte) ([]Sample, error) {
+	typ, res, err := result("query", promql, body)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
 	case "vector":
 		var v []struct {
 			Metric map[string]string `json:"metric"`
 			Value  [2]any            `json:"value"`
 		}
-		if err := json.Unmarshal(r.Data.Result, &v); err != nil {
+		if err := json.Unmarshal(res, &v); err != nil {
 			return nil, fmt.Errorf("prometheus: query %q: %w", promql, err)
 		}
 		out := make([]Sample, 0, len(v))
@@ -299,7 +310,7 @@ func parseQuery(promql string, body []byte) ([]Sample, error) {
 		return out, nil
 	case "scalar":
 		var v [2]any
-		if err := json.Unmarshal(r.Data.Result, &v); err != nil {
+		if err := json.Unmarshal(res, &v); err != nil {
 			return nil, fmt.Errorf("prometheus: query %q: %w", promql, err)
 		}
 		f, err := value(v)
@@ -308,8 +319,68 @@ func parseQuery(promql string, body []byte) ([]Sample, error) {
 		}
 		return []Sample{{Labels: map[string]string{}, Value: f}}, nil
 	default:
-		return nil, fmt.Errorf("prometheus: query %q: a %s, not an instant vector: use an instant query without a range", promql, r.Data.ResultType)
+		return nil, fmt.Errorf("prometheus: query %q: a %s, not an instant vector: use an instant query without a range", promql, typ)
 	}
+}
+
+// Series is one series of a range query: its labels and its points, [unix
+// seconds, value], without NaN or infinite values.
+type Series struct {
+	Labels map[string]string `json:"labels"`
+	Points [][2]float64      `json:"points"`
+}
+
+// QueryRange evaluates promql over [start, end] every step, with
+// /api/v1/query_range, and returns its matrix.
+func (s *Server) QueryRange(ctx context.Context, promql string, start, end time.Time, step time.Duration) ([]Series, error) {
+	q := url.Values{
+		"query": {promql},
+		"start": {strconv.FormatInt(start.Unix(), 10)},
+		"end":   {strconv.FormatInt(end.Unix(), 10)},
+		"step":  {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)},
+	}
+	body, err := s.get(ctx, "/api/v1/query_range?"+q.Encode(), http.StatusBadRequest, http.StatusUnprocessableEntity)
+	if err != nil {
+		return nil, err
+	}
+	return parseMatrix(promql, body)
+}
+
+// parseMatrix reads /api/v1/query_range's answer.
+func parseMatrix(promql string, body []byte) ([]Series, error) {
+	typ, res, err := result("query_range", promql, body)
+	if err != nil {
+		return nil, err
+	}
+	if typ != "matrix" {
+		return nil, fmt.Errorf("prometheus: query_range %q: a %s, not a matrix", promql, typ)
+	}
+	var m []struct {
+		Metric map[string]string `json:"metric"`
+		Values [][2]any          `json:"values"`
+	}
+	if err := json.Unmarshal(res, &m); err != nil {
+		return nil, fmt.Errorf("prometheus: query_range %q: %w", promql, err)
+	}
+	out := []Series{}
+	for _, e := range m {
+		sr := Series{Labels: e.Metric, Points: [][2]float64{}}
+		if sr.Labels == nil {
+			sr.Labels = map[string]string{}
+		}
+		for _, v := range e.Values {
+			t, ok := v[0].(float64)
+			f, err := value(v)
+			if !ok || err != nil {
+				return nil, fmt.Errorf("prometheus: query_range %q: bad value %v", promql, v)
+			}
+			if !math.IsNaN(f) && !math.IsInf(f, 0) {
+				sr.Points = append(sr.Points, [2]float64{t, f})
+			}
+		}
+		out = append(out, sr)
+	}
+	return out, nil
 }
 
 // value is the number in a [time, "value"] pair; the value may be "NaN"

@@ -40,18 +40,6 @@ func TestLegend(t *testing.T) {
 	}
 }
 
-func TestParseMatrix(t *testing.T) {
-	body := `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"pool":"shop"},"values":[[100,"1"],[102,"NaN"],[104,"2.5"]]}]}}`
-	got, err := parseMatrix("q", []byte(body))
-	want := []series{{Labels: map[string]string{"pool": "shop"}, Points: [][2]float64{{100, 1}, {104, 2.5}}}}
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Errorf("parseMatrix: %v, %v; want %v", got, err, want)
-	}
-	if _, err := parseMatrix("q", []byte(`{"status":"error","errorType":"bad_data","error":"parse error"}`)); err == nil || !strings.Contains(err.Error(), "parse error") {
-		t.Errorf("parseMatrix of an error: %v", err)
-	}
-}
-
 func TestDataRows(t *testing.T) {
 	pts := [][2]float64{{0, 1}, {2, 1}, {10, 2}}
 	want := [][]float64{{0, 1}, {2, 1}, nil, {10, 2}}

@@ -205,7 +205,7 @@ func runScenario(ctx context.Context, deb string, dur time.Duration, d *dashboar
 			if _, done := rec.Results[expr]; done || t.Hide {
 				continue
 			}
-			s, err := queryRange(ctx, p.URL, expr, rec.Start, rec.End, step)
+			s, err := p.QueryRange(ctx, expr, rec.Start, rec.End, step)
 			if err != nil {
 				rec.Errors[expr] = err.Error()
 				fmt.Fprintf(os.Stderr, "dashboard-picture: panel %q, target %s: %v\n", pn.Title, t.RefID, err)
