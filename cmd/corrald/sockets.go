@@ -38,13 +38,13 @@ func serveSockets(ctx context.Context, log *slog.Logger, fds []activation.FD, pa
 		switch {
 		case w.addr != "" && ln == nil:
 			log.Warn(w.unit+" passed no socket although corral.toml sets one",
-				"address", w.addr, "fix", "systemctl daemon-reload && systemctl restart corral.service "+w.unit)
+				"address", w.addr, "fix", daemonconf.ApplyCommand(w.unit))
 		case w.addr != "" && !daemonconf.SameAddress(w.addr, ln.Addr().String()):
 			log.Warn(w.unit+" listens on another address than corral.toml sets: a socket takes a new address only when restarted",
-				"listens", ln.Addr().String(), "corral.toml", w.addr, "fix", "systemctl daemon-reload && systemctl restart corral.service "+w.unit)
+				"listens", ln.Addr().String(), "corral.toml", w.addr, "fix", daemonconf.ApplyCommand(w.unit))
 		case w.addr == "" && ln != nil && err == nil:
 			log.Warn(w.unit+" still listens although corral.toml sets no address for it",
-				"listens", ln.Addr().String(), "fix", "systemctl daemon-reload && systemctl stop "+w.unit+" && systemctl restart corral.service")
+				"listens", ln.Addr().String(), "fix", daemonconf.ApplyCommand(w.unit))
 		}
 	}
 	if ln := passed[daemonconf.MetricsFD]; ln != nil {

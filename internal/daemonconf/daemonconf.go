@@ -171,6 +171,17 @@ WantedBy=sockets.target
 	return out
 }
 
+// ApplyCommand is the command that makes a change of corral.toml take
+// effect for the named socket units (those set, changed or removed).
+// systemd gives a socket a new address only when it restarts, refuses to
+// start one while its service runs, and may fail `systemctl restart` of a
+// service and its socket together (systemd#23581): so corrald and the
+// sockets stop in one transaction, where no connection can start corrald
+// again, and starting corrald starts the sockets it wants first.
+func ApplyCommand(sockets ...string) string {
+	return "systemctl daemon-reload && systemctl stop corral.service " + strings.Join(sockets, " ") + " && systemctl start corral.service"
+}
+
 // SameAddress reports whether a listening socket at actual (as net.Addr
 // writes it: "127.0.0.1:9810", "[::]:9811") serves the address conf as
 // Parse returns it (":9811" is every address).

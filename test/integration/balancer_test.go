@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-pool/corral/internal/daemonconf"
 	"github.com/corral-pool/corral/test/haproxy"
 	"github.com/corral-pool/corral/test/prom"
 )
@@ -34,16 +35,13 @@ func (b *box) withDaemonConf(conf string) {
 	if err := b.WriteFile("/etc/corral/corral.toml", []byte(conf), 0o644); err != nil {
 		b.t.Fatal(err)
 	}
-	b.must("systemctl", "daemon-reload")
-	// The service first: systemd refuses to start a socket while its
-	// service runs, unless one transaction restarts both.
-	restart := []string{"systemctl", "restart", "corral.service"}
+	var sockets []string
 	for table, unit := range map[string]string{"[metrics]": "corral-metrics.socket", "[agent]": "corral-agent.socket"} {
 		if strings.Contains(conf, table) {
-			restart = append(restart, unit)
+			sockets = append(sockets, unit)
 		}
 	}
-	b.must(restart...)
+	b.must("sh", "-c", daemonconf.ApplyCommand(sockets...))
 }
 
 // agentCheck asks the agent at addr for pool as HAProxy does.
@@ -195,7 +193,7 @@ func TestMetrics(t *testing.T) {
 	}
 	b.must("systemctl", "daemon-reload")
 	b.must("systemctl", "restart", "corral.service")
-	b.waitJournal("corral.service", `fix="systemctl daemon-reload && systemctl restart corral.service corral-agent.socket"`)
+	b.waitJournal("corral.service", `fix="`+daemonconf.ApplyCommand("corral-agent.socket")+`"`)
 	// Removing the package stops the sockets first: a check then finds
 	// nothing, rather than starting a corrald that is being removed.
 	b.withDaemonConf(fmt.Sprintf("[agent]\nlisten = \"127.0.0.1:%d\"\n", agentPort))
