@@ -1,0 +1,98 @@
+package steer
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Owner takes copies of the sockets another process holds, found by their
+// inode: corrald takes the listening sockets systemd (PID 1) holds for the
+// instances, which it cannot open itself. It needs CAP_SYS_PTRACE over
+// the process (pidfd_getfd(2)).
+type Owner struct {
+	pid   int
+	pidfd int
+	fds   map[uint64]int // socket inode → the owner's fd, as last read
+}
+
+// OpenOwner opens the process pid (1 for systemd).
+func OpenOwner(pid int) (*Owner, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: pidfd_open(%d): %v", ErrUnavailable, pid, err)
+	}
+	return &Owner{pid: pid, pidfd: fd, fds: map[uint64]int{}}, nil
+}
+
+// Close releases o.
+func (o *Owner) Close() error { return unix.Close(o.pidfd) }
+
+// Take returns a new fd of the owner's socket whose inode is ino. The
+// caller closes it.
+func (o *Owner) Take(ino uint64) (int, error) {
+	fd, ok := o.fds[ino]
+	if !ok {
+		var err error
+		if o.fds, err = SocketFDs(o.pid); err != nil {
+			return -1, err
+		}
+		if fd, ok = o.fds[ino]; !ok {
+			return -1, fmt.Errorf("steer: process %d holds no socket with inode %d", o.pid, ino)
+		}
+	}
+	n, err := unix.PidfdGetfd(o.pidfd, fd, 0)
+	if err != nil {
+		delete(o.fds, ino)
+		return -1, fmt.Errorf("steer: pidfd_getfd(%d, %d): %w", o.pid, fd, err)
+	}
+	// The fd may have been closed and reused since it was read.
+	if got, err := Inode(n); err != nil || got != ino {
+		unix.Close(n)
+		delete(o.fds, ino)
+		return -1, fmt.Errorf("steer: process %d's fd %d is no longer socket %d", o.pid, fd, ino)
+	}
+	return n, nil
+}
+
+// SocketFDs reads the sockets process pid holds: fd by socket inode.
+func SocketFDs(pid int) (map[uint64]int, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("steer: %w", err)
+	}
+	out := map[uint64]int{}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ino, ok := SocketInode(dir + "/" + e.Name()); ok {
+			out[ino] = fd
+		}
+	}
+	return out, nil
+}
+
+// SocketInode reads the inode of the socket a /proc/PID/fd/N link names.
+func SocketInode(link string) (uint64, bool) {
+	t, err := os.Readlink(link)
+	if err != nil || !strings.HasPrefix(t, "socket:[") || !strings.HasSuffix(t, "]") {
+		return 0, false
+	}
+	ino, err := strconv.ParseUint(t[len("socket:["):len(t)-1], 10, 64)
+	return ino, err == nil
+}
+
+// Inode returns the inode of the socket fd.
+func Inode(fd int) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
