@@ -37,7 +37,7 @@ type PoolInfo struct {
 	State   string // "running", "degraded", "crash-loop", "socket-failed", "not-accepting", "stopped"
 	Desired uint32 // instances wanted
 	Running uint32 // instances active
-	Balance string // "reuseport" or "shared"
+	Balance string // "reuseport", "sticky" or "shared"
 	File    string // the pool file
 	Listen  []string
 	Drained bool // the operator drained it (corral drain): the HAProxy agent answers "drain"
@@ -45,6 +45,10 @@ type PoolInfo struct {
 	// CPU): the HAProxy agent's 100%, so that corral scale moves a host's
 	// share of the traffic with its instances.
 	Capacity uint32
+	// Steering is how new connections are steered to the instances: "on"
+	// (a program in the kernel), "off: REASON" where BPF is not available,
+	// "disabled" (steering = false), or "" with one socket for all.
+	Steering string
 }
 
 // InstanceInfo is one instance as `corral list` and `corral status` show it.
@@ -63,6 +67,7 @@ type InstanceInfo struct {
 	Reason      string // why it is in this phase, e.g. "exit-code 1; next try in 4s"
 	Messages    bool   // its worker is connected to corrald for messages
 	Queued      uint32 // not-accepting: connections waiting in its socket's queue
+	Cordoned    bool   // the operator cordoned it (corral cordon): no new connections
 }
 
 // Since returns SinceUSec as a time (zero if never active).
@@ -197,4 +202,10 @@ type API interface {
 	Drain(ctx context.Context, pool string, timeout time.Duration) (DrainReport, error)
 	// Undrain puts pool back in rotation.
 	Undrain(ctx context.Context, pool string) error
+	// Cordon keeps new connections from instance POOL@I (target) while it
+	// keeps those it has, across restarts of corrald, until Uncordon. It
+	// needs steering in the kernel (ErrNoSteering).
+	Cordon(ctx context.Context, target string) error
+	// Uncordon lets new connections reach a cordoned instance again.
+	Uncordon(ctx context.Context, target string) error
 }

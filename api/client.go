@@ -191,6 +191,16 @@ func (c *Client) Drain(ctx context.Context, pool string, timeout time.Duration) 
 	return DrainReport{Pool: pool, Left: int(left), Waited: time.Duration(waited) * time.Microsecond, Watched: watched, Told: told}, nil
 }
 
+// Cordon implements API.
+func (c *Client) Cordon(ctx context.Context, target string) error {
+	return c.call(ctx, "Cordon", nil, target)
+}
+
+// Uncordon implements API.
+func (c *Client) Uncordon(ctx context.Context, target string) error {
+	return c.call(ctx, "Uncordon", nil, target)
+}
+
 // Undrain implements API.
 func (c *Client) Undrain(ctx context.Context, pool string) error {
 	return c.call(ctx, "Undrain", nil, pool)

@@ -31,6 +31,9 @@ var (
 	// ErrNoMessages: corrald carries no messages (it could not open its
 	// message socket).
 	ErrNoMessages = errors.New("corrald carries no messages: its message socket did not open (see 'journalctl -u corral')")
+	// ErrNoSteering: steering in the kernel is off on this host (no BPF),
+	// so an instance cannot be cordoned.
+	ErrNoSteering = errors.New("steering in the kernel is off on this host")
 	// ErrFailed is any other failure, such as a systemd job that did not
 	// end "done".
 	ErrFailed = errors.New("systemd job failed")
@@ -54,6 +57,7 @@ var busErrors = []struct {
 	{"org.corral.Corral1.Error.BadMessage", ErrBadMessage},
 	{"org.corral.Corral1.Error.BadArgument", ErrBadArgument},
 	{"org.corral.Corral1.Error.NoMessages", ErrNoMessages},
+	{"org.corral.Corral1.Error.NoSteering", ErrNoSteering},
 	{"org.corral.Corral1.Error.Failed", ErrFailed},
 	// Names the bus itself answers with.
 	{"org.freedesktop.DBus.Error.AccessDenied", ErrDenied},

@@ -91,11 +91,15 @@ func assemble(log *slog.Logger, sd *sddbus.Conn, fds []activation.FD) (pool.Part
 		Store:     relay.NotifyStore{},
 		Log:       log,
 	})
+	var parts pool.Parts
 	if err != nil {
 		log.Error("no messages: cannot open the message socket", "path", message.SocketPath, "err", err)
-		return pool.Assemble(c, workers, nil), nil
+		parts, msgs = pool.Assemble(c, workers, nil), nil
+	} else {
+		parts = pool.Assemble(c, workers, msgs)
 	}
-	return pool.Assemble(c, workers, msgs), msgs
+	parts.Steer(fds, relay.NotifyStore{})
+	return parts, msgs
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
@@ -124,6 +128,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	go func() { runErr <- c.Run(ctx) }()
 	go parts.Acceptance.Run(ctx)
 	go parts.Recycler.Run(ctx)
+	go parts.Steerer.Run(ctx)
 	if parts.Pinger != nil {
 		go parts.Pinger.Run(ctx)
 	}

@@ -131,6 +131,14 @@ func (s *server) Undrain(sender godbus.Sender, pool string) *godbus.Error {
 	return s.act(sender, pool, s.parts.Drainer.Undrain)
 }
 
+func (s *server) Cordon(sender godbus.Sender, target string) *godbus.Error {
+	return s.act(sender, target, s.parts.Steerer.Cordon)
+}
+
+func (s *server) Uncordon(sender godbus.Sender, target string) *godbus.Error {
+	return s.act(sender, target, s.parts.Steerer.Uncordon)
+}
+
 func (s *server) Broadcast(sender godbus.Sender, pool, text string, waitUSec uint64) ([]api.MessageWire, *godbus.Error) {
 	return s.message(sender, pool, func(ctx context.Context, wait time.Duration) ([]api.MessageResult, error) {
 		return s.parts.Router.Broadcast(ctx, pool, text, wait)

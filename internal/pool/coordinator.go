@@ -70,6 +70,9 @@ type Coordinator struct {
 	// counted yet.
 	hung *unitSet
 
+	// observers are called after each reconcile (Observe).
+	observers []func()
+
 	// Owned by Run.
 	pools poolSet
 }
@@ -141,6 +144,11 @@ func New(cfg Config, sd Systemd) *Coordinator {
 // Events returns the channel of events. Events are dropped, not queued,
 // when nobody reads them fast enough.
 func (c *Coordinator) Events() <-chan Event { return c.events }
+
+// Observe has f called, from the Run goroutine, after each reconcile of a
+// pool: f must not block (a kick of a component's own loop). Call it
+// before Run.
+func (c *Coordinator) Observe(f func()) { c.observers = append(c.observers, f) }
 
 // Dirty tells the coordinator that something about pool changed (a systemd
 // signal); "" means anything may have changed, including the pool files.
@@ -424,6 +432,9 @@ func (c *Coordinator) reconcile(ctx context.Context, name string, p *poolState) 
 	for _, i := range out.Loops {
 		c.cfg.Log.Warn("crash loop", "pool", name, "instance", i, "reason", out.Reasons[i])
 		emit(c.events, Event{CrashLoop: true, Pool: name, Index: i, Phase: api.PhaseCrashLoop, Reason: out.Reasons[i]})
+	}
+	for _, f := range c.observers {
+		f()
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/api"
-	"github.com/corral-pool/corral/internal/units"
 )
 
 // withPool runs f on the named pool in the Run goroutine, and saves its
@@ -129,7 +128,7 @@ func (c *Coordinator) Stop(ctx context.Context, target string) error {
 				slices.Sort(p.desired.Held)
 			}
 			delete(p.managed, i)
-			if p.cfg.Balance == units.BalanceReusePort {
+			if p.cfg.Balance.PerInstance() {
 				return []string{SocketName(name, i), InstanceName(name, i)}
 			}
 			return []string{InstanceName(name, i)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 
+	"github.com/corral-pool/corral/activation"
 	"github.com/corral-pool/corral/internal/units"
 )
 
@@ -22,6 +23,18 @@ type Parts struct {
 	Recycler    *Recycler    // instances restarted by age or memory_high; Run it
 	Pinger      *Pinger      // the watchdog of workers PID 1 cannot watch; nil without messages; Run it
 	Drainer     *Drainer     // Drain, Undrain: a pool out of its balancers' rotation
+	Steerer     *Steerer     // Cordon, Uncordon; where new connections go; nil until Steer; Run it
+}
+
+// Steer adds the steering of new connections in the kernel (Steerer),
+// with the fds corrald inherited and store to keep its maps across
+// restarts: the coordinator kicks it after each reconcile, and reloads take
+// each instance out of its table before they stop it.
+func (p *Parts) Steer(inherited []activation.FD, store FDStore) {
+	s := NewSteerer(p.Coordinator, p.Acceptance, inherited)
+	s.Store = store
+	p.Steerer, p.Reloader.steer, p.Status.st = s, s, s
+	p.Coordinator.Observe(s.Kick)
 }
 
 // Assemble builds the components around co. msgs is nil when corrald

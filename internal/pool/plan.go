@@ -13,7 +13,7 @@ import (
 // Input is what Plan reconciles: one pool's desired and observed state.
 type Input struct {
 	Pool    string // the pool's name: "app"
-	Balance string // "shared", or "reuseport" (also when empty)
+	Balance string // "shared", or "reuseport" or "sticky" (also when empty)
 	Desired Desired
 	// Observed is what systemd reported of the pool's units.
 	Observed Observed

@@ -19,6 +19,7 @@ type Reloader struct {
 	co         *Coordinator
 	sd         Systemd
 	jobTimeout time.Duration
+	steer      *Steerer // nil without steering
 
 	mu        sync.Mutex
 	reloading map[string]int // reloads running, by pool
@@ -120,6 +121,10 @@ func (r *Reloader) Reload(ctx context.Context, pool string, progress func(api.Re
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				// New connections go to the others before it stops,
+				// and come back once it is ready.
+				r.steer.Leave(ctx, pool, i)
+				defer r.steer.Return(pool, i)
 				t0 := time.Now()
 				err := r.restartReady(ctx, InstanceName(pool, i), notify, delay)
 				results[k] = result{i, time.Since(t0), err}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/units"
 )
 
 // Status answers what the pools and their instances are doing: the
@@ -20,6 +21,7 @@ type Status struct {
 	sd   Systemd
 	msgs Messenger   // nil when corrald carries no messages
 	acc  *Acceptance // nil when nothing checks that instances accept
+	st   *Steerer    // nil without steering
 }
 
 // NewStatus returns the status of co's pools; msgs and acc may be nil.
@@ -32,7 +34,9 @@ func (s *Status) ListPools(ctx context.Context) ([]api.PoolInfo, error) {
 	var out []api.PoolInfo
 	err := s.co.do(ctx, func(pools poolSet) {
 		for name, p := range pools {
-			out = append(out, p.info(name, s.co.cfg.CPUs))
+			info := p.info(name, s.co.cfg.CPUs)
+			info.Steering = steering(p.cfg, s.st)
+			out = append(out, info)
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -47,6 +51,19 @@ func notAccepting(info *api.PoolInfo, stuck map[int]Stuck) {
 	if len(stuck) > 0 && (info.State == "running" || info.State == "degraded") {
 		info.State = string(api.PhaseNotAccepting)
 	}
+}
+
+// steering is PoolInfo.Steering for a pool of cfg.
+func steering(cfg *units.Pool, st *Steerer) string {
+	switch {
+	case !cfg.Balance.PerInstance():
+		return ""
+	case !cfg.Steering:
+		return "disabled"
+	case st.Off() != nil:
+		return "off: " + st.Off().Error()
+	}
+	return "on"
 }
 
 // info is p as ListPools shows it, on a host of cpus.
@@ -153,10 +170,12 @@ type phaseView struct {
 	reasons  map[int]string
 	restarts map[int]int
 	count    int
+	cordoned []int
 }
 
 func (p *poolState) phaseView() phaseView {
-	v := phaseView{phases: maps.Clone(p.out.Phases), reasons: maps.Clone(p.out.Reasons), restarts: map[int]int{}, count: p.desired.Count}
+	v := phaseView{phases: maps.Clone(p.out.Phases), reasons: maps.Clone(p.out.Reasons), restarts: map[int]int{}, count: p.desired.Count,
+		cordoned: slices.Clone(p.desired.Cordoned)}
 	for i := range p.out.Phases {
 		v.restarts[i] = p.tracker.Restarts(i)
 	}
@@ -191,7 +210,8 @@ func (v phaseView) instances(pool string, o Observed, connected map[int]bool) []
 		}
 		info := api.InstanceInfo{Pool: pool, Index: uint32(i), Unit: InstanceName(pool, i), Phase: string(ph),
 			ActiveState: u.ActiveState, SubState: u.SubState, Restarts: u.NRestarts + uint32(v.restarts[i]),
-			MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Reason: v.reasons[i], Messages: connected[i]}
+			MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Reason: v.reasons[i], Messages: connected[i],
+			Cordoned: slices.Contains(v.cordoned, i)}
 		if info.ActiveState == "" {
 			info.ActiveState, info.SubState = "inactive", "dead"
 		}

@@ -76,6 +76,10 @@ type Desired struct {
 	// Drained is true while the operator has the pool out of its
 	// balancers' rotation (Drainer).
 	Drained bool `json:"drained,omitempty"`
+	// Cordoned lists instances the operator took out of the steering's
+	// table (corral cordon): they keep their connections and get no new
+	// ones.
+	Cordoned []int `json:"cordoned,omitempty"`
 }
 
 // IsHeld reports whether instance i is held stopped.

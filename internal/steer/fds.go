@@ -1,6 +1,7 @@
 package steer
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -95,4 +96,49 @@ func Inode(fd int) (uint64, error) {
 		return 0, err
 	}
 	return st.Ino, nil
+}
+
+// FindSocket returns the inode of the first socket process pid holds for
+// which want is true, looking at each of its fds with pidfd_getfd(2)
+// (CAP_SYS_PTRACE; reading /proc/PID/fd of another user's process would
+// need CAP_DAC_READ_SEARCH too). It returns 0 when there is none.
+func FindSocket(pid int, want func(ino uint64) bool) (uint64, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, fmt.Errorf("steer: pidfd_open(%d): %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	size := fdTableSize(pid)
+	for fd := 0; fd < size; fd++ {
+		n, err := unix.PidfdGetfd(pidfd, fd, 0)
+		if errors.Is(err, unix.EBADF) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("steer: pidfd_getfd(%d, %d): %w", pid, fd, err)
+		}
+		ino, err := Inode(n)
+		unix.Close(n)
+		if err == nil && want(ino) {
+			return ino, nil
+		}
+	}
+	return 0, nil
+}
+
+// fdTableSize reads the size of process pid's fd table (FDSize in
+// /proc/PID/status, which anyone may read); 1024 when unknown.
+func fdTableSize(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 1024
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "FDSize:"); ok {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+				return min(n, 1<<16)
+			}
+		}
+	}
+	return 1024
 }

@@ -262,6 +262,11 @@ func program(socks, table int) asm.Instructions {
 		asm.JNE.Imm(asm.R8, int32(ModeSticky), "bucket"),
 		// Sticky: a hash of the client's address, read from the IP header
 		// (IPv4: 4 bytes at 12; IPv6: 16 at 8); unreadable, the kernel's.
+		// The buffer is zeroed first: without CAP_PERFMON the verifier
+		// refuses to read a byte the helper may not have written.
+		asm.Mov.Imm(asm.R1, 0),
+		asm.StoreMem(asm.RFP, -24, asm.R1, asm.DWord),
+		asm.StoreMem(asm.RFP, -16, asm.R1, asm.DWord),
 		asm.LoadMem(asm.R9, asm.R6, mdEthProto, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.Mov.Imm(asm.R2, 12),

@@ -95,7 +95,11 @@ func (l *listeners) put(t *testing.T, g *Group) {
 // listener took, and resets the counts.
 func (l *listeners) dial(t *testing.T, from string, port, n int) []int {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from), Port: port}, Timeout: 5 * time.Second}
+	// SO_REUSEADDR: a door's port may still be in TIME_WAIT from an earlier run.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from), Port: port}, Timeout: 5 * time.Second,
+		Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+		}}
 	for range n {
 		c, err := d.Dial("tcp4", l.addr)
 		if err != nil {
@@ -222,7 +226,7 @@ func TestSteerDoor(t *testing.T) {
 		t.Fatal(err)
 	}
 	for slot := range 3 {
-		got := l.dial(t, "127.0.0.1", DoorBase+slot, 1)
+		got := l.dial(t, fmt.Sprintf("127.0.2.%d", 1+os.Getpid()%250), DoorBase+slot, 1)
 		if got[slot] != 1 {
 			t.Errorf("door of slot %d: %v", slot, got)
 		}
@@ -272,5 +276,25 @@ func TestTable(t *testing.T) {
 		if less[b] == 4 {
 			t.Fatalf("bucket %d on the slot that left", b)
 		}
+	}
+}
+
+// TestFindSocket: the socket of a process is found among its fds, and a
+// process without it gives 0.
+func TestFindSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("pidfd_getfd of a process needs CAP_SYS_PTRACE or its own uid")
+	}
+	l := newListeners(t, 1)
+	rc, _ := l.lns[0].SyscallConn()
+	var ino uint64
+	rc.Control(func(fd uintptr) { ino, _ = Inode(int(fd)) })
+	got, err := FindSocket(os.Getpid(), func(n uint64) bool { return n == ino })
+	if err != nil || got != ino {
+		t.Errorf("FindSocket = %d, %v; want %d", got, err, ino)
+	}
+	got, err = FindSocket(os.Getpid(), func(uint64) bool { return false })
+	if err != nil || got != 0 {
+		t.Errorf("FindSocket of nothing = %d, %v", got, err)
 	}
 }

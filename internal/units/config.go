@@ -32,7 +32,13 @@ const (
 	// BalanceShared gives every instance the same listening socket; the
 	// instances compete in accept(2).
 	BalanceShared Balance = "shared"
+	// BalanceSticky is BalanceReusePort where every connection of a client
+	// address reaches the same instance while it serves (package steer).
+	BalanceSticky Balance = "sticky"
 )
+
+// PerInstance reports whether every instance has a socket of its own.
+func (b Balance) PerInstance() bool { return b == BalanceReusePort || b == BalanceSticky }
 
 // Readiness says when systemd considers an instance started.
 type Readiness string
@@ -173,6 +179,11 @@ type Pool struct {
 	RecycleAfter time.Duration
 	// RecycleJitter is at most RecycleAfter; default a tenth of it.
 	RecycleJitter time.Duration
+	// Steering keeps a program in the kernel on the instances' sockets
+	// (balance = "reuseport" or "sticky") that sends new connections only
+	// to instances that serve and are not cordoned (package steer); false
+	// leaves the choice to the kernel's hash.
+	Steering bool
 	// MaxUnavailable is how many instances a rolling reload restarts at
 	// once (default 1).
 	MaxUnavailable int

@@ -624,8 +624,8 @@ func (p *parser) balance(pool *Pool) {
 		pool.Balance = BalanceShared
 	case pool.Balance == "":
 		pool.Balance = BalanceReusePort
-	case pool.Balance == BalanceReusePort && hasUnix:
-		p.errorf("balance", `balance = "reuseport" cannot split a unix socket path over instances: set balance = "shared", or listen on TCP only`)
+	case pool.Balance.PerInstance() && hasUnix:
+		p.errorf("balance", `balance = "%s" cannot split a unix socket path over instances: set balance = "shared", or listen on TCP only`, pool.Balance)
 	}
 }
 

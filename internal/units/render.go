@@ -160,7 +160,7 @@ func renderService(p *Pool) []byte {
 	w.unitHeader(p, ", instance %i")
 	w.set("PartOf", p.Name+".target")
 	sock := p.Name + ".socket"
-	if p.Balance == BalanceReusePort {
+	if p.Balance.PerInstance() {
 		sock = p.Name + "@%i.socket"
 	}
 	w.set("Requires", sock)

@@ -220,7 +220,7 @@ listen = ["127.0.0.1:1"]`))
 	}
 	want := Pool{Name: "x", Path: "x.toml", Exec: []string{"/bin/x"}, Listen: []Listen{{Address: "127.0.0.1:1"}},
 		Balance: BalanceReusePort, Readiness: ReadinessSimple, StopTimeout: 30 * time.Second, StartOnBoot: true,
-		MaxUnavailable: 1, ReadyDelay: time.Second, WatchdogSignal: "SIGABRT",
+		MaxUnavailable: 1, ReadyDelay: time.Second, WatchdogSignal: "SIGABRT", Steering: true,
 		Restart: Restart{"on-failure", 0, 5, 10 * time.Second, time.Second, 5 * time.Minute, 5, 5 * time.Minute},
 		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone, ProtectHome: "yes"}}
 	if fmt.Sprintf("%+v", *p) != fmt.Sprintf("%+v", want) {

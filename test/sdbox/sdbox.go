@@ -88,18 +88,36 @@ type Options struct {
 	// namespace, shared.
 	NetNS string
 
+	// Capabilities are added to the container's bounding set
+	// (systemd-nspawn --capability), and SystemCalls to its seccomp filter
+	// (--system-call-filter): steering in the kernel needs CAP_BPF,
+	// CAP_NET_ADMIN and the bpf and pidfd_getfd system calls (KernelSteering).
+	Capabilities, SystemCalls []string
+
 	// Log, if not nil, receives the tail of the container's console log and the boot jobs
 	// still pending when Boot fails. Nil: the details are dropped (the error still says what
 	// failed).
 	Log io.Writer
 }
 
+// KernelSteering are the Options under which corrald can steer connections
+// in the kernel inside a box (docs/steering.md): systemd-nspawn keeps
+// CAP_BPF and CAP_NET_ADMIN from a container, and the bpf and pidfd_getfd system calls, by
+// default; CAP_SYS_PTRACE it keeps.
+func KernelSteering(o Options) Options {
+	o.Capabilities = append(o.Capabilities, "CAP_BPF", "CAP_NET_ADMIN")
+	o.SystemCalls = append(o.SystemCalls, "bpf", "pidfd_getfd")
+	return o
+}
+
 // A Box is a running systemd in a container. Its methods are safe for concurrent use; Close
 // ends it.
 type Box struct {
-	dir   string // runDir/sdbox.XXXXXX: a tmpfs holding upper, work, root, console.log, state
-	name  string // machine name (hostname inside)
-	netns string // Options.NetNS: the network namespace's path, or "" for the host's
+	dir   string   // runDir/sdbox.XXXXXX: a tmpfs holding upper, work, root, console.log, state
+	name  string   // machine name (hostname inside)
+	netns string   // Options.NetNS: the network namespace's path, or "" for the host's
+	caps  []string // Options.Capabilities
+	calls []string // Options.SystemCalls
 
 	cgroups []string // the box's own cgroup in each systemd hierarchy (see cgroup.go)
 
@@ -152,6 +170,8 @@ func Boot(ctx context.Context, opts Options) (*Box, error) {
 		dir:    dir,
 		name:   "sdbox-" + strings.TrimPrefix(filepath.Base(dir), dirPrefix),
 		netns:  opts.NetNS,
+		caps:   opts.Capabilities,
+		calls:  opts.SystemCalls,
 		exited: make(chan struct{}),
 		pidfd:  -1,
 	}
@@ -252,6 +272,12 @@ func (b *Box) start(nspawn string) error {
 	)
 	if b.netns != "" {
 		args = append(args, "--network-namespace-path="+b.netns)
+	}
+	if len(b.caps) > 0 {
+		args = append(args, "--capability="+strings.Join(b.caps, ","))
+	}
+	if len(b.calls) > 0 {
+		args = append(args, "--system-call-filter="+strings.Join(b.calls, " "))
 	}
 	b.cmd = exec.Command("/bin/sh", args...)
 	b.cmd.Env = []string{"PATH=" + execPath}

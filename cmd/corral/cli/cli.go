@@ -113,6 +113,8 @@ func init() {
 		{"reload", "", "POOL [--drain [--drain-timeout D]]", "rolling restart onto new binaries and units, each instance ready before the next", runReload},
 		{"drain", "", "POOL [--timeout D]", "take a pool out of its balancers' rotation (HAProxy agent) and wait for its connections to end", runDrain},
 		{"undrain", "", "POOL", "put a drained pool back in its balancers' rotation", runUndrain},
+		{"cordon", "", "POOL@I", "send no new connections to an instance; it keeps those it has (steering in the kernel)", runCordon},
+		{"uncordon", "", "POOL@I", "let new connections reach a cordoned instance again", runUncordon},
 		{"broadcast", "", "POOL MESSAGE|- [--wait] [--timeout D] [--json]", "deliver a message to every running instance of a pool; --wait prints each reply", runBroadcast},
 		{"send", "", "POOL@I MESSAGE|- [--wait] [--timeout D] [--json]", "deliver a message to one instance; --wait prints its reply", runSend},
 		{"logs", "", "POOL [-f] [-n N] [--instance I]", "show the instances' journal, each line prefixed with its instance", runLogs},

@@ -74,6 +74,14 @@ func runRestart(ctx context.Context, env *Env, args []string) error {
 	return control(ctx, env, "restart", args, api.API.Restart, "restarted %s\n", drainOptions...)
 }
 
+func runCordon(ctx context.Context, env *Env, args []string) error {
+	return control(ctx, env, "cordon", args, api.API.Cordon, "cordoned %[1]s: it keeps its connections and gets no new ones until 'corral uncordon %[1]s'\n")
+}
+
+func runUncordon(ctx context.Context, env *Env, args []string) error {
+	return control(ctx, env, "uncordon", args, api.API.Uncordon, "uncordoned %s: new connections reach it again\n")
+}
+
 // drainOptions take a whole pool out of rotation while it restarts.
 var drainOptions = []option{{long: "drain"}, {long: "drain-timeout", takesValue: true}}
 

@@ -38,7 +38,7 @@ func newFake() *fakeAPI {
 	return &fakeAPI{
 		pools: []api.PoolInfo{
 			{Name: "app", State: "running", Desired: 2, Running: 2, Balance: "reuseport",
-				File: "/etc/corral/pools.d/app.toml", Listen: []string{":8080"}},
+				File: "/etc/corral/pools.d/app.toml", Listen: []string{":8080"}, Steering: "on"},
 			{Name: "web", State: "crash-loop", Desired: 2, Running: 1, Balance: "shared",
 				File: "/etc/corral/pools.d/web.toml", Listen: []string{"/run/web.sock", "127.0.0.1:8081"}},
 		},
@@ -309,6 +309,14 @@ func (f *fakeAPI) Drain(ctx context.Context, name string, timeout time.Duration)
 	}
 	// HAProxy checks both; web's has not asked since the drain.
 	return api.DrainReport{Pool: name, Left: left, Waited: waited, Watched: !f.unwatched, Told: name == "app" && !f.unwatched}, nil
+}
+
+func (f *fakeAPI) Cordon(ctx context.Context, target string) error {
+	return f.call("Cordon", target)
+}
+
+func (f *fakeAPI) Uncordon(ctx context.Context, target string) error {
+	return f.call("Uncordon", target)
 }
 
 func (f *fakeAPI) Undrain(ctx context.Context, name string) error {

@@ -28,6 +28,7 @@ type poolJSON struct {
 	File      string         `json:"file"`
 	Listen    []string       `json:"listen"`
 	Drained   bool           `json:"drained"`         // corral drain: the HAProxy agent answers drain
+	Steering  string         `json:"steering"`        // "on", "off: REASON", "disabled", "" (one socket for all)
 	Agent     string         `json:"agent,omitempty"` // status: the agent's answer, when corral.toml sets [agent]
 	Instances []instanceJSON `json:"instances"`
 }
@@ -48,18 +49,19 @@ type instanceJSON struct {
 	Reason      string  `json:"reason"`
 	Messages    bool    `json:"messages"` // its worker is connected for messages
 	Queued      uint32  `json:"queued"`   // connections waiting in its socket's queue (not-accepting)
+	Cordoned    bool    `json:"cordoned"` // corral cordon: no new connections
 }
 
 func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
 	j := poolJSON{Name: p.Name, State: p.State, Desired: p.Desired, Running: p.Running,
-		Balance: p.Balance, File: p.File, Listen: p.Listen, Drained: p.Drained, Instances: []instanceJSON{}}
+		Balance: p.Balance, File: p.File, Listen: p.Listen, Drained: p.Drained, Steering: p.Steering, Instances: []instanceJSON{}}
 	if j.Listen == nil {
 		j.Listen = []string{}
 	}
 	for _, in := range ins {
 		ij := instanceJSON{Name: instanceName(in), Unit: in.Unit, Index: in.Index, Phase: in.Phase,
 			ActiveState: in.ActiveState, SubState: in.SubState, Restarts: in.Restarts, Reason: in.Reason,
-			Messages: in.Messages, Queued: in.Queued}
+			Messages: in.Messages, Queued: in.Queued, Cordoned: in.Cordoned}
 		if in.PID != 0 {
 			pid := in.PID
 			ij.PID = &pid
@@ -216,6 +218,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(w, "  file       %s\n", p.File)
 	fmt.Fprintf(w, "  listen     %s\n", strings.Join(p.Listen, " "))
 	fmt.Fprintf(w, "  balance    %s\n", p.Balance)
+	if p.Steering != "" {
+		fmt.Fprintf(w, "  steering   %s\n", steeringNote(p.Steering))
+	}
 	fmt.Fprintf(w, "  instances  desired %d, running %d\n", p.Desired, p.Running)
 	if p.Drained {
 		fmt.Fprintf(w, "  drained    yes: balancers send it no new connections ('corral undrain %s')\n", p.Name)
@@ -259,11 +264,26 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 
 // phaseCell is an instance's phase, with the queue of one that accepts
 // no connection: "not-accepting, 12 queued".
-func phaseCell(in api.InstanceInfo) string {
-	if in.Phase == string(api.PhaseNotAccepting) {
-		return fmt.Sprintf("%s, %d queued", in.Phase, in.Queued)
+// steeringNote explains PoolInfo.Steering.
+func steeringNote(s string) string {
+	switch {
+	case s == "on":
+		return "on: new connections go only to instances that serve (a program in the kernel)"
+	case s == "disabled":
+		return "disabled (steering = false): the kernel's hash picks each instance, even one that is down"
 	}
-	return in.Phase
+	return s + "; the pool runs as plain reuseport"
+}
+
+func phaseCell(in api.InstanceInfo) string {
+	ph := in.Phase
+	if in.Phase == string(api.PhaseNotAccepting) {
+		ph = fmt.Sprintf("%s, %d queued", in.Phase, in.Queued)
+	}
+	if in.Cordoned {
+		ph += ", cordoned"
+	}
+	return ph
 }
 
 // messagesCell says whether an instance's worker is connected for

@@ -222,3 +222,19 @@ func TestFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestCordonedShown: a cordoned instance says so in its phase, and the
+// steering of a pool is explained.
+func TestCordonedShown(t *testing.T) {
+	in := api.InstanceInfo{Phase: "running", Cordoned: true}
+	if got := phaseCell(in); got != "running, cordoned" {
+		t.Errorf("phaseCell = %q", got)
+	}
+	in = api.InstanceInfo{Phase: string(api.PhaseNotAccepting), Queued: 3, Cordoned: true}
+	if got := phaseCell(in); got != "not-accepting, 3 queued, cordoned" {
+		t.Errorf("phaseCell = %q", got)
+	}
+	if got := steeringNote("off: steering in the kernel is not available: x"); got != "off: steering in the kernel is not available: x; the pool runs as plain reuseport" {
+		t.Errorf("steeringNote = %q", got)
+	}
+}

@@ -1,0 +1,473 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-pool/corral/activation"
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/listenq"
+	"github.com/corral-pool/corral/internal/loop"
+	"github.com/corral-pool/corral/internal/steer"
+	"github.com/corral-pool/corral/internal/units"
+)
+
+// Steerer keeps a steering program (package steer) on the sockets of every
+// pool whose instances each have one (balance = "reuseport" or "sticky",
+// steering = true): a new connection goes only to an instance that serves,
+// one that is up, not leaving for a reload, not cordoned and accepting.
+// The others keep their sockets and queues; only new connections go
+// elsewhere. Without BPF here (Off), pools run as plain reuseport.
+//
+// The maps of each socket group outlive corrald in systemd's fd store, so
+// that a restarted corrald finds its sockets in them; the listening sockets
+// themselves are PID 1's, taken with pidfd_getfd(2) only to be put in a
+// map and closed at once.
+type Steerer struct {
+	co  *Coordinator
+	acc *Acceptance
+	// Interval is how often the sockets are looked at without a signal:
+	// 2s. A state change of an instance comes at once (Kick).
+	Interval time.Duration
+	// Store keeps the maps across restarts; nil keeps nothing.
+	Store FDStore
+
+	off     error                // why steering is off; nil when on
+	owner   *steer.Owner         // PID 1
+	kept    map[string]*ebpf.Map // maps from the fd store, by name, until taken
+	kick    chan struct{}
+	reqs    chan func()
+	mu      sync.Mutex
+	leaving map[string]map[int]int // by pool: instances out of the table for a reload, counted
+
+	groups map[groupKey]*sgroup // owned by Run
+	warned map[string]string    // the last problem logged, by group and slot; Run's
+}
+
+// FDStore keeps fds across restarts of corrald (relay.NotifyStore).
+type FDStore interface {
+	Keep(ctx context.Context, name string, c syscall.Conn) error
+	Forget(ctx context.Context, name string) error
+}
+
+type groupKey struct{ pool, addr string }
+
+// sgroup is the steering of one address of a pool.
+type sgroup struct {
+	g      *steer.Group
+	inode  map[int]uint64 // socket put in each slot
+	pid    map[int]uint32 // main process it was found in
+	mode   steer.Mode
+	table  []uint32
+	inited bool
+}
+
+// NewSteerer returns the steering of co's pools. inherited are the fds
+// corrald started with: the maps a previous corrald stored are among them.
+// It probes BPF and PID 1's sockets once; Off says what failed.
+func NewSteerer(co *Coordinator, acc *Acceptance, inherited []activation.FD) *Steerer {
+	s := &Steerer{co: co, acc: acc, Interval: 2 * time.Second, kick: make(chan struct{}, 1), reqs: make(chan func()),
+		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}, kept: map[string]*ebpf.Map{}}
+	if g, err := steer.NewGroup(); err != nil {
+		s.off = err
+	} else {
+		g.Close()
+	}
+	if s.off == nil {
+		if s.owner, s.off = steer.OpenOwner(1); s.off == nil {
+			s.off = probeTake(s.owner)
+		}
+	}
+	for _, fd := range inherited {
+		if !strings.HasPrefix(fd.Name, steerFDPrefix) || fd.File == nil {
+			continue
+		}
+		if s.off == nil {
+			if m, err := ebpf.NewMapFromFD(int(fd.File.Fd())); err == nil {
+				if m2, err := m.Clone(); err == nil {
+					s.kept[fd.Name] = m2
+				}
+				m.Close()
+			}
+		}
+	}
+	return s
+}
+
+// probeTake takes a copy of one of o's sockets, as steering does, and
+// says why it cannot.
+func probeTake(o *steer.Owner) error {
+	fds, err := steer.SocketFDs(1)
+	for ino := range fds {
+		fd, err := o.Take(ino)
+		if err != nil {
+			return fmt.Errorf("%w: %v (corrald needs CAP_SYS_PTRACE and the pidfd_getfd system call to take PID 1's sockets)", steer.ErrUnavailable, err)
+		}
+		unix.Close(fd)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v (corrald needs CAP_SYS_PTRACE to read PID 1's fds)", steer.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Off returns why steering is off on this host, or nil.
+func (s *Steerer) Off() error {
+	if s == nil {
+		return api.ErrNoSteering
+	}
+	return s.off
+}
+
+// Kick tells the Steerer that an instance of a pool may have changed.
+// It never blocks.
+func (s *Steerer) Kick() {
+	if s == nil {
+		return
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Leave takes instance i of pool out of the table until Return, and
+// returns once the kernel has the new table: a reload stops it next.
+func (s *Steerer) Leave(ctx context.Context, pool string, i int) {
+	if s == nil || s.off != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.leaving[pool] == nil {
+		s.leaving[pool] = map[int]int{}
+	}
+	s.leaving[pool][i]++
+	s.mu.Unlock()
+	loop.Do(ctx, s.reqs, func() { s.refresh(ctx) })
+}
+
+// Return ends a Leave: the instance is back in the table once it serves.
+func (s *Steerer) Return(pool string, i int) {
+	if s == nil || s.off != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.leaving[pool][i]--; s.leaving[pool][i] <= 0 {
+		delete(s.leaving[pool], i)
+	}
+	s.mu.Unlock()
+	s.Kick()
+}
+
+// Run keeps the programs and tables until ctx is done. Off, it logs why
+// once and returns.
+func (s *Steerer) Run(ctx context.Context) {
+	if s.off != nil {
+		s.co.cfg.Log.Warn("steering in the kernel is off: pools with a socket per instance run as plain reuseport, and corral cordon and balance = \"sticky\" do not work", "reason", s.off.Error())
+		return
+	}
+	tick := time.NewTicker(s.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-s.reqs:
+			f()
+			continue
+		case <-s.kick:
+		case <-tick.C:
+		}
+		s.refresh(ctx)
+	}
+}
+
+// Cordon takes instance POOL@I (target) out of the steering's table: it
+// keeps its connections and gets no new one, across restarts of corrald,
+// until Uncordon. It returns once the kernel has the new table.
+func (s *Steerer) Cordon(ctx context.Context, target string) error {
+	return s.cordon(ctx, "cordon", target, func(p *poolState, pool string, i int) error {
+		if slices.Contains(p.desired.Cordoned, i) {
+			return nil
+		}
+		others := 0
+		for _, j := range (poolView{cfg: p.cfg, count: p.desired.Count, instances: p.observed.Instances}).running() {
+			if j != i && !slices.Contains(p.desired.Cordoned, j) {
+				others++
+			}
+		}
+		if others == 0 {
+			return fmt.Errorf("%w: cordoning %s would leave no instance taking new connections: uncordon or start another first (to take the host out of a balancer, corral drain %s)",
+				api.ErrBadArgument, target, pool)
+		}
+		p.desired.Cordoned = append(p.desired.Cordoned, i)
+		slices.Sort(p.desired.Cordoned)
+		return nil
+	})
+}
+
+// Uncordon puts a cordoned instance back in the table once it serves.
+func (s *Steerer) Uncordon(ctx context.Context, target string) error {
+	return s.cordon(ctx, "uncordon", target, func(p *poolState, _ string, i int) error {
+		p.desired.Cordoned = slices.DeleteFunc(p.desired.Cordoned, func(j int) bool { return j == i })
+		if len(p.desired.Cordoned) == 0 {
+			p.desired.Cordoned = nil
+		}
+		return nil
+	})
+}
+
+// cordon checks target for cmd, runs f on its pool and refreshes.
+func (s *Steerer) cordon(ctx context.Context, cmd, target string, f func(p *poolState, pool string, i int) error) error {
+	pool, i, err := api.ParseTarget(target)
+	if err != nil {
+		return err
+	}
+	if i == 0 {
+		return fmt.Errorf("%w: %s takes one instance, such as %s", api.ErrBadArgument, cmd, api.InstanceTarget(pool, 1))
+	}
+	if err := s.Off(); err != nil {
+		return fmt.Errorf("%w: %v", api.ErrNoSteering, err)
+	}
+	if err := s.co.withPool(ctx, pool, func(p *poolState) error {
+		switch {
+		case !p.cfg.Balance.PerInstance():
+			return fmt.Errorf("%w: %s has balance = \"shared\": its instances take connections from one socket, so none can be kept from new ones; set balance = \"reuseport\"", api.ErrBadArgument, pool)
+		case !p.cfg.Steering:
+			return fmt.Errorf("%w: %s sets steering = false in %s: remove it to cordon", api.ErrBadArgument, pool, p.cfg.Path)
+		case i > p.desired.Count:
+			return fmt.Errorf("%w %s: %s has instances 1 to %d", api.ErrNoInstance, target, pool, p.desired.Count)
+		}
+		return f(p, pool, i)
+	}); err != nil {
+		return err
+	}
+	action := "cordoned: no new connections"
+	if cmd == "uncordon" {
+		action = "uncordoned: new connections again"
+	}
+	s.co.cfg.Log.Info(action, "pool", pool, "instance", i)
+	return loop.Do(ctx, s.reqs, func() { s.refresh(ctx) })
+}
+
+const steerFDPrefix = "steer:"
+
+// steered is one pool as refresh needs it.
+type steered struct {
+	poolView
+	cordoned []int
+}
+
+// refresh makes every group's sockets and table follow the pools.
+func (s *Steerer) refresh(ctx context.Context) {
+	var pools []steered
+	if err := s.co.do(ctx, func(ps poolSet) {
+		for name, p := range ps {
+			if p.cfg != nil && p.cfg.Balance.PerInstance() && p.cfg.Steering {
+				pools = append(pools, steered{poolView{name: name, cfg: p.cfg, count: p.desired.Count, instances: maps.Clone(p.observed.Instances)}, slices.Clone(p.desired.Cordoned)})
+			}
+		}
+	}); err != nil {
+		return
+	}
+	var fs listenq.Families
+	for _, p := range pools {
+		fs |= families(p.cfg.Listen)
+	}
+	byAddr := map[string][]listenq.Socket{}
+	if fs != 0 {
+		socks, err := listenq.Read(fs)
+		if err != nil {
+			s.warn(groupKey{}, 0, fmt.Errorf("read the listening sockets: %w", err))
+			return
+		}
+		for _, so := range socks {
+			byAddr[so.Addr] = append(byAddr[so.Addr], so)
+		}
+	}
+	seen := map[groupKey]bool{}
+	for _, p := range pools {
+		serving := s.serving(p)
+		mode := steer.ModeHash
+		if p.cfg.Balance == units.BalanceSticky {
+			mode = steer.ModeSticky
+		}
+		for _, l := range p.cfg.Listen {
+			if l.Unix {
+				continue
+			}
+			key := groupKey{p.name, l.Address}
+			seen[key] = true
+			g := s.group(ctx, key)
+			if g == nil {
+				continue
+			}
+			listening := map[uint64]bool{}
+			for _, so := range byAddr[kernelAddrs(l, byAddr)] {
+				listening[uint64(so.Inode)] = true
+			}
+			var slots []int
+			for _, i := range serving {
+				if s.fill(key, g, p, i, listening) {
+					slots = append(slots, i-1)
+				}
+			}
+			table := steer.Table(slots)
+			if g.inited && g.mode == mode && slices.Equal(g.table, table) {
+				continue
+			}
+			if err := g.g.Set(mode, table); err != nil {
+				s.warn(key, 0, err)
+				continue
+			}
+			g.mode, g.table, g.inited = mode, table, true
+		}
+	}
+	for key, g := range s.groups {
+		if !seen[key] {
+			g.g.Close()
+			if s.Store != nil {
+				s.Store.Forget(ctx, storeName(key, "socks"))
+				s.Store.Forget(ctx, storeName(key, "table"))
+			}
+			delete(s.groups, key)
+		}
+	}
+}
+
+// serving are the instances of p that may take new connections, in order.
+func (s *Steerer) serving(p steered) []int {
+	s.mu.Lock()
+	leaving := s.leaving[p.name]
+	var out []int
+	for _, i := range p.running() {
+		if leaving[i] == 0 && !slices.Contains(p.cordoned, i) {
+			out = append(out, i)
+		}
+	}
+	s.mu.Unlock()
+	stuck := s.acc.Stuck(p.name)
+	return slices.DeleteFunc(out, func(i int) bool { _, ok := stuck[i]; return ok })
+}
+
+// group returns the group of key, made or taken from the fd store.
+func (s *Steerer) group(ctx context.Context, key groupKey) *sgroup {
+	if g := s.groups[key]; g != nil {
+		return g
+	}
+	var g *steer.Group
+	var err error
+	socks, table := s.kept[storeName(key, "socks")], s.kept[storeName(key, "table")]
+	delete(s.kept, storeName(key, "socks"))
+	delete(s.kept, storeName(key, "table"))
+	if socks != nil && table != nil {
+		g, err = steer.OpenGroup(socks, table)
+	}
+	if g == nil {
+		if socks != nil {
+			socks.Close()
+		}
+		if table != nil {
+			table.Close()
+		}
+		if g, err = steer.NewGroup(); err != nil {
+			s.warn(key, 0, err)
+			return nil
+		}
+	}
+	if s.Store != nil {
+		socks, table := g.Maps()
+		for name, m := range map[string]*ebpf.Map{"socks": socks, "table": table} {
+			if err := keepMap(ctx, s.Store, storeName(key, name), m); err != nil {
+				s.warn(key, 0, fmt.Errorf("keep the maps across restarts: %w", err))
+			}
+		}
+	}
+	sg := &sgroup{g: g, inode: map[int]uint64{}, pid: map[int]uint32{}}
+	s.groups[key] = sg
+	return sg
+}
+
+// storeName names a map of key in the fd store (no ':', which FDNAME=
+// refuses).
+func storeName(key groupKey, m string) string {
+	return steerFDPrefix + key.pool + "/" + strings.ReplaceAll(key.addr, ":", "_") + "/" + m
+}
+
+// keepMap stores a copy of m's fd under name.
+func keepMap(ctx context.Context, st FDStore, name string, m *ebpf.Map) error {
+	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	return st.Keep(ctx, name, f)
+}
+
+// fill makes sure slot i-1 of g holds the socket at the group's address
+// that instance i of p serves on (the one of listening, the inodes of the
+// sockets at that address, its main process holds), and reports whether it
+// does.
+func (s *Steerer) fill(key groupKey, g *sgroup, p steered, i int, listening map[uint64]bool) bool {
+	u := p.instances[i]
+	if u.MainPID == 0 {
+		return false
+	}
+	if g.pid[i-1] == u.MainPID {
+		if _, ok := g.g.Cookie(i - 1); ok {
+			return true
+		}
+	}
+	ino, err := steer.FindSocket(int(u.MainPID), func(n uint64) bool { return listening[n] })
+	if err != nil {
+		s.warn(key, i, err)
+		return false
+	}
+	if ino == 0 {
+		s.warn(key, i, fmt.Errorf("its main process %d holds no socket listening there: only the kernel's hash sends it connections", u.MainPID))
+		return false
+	}
+	if _, ok := g.g.Cookie(i - 1); !ok || g.inode[i-1] != ino {
+		fd, err := s.owner.Take(ino)
+		if err != nil {
+			s.warn(key, i, err)
+			return false
+		}
+		err = g.g.Put(i-1, fd)
+		unix.Close(fd)
+		if err != nil {
+			s.warn(key, i, err)
+			return false
+		}
+	}
+	g.inode[i-1], g.pid[i-1] = ino, u.MainPID
+	delete(s.warned, fmt.Sprint(key, i))
+	return true
+}
+
+// warn logs a problem of key's slot for instance i (0: the group) once
+// until it changes.
+func (s *Steerer) warn(key groupKey, i int, err error) {
+	id := fmt.Sprint(key, i)
+	if s.warned[id] == err.Error() {
+		return
+	}
+	s.warned[id] = err.Error()
+	label := key.pool
+	if i > 0 {
+		label = instanceLabel(key.pool, i)
+	}
+	s.co.cfg.Log.Warn("steering: "+label+" "+key.addr+": "+err.Error(), "pool", key.pool)
+}

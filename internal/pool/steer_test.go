@@ -1,0 +1,124 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/steer"
+)
+
+// testSteerer is a Steerer of c that decides as corrald's does; with
+// instances that have no process it puts no socket in the kernel.
+func testSteerer(t *testing.T, c *testCorrald, off error) *Steerer {
+	t.Helper()
+	s := &Steerer{co: c.Coordinator, acc: NewAcceptance(c.Coordinator), off: off, kick: make(chan struct{}, 1), reqs: make(chan func()),
+		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		for {
+			select {
+			case f := <-s.reqs:
+				f()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		for _, g := range s.groups {
+			g.g.Close()
+		}
+	})
+	return s
+}
+
+// TestCordon: an instance is cordoned and uncordoned, in the state file
+// and in ListInstances; a whole pool, an instance that does not exist, the
+// last instance taking connections, and a host without steering are
+// refused, each with its error.
+func TestCordon(t *testing.T) {
+	sd := runningApp()
+	for i, u := range sd.obs.Instances {
+		u.MainPID = 0
+		sd.obs.Instances[i] = u
+	}
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	ctx := context.Background()
+	settle(t, c, sd, "app", 2)
+	s := testSteerer(t, c, nil)
+
+	for _, tc := range []struct {
+		target string
+		want   error
+	}{
+		{"app", api.ErrBadArgument},
+		{"app@3", api.ErrNoInstance},
+		{"nope@1", api.ErrNoPool},
+		{"app@x", nil}, // a bad name: ParseTarget's error
+	} {
+		err := s.Cordon(ctx, tc.target)
+		if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("Cordon(%s) = %v, want %v", tc.target, err, tc.want)
+		}
+	}
+	if err := s.Cordon(ctx, "app@1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Cordon(ctx, "app@1"); err != nil {
+		t.Errorf("cordoning again: %v", err)
+	}
+	if err := s.Cordon(ctx, "app@2"); !errors.Is(err, api.ErrBadArgument) {
+		t.Errorf("cordoning the last instance taking connections = %v", err)
+	}
+	st, _ := c.cfg.Store.Load()
+	if !slices.Equal(st.Pools["app"].Cordoned, []int{1}) {
+		t.Errorf("state file after cordon: %+v", st.Pools["app"])
+	}
+	is, _ := c.ListInstances(ctx, "app")
+	if len(is) != 2 || !is[0].Cordoned || is[1].Cordoned {
+		t.Errorf("ListInstances after cordon: %+v", is)
+	}
+	if err := s.Uncordon(ctx, "app@1"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.cfg.Store.Load(); st.Pools["app"].Cordoned != nil {
+		t.Errorf("state file after uncordon: %+v", st.Pools["app"])
+	}
+
+	off := testSteerer(t, c, steer.ErrUnavailable)
+	if err := off.Cordon(ctx, "app@1"); !errors.Is(err, api.ErrNoSteering) {
+		t.Errorf("Cordon without steering = %v", err)
+	}
+}
+
+// TestServing: the table holds the instances that run, minus those
+// cordoned or leaving for a reload.
+func TestServing(t *testing.T) {
+	sd := runningApp()
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	settle(t, c, sd, "app", 2)
+	s := testSteerer(t, c, nil)
+	v := steered{poolView: poolView{name: "app", count: 2, instances: sd.obs.Instances}}
+	if got := s.serving(v); !slices.Equal(got, []int{1, 2}) {
+		t.Errorf("serving = %v", got)
+	}
+	v.cordoned = []int{2}
+	if got := s.serving(v); !slices.Equal(got, []int{1}) {
+		t.Errorf("serving with 2 cordoned = %v", got)
+	}
+	v.cordoned = nil
+	s.leaving["app"] = map[int]int{1: 1}
+	if got := s.serving(v); !slices.Equal(got, []int{2}) {
+		t.Errorf("serving with 1 leaving = %v", got)
+	}
+	s.Return("app", 1)
+	if got := s.serving(v); !slices.Equal(got, []int{1, 2}) {
+		t.Errorf("serving after Return = %v", got)
+	}
+}
