@@ -65,7 +65,6 @@ type groupKey struct{ pool, addr string }
 // sgroup is the steering of one address of a pool.
 type sgroup struct {
 	g      *steer.Group
-	inode  map[int]uint64 // socket put in each slot
 	pid    map[int]uint32 // main process it was found in
 	mode   steer.Mode
 	table  []uint32
@@ -394,7 +393,7 @@ func (s *Steerer) group(ctx context.Context, key groupKey) *sgroup {
 			}
 		}
 	}
-	sg := &sgroup{g: g, inode: map[int]uint64{}, pid: map[int]uint32{}}
+	sg := &sgroup{g: g, pid: map[int]uint32{}}
 	s.groups[key] = sg
 	return sg
 }
@@ -439,22 +438,28 @@ func (s *Steerer) fill(key groupKey, g *sgroup, p steered, i int, listening map[
 		s.warn(key, i, fmt.Errorf("its main process %d holds no socket listening there: only the kernel's hash sends it connections", u.MainPID))
 		return false
 	}
-	if _, ok := g.g.Cookie(i - 1); !ok || g.inode[i-1] != ino {
-		fd, err := s.owner.Take(ino)
-		if err != nil {
-			s.warn(key, i, err)
-			return false
-		}
-		err = g.g.Put(i-1, fd)
-		unix.Close(fd)
-		if err != nil {
+	fd, err := s.owner.Take(ino)
+	if err != nil {
+		s.warn(key, i, err)
+		return false
+	}
+	defer unix.Close(fd)
+	// The slot may hold it already, put there by a corrald before a
+	// restart: putting it again would be refused.
+	if c, ok := g.g.Cookie(i - 1); !ok || !sameCookie(fd, c) {
+		if err := g.g.Put(i-1, fd); err != nil {
 			s.warn(key, i, err)
 			return false
 		}
 	}
-	g.inode[i-1], g.pid[i-1] = ino, u.MainPID
+	g.pid[i-1] = u.MainPID
 	delete(s.warned, fmt.Sprint(key, i))
 	return true
+}
+
+func sameCookie(fd int, c uint64) bool {
+	own, err := steer.SocketCookie(fd)
+	return err == nil && own == c
 }
 
 // warn logs a problem of key's slot for instance i (0: the group) once

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -148,7 +149,18 @@ func (g *Group) Put(slot int, fd int) error {
 	if slot < 0 || slot >= MaxSlots {
 		return fmt.Errorf("steer: slot %d out of 0..%d", slot, MaxSlots-1)
 	}
-	if err := g.socks.Put(uint32(slot), uint64(fd)); err != nil {
+	err := g.socks.Put(uint32(slot), uint64(fd))
+	// EBUSY: the socket is in the map of a program no longer kept (a
+	// corrald stopped, not restarted, loses its fd store); detach that
+	// program from the group, and the kernel frees its maps soon after.
+	for try := 0; errors.Is(err, unix.EBUSY) && try < 50; try++ {
+		if try == 0 {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_REUSEPORT_BPF, 0)
+		}
+		time.Sleep(10 * time.Millisecond)
+		err = g.socks.Put(uint32(slot), uint64(fd))
+	}
+	if err != nil {
 		return fmt.Errorf("steer: put the socket in slot %d: %w", slot, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, soAttachReuseBPF, g.prog.FD()); err != nil {
@@ -166,6 +178,12 @@ func (g *Group) Cookie(slot int) (uint64, bool) {
 		return 0, false
 	}
 	return c, true
+}
+
+// SocketCookie returns the cookie of the socket fd (SO_COOKIE), as Cookie
+// reports it for a slot.
+func SocketCookie(fd int) (uint64, error) {
+	return unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
 }
 
 // Set fills the table: each bucket's slot+1 (0 for none, see Table) and

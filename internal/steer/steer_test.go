@@ -298,3 +298,20 @@ func TestFindSocket(t *testing.T) {
 		t.Errorf("FindSocket of nothing = %d, %v", got, err)
 	}
 }
+
+// TestSteerNewMaps: a socket left in the map of a group whose maps nobody
+// keeps (a corrald stopped, then started afresh) goes into a new group's.
+func TestSteerNewMaps(t *testing.T) {
+	old := newGroup(t)
+	l := newListeners(t, 2)
+	l.put(t, old)
+	old.Close() // the attached program keeps its maps
+	g := newGroup(t)
+	l.put(t, g)
+	if err := g.Set(ModeHash, Table([]int{1})); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.dial(t, "127.0.0.1", 0, 20); got[1] != 20 {
+		t.Errorf("the new group's table sends all to 1: %v", got)
+	}
+}

@@ -1,0 +1,245 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-pool/corral/internal/steer"
+	"github.com/corral-pool/corral/test/sdbox"
+)
+
+const steerPort = 18320
+
+// steered is a box where corrald can steer in the kernel, with the pool
+// shop of n demo instances at steerPort (balance as given, and more of the
+// pool file) running.
+func steered(t *testing.T, balance string, n int, more string) *box {
+	t.Helper()
+	b := installedWith(t, sdbox.KernelSteering(sdbox.Options{}))
+	b.writePool("shop", fmt.Sprintf("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:%d\"]\ninstances = %d\nbalance = %q\n%s", steerPort, n, balance, more))
+	b.must("corral", "start", "shop")
+	idx := make([]string, n)
+	for i := range idx {
+		idx[i] = fmt.Sprint(i + 1)
+	}
+	b.waitActive("shop", idx...)
+	waitFor(t, "corral status shop: steering on", 30*time.Second, func() error {
+		if out, _ := b.run("corral", "status", "shop"); !strings.Contains(out, "steering   on") {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
+	return b
+}
+
+// instanceOf asks url from the client and returns the instance that
+// answered.
+func instanceOf(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	m := instanceRE.FindStringSubmatch(string(body))
+	if m == nil {
+		return "", fmt.Errorf("answer without an instance number: %q", body)
+	}
+	return m[1], nil
+}
+
+// fromAddr is a client whose connections come from the address ip and the
+// port (0: any), each request on a new connection.
+func fromAddr(ip string, port int) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip), Port: port}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}}
+}
+
+// TestSteeringCordon: a cordoned instance gets no new connection while its
+// keep-alive connections go on being answered, under load with none
+// failing; the cordon survives a restart of corrald and shows in corral
+// status; the door still reaches it; uncordon brings it back.
+func TestSteeringCordon(t *testing.T) {
+	b := steered(t, "reuseport", 2, "")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
+	// Keep-alive clients, each on one connection, and where each landed.
+	var kept []*http.Client
+	on := map[string]int{}
+	for range 16 {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}}
+		i, err := instanceOf(c, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, on[i] = append(kept, c), on[i]+1
+	}
+	if on["1"] == 0 {
+		t.Fatalf("no keep-alive connection on instance 1 among 16: %v", on)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := make(chan loadResult, 2)
+	go func() { res <- load(ctx, url, 16) }()
+	go func() { res <- loadKeepAlive(ctx, url, 16) }()
+	time.Sleep(time.Second)
+	t0 := time.Now()
+	b.must("corral", "cordon", "shop@1")
+	t.Logf("corral cordon shop@1 returned after %v", time.Since(t0))
+	if seen := instancesSeen(t, url, 100); seen["1"] != 0 {
+		t.Errorf("new connections after the cordon reached instance 1: %v", seen)
+	}
+	for k, c := range kept {
+		if _, err := instanceOf(c, url); err != nil {
+			t.Errorf("keep-alive client %d after the cordon: %v", k, err)
+		}
+	}
+	if out := b.must("corral", "status", "shop"); !strings.Contains(out, "running, cordoned") {
+		t.Errorf("corral status does not show the cordon:\n%s", out)
+	}
+	// The door reaches the cordoned instance.
+	if i, err := instanceOf(fromAddr("127.0.4.1", steer.DoorBase), url); err != nil || i != "1" {
+		t.Errorf("through the door of instance 1: instance %q, %v", i, err)
+	}
+	// corrald restarts: the maps come back from the fd store, the cordon
+	// from state.json.
+	b.must("systemctl", "restart", "corral.service")
+	time.Sleep(time.Second)
+	if seen := instancesSeen(t, url, 100); seen["1"] != 0 {
+		t.Errorf("after a restart of corrald, new connections reached the cordoned instance: %v", seen)
+	}
+	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager"); strings.Contains(logs, "steering: shop") {
+		t.Errorf("corrald's journal has steering problems:\n%s", grepLines(logs, "steering"))
+	}
+	b.must("corral", "uncordon", "shop@1")
+	waitFor(t, "new connections on instance 1 after uncordon", 10*time.Second, func() error {
+		if seen := instancesSeen(t, url, 40); seen["1"] == 0 {
+			return fmt.Errorf("%v", seen)
+		}
+		return nil
+	})
+	cancel()
+	for range 2 {
+		if r := <-res; r.failed != 0 || r.refused != 0 || r.ok < 100 {
+			t.Errorf("load through cordon, restart and uncordon: %v %v", r, r.samples)
+		}
+	}
+	// The last instance taking connections cannot be cordoned.
+	b.must("corral", "cordon", "shop@1")
+	if out, err := b.run("corral", "cordon", "shop@2"); err == nil || !strings.Contains(out, "would leave no instance taking new connections") {
+		t.Errorf("cordoning the last one: %v\n%s", err, out)
+	}
+}
+
+// TestSteeringDownInstance: while a killed instance waits for its restart
+// (its socket stays with systemd), every new connection goes to the other;
+// without steering, those the kernel hashed to it would wait in its queue
+// until it is back.
+func TestSteeringDownInstance(t *testing.T) {
+	b := steered(t, "reuseport", 2, "[restart]\ndelay = \"5s\"\n")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
+	b.must("systemctl", "kill", "--signal=SIGKILL", "shop@2.service")
+	time.Sleep(500 * time.Millisecond)
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	t0 := time.Now()
+	for k := range 60 {
+		if i, err := instanceOf(c, url); err != nil || i != "1" {
+			t.Fatalf("request %d, %v after the kill: instance %q, %v", k, time.Since(t0)+500*time.Millisecond, i, err)
+		}
+	}
+	waitFor(t, "instance 2 back in the table after its restart", 20*time.Second, func() error {
+		if seen := instancesSeen(t, url, 40); seen["2"] == 0 {
+			return fmt.Errorf("%v", seen)
+		}
+		return nil
+	})
+}
+
+// TestSteeringSticky: with balance = "sticky", every connection from one
+// client address reaches the same instance; stopping an instance moves
+// only its addresses, and they come back with it.
+func TestSteeringSticky(t *testing.T) {
+	b := steered(t, "sticky", 3, "")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
+	where := func() map[string]string {
+		out := map[string]string{}
+		for a := 1; a <= 30; a++ {
+			ip := fmt.Sprintf("127.0.5.%d", a)
+			c := fromAddr(ip, 0)
+			for k := range 10 {
+				i, err := instanceOf(c, url)
+				if err != nil {
+					t.Fatalf("%s: %v", ip, err)
+				}
+				if k > 0 && i != out[ip] {
+					t.Errorf("%s reached instances %s and %s", ip, out[ip], i)
+				}
+				out[ip] = i
+			}
+		}
+		return out
+	}
+	before := where()
+	used := map[string]int{}
+	for _, i := range before {
+		used[i]++
+	}
+	if len(used) != 3 {
+		t.Errorf("30 addresses on %d of 3 instances: %v", len(used), used)
+	}
+	b.must("systemctl", "stop", "shop@2.service")
+	time.Sleep(time.Second)
+	during := where()
+	for ip, i := range before {
+		if i != "2" && during[ip] != i {
+			t.Errorf("%s moved from %s to %s when instance 2 stopped", ip, i, during[ip])
+		}
+		if during[ip] == "2" {
+			t.Errorf("%s still reached the stopped instance 2", ip)
+		}
+	}
+	b.must("systemctl", "start", "shop@2.service")
+	waitFor(t, "the addresses of instance 2 back on it", 15*time.Second, func() error {
+		after := where()
+		for ip, i := range before {
+			if after[ip] != i {
+				return fmt.Errorf("%s on %s, was %s", ip, after[ip], i)
+			}
+		}
+		return nil
+	})
+}
+
+// TestSteeringFallback: where corrald cannot load BPF (a container without
+// CAP_BPF), the pool runs as plain reuseport, corral status and the
+// journal say why, and corral cordon refuses with the reason.
+func TestSteeringFallback(t *testing.T) {
+	b := installed(t)
+	b.writePool("shop", fmt.Sprintf("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:%d\"]\ninstances = 2\n", steerPort))
+	b.must("corral", "start", "shop")
+	b.waitActive("shop", "1", "2")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
+	if seen := instancesSeen(t, url, 40); len(seen) != 2 {
+		t.Errorf("plain reuseport: %v", seen)
+	}
+	if out := b.must("corral", "status", "shop"); !strings.Contains(out, "steering   off: steering in the kernel is not available") {
+		t.Errorf("corral status:\n%s", out)
+	}
+	out, err := b.run("corral", "cordon", "shop@1")
+	if err == nil || !strings.Contains(out, "steering in the kernel is off on this host") {
+		t.Errorf("corral cordon without steering: %v\n%s", err, out)
+	}
+	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager"); strings.Count(logs, "steering in the kernel is off") != 1 {
+		t.Errorf("the journal should say once that steering is off:\n%s", grepLines(logs, "steering"))
+	}
+}
