@@ -174,10 +174,19 @@ func (s *Steerer) Return(pool string, i int) {
 func (s *Steerer) Run(ctx context.Context) {
 	if s.off != nil {
 		s.co.cfg.Log.Warn("steering in the kernel is off: pools with a socket per instance run as plain reuseport, and corral cordon and balance = \"sticky\" do not work", "reason", s.off.Error())
+		s.co.do(ctx, func(ps poolSet) {
+			for name, p := range ps {
+				if p.cfg != nil && p.cfg.Balance == units.BalanceSticky && p.cfg.Steering {
+					s.co.cfg.Log.Warn("balance = \"sticky\" needs steering in the kernel: the pool runs as plain reuseport, a client's connections spread over its instances", "pool", name)
+				}
+			}
+		})
 		return
 	}
 	tick := time.NewTicker(s.Interval)
 	defer tick.Stop()
+	ready := time.NewTimer(time.Hour)
+	defer ready.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,8 +196,11 @@ func (s *Steerer) Run(ctx context.Context) {
 			continue
 		case <-s.kick:
 		case <-tick.C:
+		case <-ready.C:
 		}
-		s.refresh(ctx)
+		if next := s.refresh(ctx); !next.IsZero() {
+			ready.Reset(max(time.Until(next), time.Millisecond))
+		}
 	}
 }
 
@@ -268,8 +280,10 @@ type steered struct {
 	cordoned []int
 }
 
-// refresh makes every group's sockets and table follow the pools.
-func (s *Steerer) refresh(ctx context.Context) {
+// refresh makes every group's sockets and table follow the pools, and
+// returns when an instance that runs will have had its ready_delay (zero:
+// none waits).
+func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 	var pools []steered
 	if err := s.co.do(ctx, func(ps poolSet) {
 		for name, p := range ps {
@@ -296,8 +310,12 @@ func (s *Steerer) refresh(ctx context.Context) {
 		}
 	}
 	seen := map[groupKey]bool{}
+	now := s.co.cfg.Now()
 	for _, p := range pools {
-		serving := s.serving(p)
+		serving, wake := s.serving(p, now)
+		if !wake.IsZero() && (next.IsZero() || wake.Before(next)) {
+			next = wake
+		}
 		mode := steer.ModeHash
 		if p.cfg.Balance == units.BalanceSticky {
 			mode = steer.ModeSticky
@@ -343,13 +361,17 @@ func (s *Steerer) refresh(ctx context.Context) {
 			delete(s.groups, key)
 		}
 	}
+	return next
 }
 
-// serving are the instances of p that may take new connections, in order.
-func (s *Steerer) serving(p steered) []int {
+// serving are the instances of p that may take new connections, in order:
+// up, not leaving for a reload, not cordoned, accepting, and, without
+// readiness = "notify", up for ready_delay (the program may not listen
+// yet: until then its new connections would wait). wake is when the next
+// of those will have been, or zero.
+func (s *Steerer) serving(p steered, now time.Time) (out []int, wake time.Time) {
 	s.mu.Lock()
 	leaving := s.leaving[p.name]
-	var out []int
 	for _, i := range p.running() {
 		if leaving[i] == 0 && !slices.Contains(p.cordoned, i) {
 			out = append(out, i)
@@ -357,7 +379,22 @@ func (s *Steerer) serving(p steered) []int {
 	}
 	s.mu.Unlock()
 	stuck := s.acc.Stuck(p.name)
-	return slices.DeleteFunc(out, func(i int) bool { _, ok := stuck[i]; return ok })
+	out = slices.DeleteFunc(out, func(i int) bool {
+		if _, ok := stuck[i]; ok {
+			return true
+		}
+		if p.cfg == nil || p.cfg.Readiness == units.ReadinessNotify || p.cfg.ReadyDelay <= 0 {
+			return false
+		}
+		if at := p.instances[i].ActiveEnter.Add(p.cfg.ReadyDelay); at.After(now) {
+			if wake.IsZero() || at.Before(wake) {
+				wake = at
+			}
+			return true
+		}
+		return false
+	})
+	return out, wake
 }
 
 // group returns the group of key, made or taken from the fd store.

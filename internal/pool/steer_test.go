@@ -3,11 +3,14 @@ package pool
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/corral-pool/corral/api"
 	"github.com/corral-pool/corral/internal/steer"
+	"github.com/corral-pool/corral/internal/units"
 )
 
 // testSteerer is a Steerer of c that decides as corrald's does; with
@@ -105,20 +108,38 @@ func TestServing(t *testing.T) {
 	settle(t, c, sd, "app", 2)
 	s := testSteerer(t, c, nil)
 	v := steered{poolView: poolView{name: "app", count: 2, instances: sd.obs.Instances}}
-	if got := s.serving(v); !slices.Equal(got, []int{1, 2}) {
+	if got, _ := s.serving(v, time.Now()); !slices.Equal(got, []int{1, 2}) {
 		t.Errorf("serving = %v", got)
 	}
 	v.cordoned = []int{2}
-	if got := s.serving(v); !slices.Equal(got, []int{1}) {
+	if got, _ := s.serving(v, time.Now()); !slices.Equal(got, []int{1}) {
 		t.Errorf("serving with 2 cordoned = %v", got)
 	}
 	v.cordoned = nil
 	s.leaving["app"] = map[int]int{1: 1}
-	if got := s.serving(v); !slices.Equal(got, []int{2}) {
+	if got, _ := s.serving(v, time.Now()); !slices.Equal(got, []int{2}) {
 		t.Errorf("serving with 1 leaving = %v", got)
 	}
 	s.Return("app", 1)
-	if got := s.serving(v); !slices.Equal(got, []int{1, 2}) {
+	if got, _ := s.serving(v, time.Now()); !slices.Equal(got, []int{1, 2}) {
 		t.Errorf("serving after Return = %v", got)
+	}
+	// Without readiness = "notify", an instance serves ready_delay after
+	// it became active.
+	now := time.Now()
+	v.cfg = &units.Pool{Readiness: units.ReadinessSimple, ReadyDelay: time.Second}
+	v.instances = maps.Clone(v.instances)
+	u := v.instances[2]
+	u.ActiveEnter = now.Add(-300 * time.Millisecond)
+	v.instances[2] = u
+	u = v.instances[1]
+	u.ActiveEnter = now.Add(-time.Minute)
+	v.instances[1] = u
+	if got, wake := s.serving(v, now); !slices.Equal(got, []int{1}) || !wake.Equal(now.Add(700*time.Millisecond)) {
+		t.Errorf("serving with 2 started 300ms ago, ready_delay 1s = %v, wake in %v", got, wake.Sub(now))
+	}
+	v.cfg.Readiness = units.ReadinessNotify
+	if got, wake := s.serving(v, now); !slices.Equal(got, []int{1, 2}) || !wake.IsZero() {
+		t.Errorf("serving with readiness = notify = %v, %v", got, wake)
 	}
 }
