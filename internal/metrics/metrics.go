@@ -49,6 +49,8 @@ var (
 	descRunning  = desc("corral_pool_running_instances", "Instances of the pool that are active or starting, up to its count.", "pool")
 	descState    = desc("corral_pool_state", "The pool's state, as corral list shows it: 1 for the current one.", "pool", "state")
 	descDrained  = desc("corral_pool_drained", "1 while the operator has the pool drained (corral drain): the HAProxy agent answers drain.", "pool")
+	descSteering = desc("corral_pool_steering", "1 while a program in the kernel steers the pool's new connections to the instances that serve; 0 when it is off on this host or steering = false (pools with a socket per instance only).", "pool")
+	descCordon   = desc("corral_instance_cordoned", "1 while the operator has the instance cordoned (corral cordon): it gets no new connections; no series otherwise.", "pool", "index")
 	descPhase    = desc("corral_instance_state", "The instance's phase, as corral status shows it, always 1: one series per instance, labelled with its current phase.", "pool", "index", "phase")
 	descCPU      = desc("corral_instance_cpu_seconds_total", "CPU time the instance's cgroup used in its current life.", "pool", "index")
 	descMemory   = desc("corral_instance_memory_bytes", "Memory the instance's cgroup uses (memory.current).", "pool", "index")
@@ -72,7 +74,7 @@ type collector struct {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDesired, descRunning, descState, descDrained, descPhase, descCPU, descMemory, descStart, descRestarts, descQueued, descBacklog, descUp} {
+	for _, d := range []*prometheus.Desc{descDesired, descRunning, descState, descDrained, descSteering, descCordon, descPhase, descCPU, descMemory, descStart, descRestarts, descQueued, descBacklog, descUp} {
 		ch <- d
 	}
 	for _, d := range descCounts {
@@ -100,8 +102,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descState, bool01(p.State == st), p.Name, st)
 		}
 		gauge(descDrained, bool01(p.Drained), p.Name)
+		if p.Steering != "" {
+			gauge(descSteering, bool01(p.Steering == "on"), p.Name)
+		}
 		for _, in := range p.Instances {
 			i := strconv.Itoa(int(in.Index))
+			if in.Cordoned {
+				gauge(descCordon, 1, p.Name, i)
+			}
 			// The current phase only: all nine for each of 64 instances
 			// were 576 of a scrape's 948 series, and most of its cost.
 			gauge(descPhase, 1, p.Name, i, in.Phase)

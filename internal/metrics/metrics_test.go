@@ -24,10 +24,10 @@ func (f fakeSource) Sample(context.Context) (pool.Sample, error) { return f.s, f
 func sample() pool.Sample {
 	return pool.Sample{
 		Pools: []pool.PoolSample{{
-			PoolInfo: api.PoolInfo{Name: "shop", State: "degraded", Desired: 2, Running: 1, Drained: true},
+			PoolInfo: api.PoolInfo{Name: "shop", State: "degraded", Desired: 2, Running: 1, Drained: true, Steering: "on"},
 			Instances: []api.InstanceInfo{
 				{Pool: "shop", Index: 1, Phase: "running", PID: 10, SinceUSec: 1_700_000_000_000_000, Restarts: 2, MemoryBytes: 7 << 20, CPUNSec: 1_500_000_000},
-				{Pool: "shop", Index: 2, Phase: "crash-loop", Restarts: 5, MemoryBytes: api.Unknown, CPUNSec: api.Unknown},
+				{Pool: "shop", Index: 2, Phase: "crash-loop", Restarts: 5, MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Cordoned: true},
 			},
 			Queues: []pool.Queue{{Index: 1, Address: ":8080", Queued: 3, Backlog: 4096}, {Index: 2, Address: ":8080", Backlog: 4096}},
 		}},
@@ -57,6 +57,8 @@ func TestCollect(t *testing.T) {
 		`corral_pool_state{pool="shop",state="degraded"} 1`,
 		`corral_pool_state{pool="shop",state="running"} 0`,
 		`corral_pool_drained{pool="shop"} 1`,
+		`corral_pool_steering{pool="shop"} 1`,
+		`corral_instance_cordoned{index="2",pool="shop"} 1`,
 		`corral_instance_state{index="2",phase="crash-loop",pool="shop"} 1`,
 		`corral_instance_cpu_seconds_total{index="1",pool="shop"} 1.5`,
 		`corral_instance_memory_bytes{index="1",pool="shop"} 7.340032e+06`,
