@@ -37,7 +37,7 @@ type Steerer struct {
 	co  *Coordinator
 	acc *Acceptance
 	// Interval is how often the sockets are looked at without a signal:
-	// 2s. A state change of an instance comes at once (Kick).
+	// 5s. A state change of an instance comes at once (Kick).
 	Interval time.Duration
 	// Store keeps the maps across restarts; nil keeps nothing.
 	Store FDStore
@@ -75,7 +75,7 @@ type sgroup struct {
 // corrald started with: the maps a previous corrald stored are among them.
 // It probes BPF and PID 1's sockets once; Off says what failed.
 func NewSteerer(co *Coordinator, acc *Acceptance, inherited []activation.FD) *Steerer {
-	s := &Steerer{co: co, acc: acc, Interval: 2 * time.Second, kick: make(chan struct{}, 1), reqs: make(chan func()),
+	s := &Steerer{co: co, acc: acc, Interval: 5 * time.Second, kick: make(chan struct{}, 1), reqs: make(chan func()),
 		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}, kept: map[string]*ebpf.Map{}}
 	if g, err := steer.NewGroup(); err != nil {
 		s.off = err
