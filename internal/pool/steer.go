@@ -66,6 +66,7 @@ type groupKey struct{ pool, addr string }
 type sgroup struct {
 	g      *steer.Group
 	pid    map[int]uint32 // main process it was found in
+	last   uint64         // the inode of a socket of the group, put last
 	mode   steer.Mode
 	table  []uint32
 	inited bool
@@ -91,14 +92,13 @@ func NewSteerer(co *Coordinator, acc *Acceptance, inherited []activation.FD) *St
 		if !strings.HasPrefix(fd.Name, steerFDPrefix) || fd.File == nil {
 			continue
 		}
-		if s.off == nil {
-			if m, err := ebpf.NewMapFromFD(int(fd.File.Fd())); err == nil {
-				if m2, err := m.Clone(); err == nil {
-					s.kept[fd.Name] = m2
-				}
-				m.Close()
+		// The map takes a copy: the File keeps its own fd.
+		if dup, err := unix.FcntlInt(fd.File.Fd(), unix.F_DUPFD_CLOEXEC, 3); s.off == nil && err == nil {
+			if m, err := ebpf.NewMapFromFD(dup); err == nil {
+				s.kept[fd.Name] = m
 			}
 		}
+		fd.File.Close()
 	}
 	return s
 }
@@ -353,6 +353,13 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 	}
 	for key, g := range s.groups {
 		if !seen[key] {
+			// Steering off for the pool (steering = false, another
+			// balance, the pool gone): the program leaves its sockets,
+			// which the kernel's hash serves again.
+			if fd, err := s.owner.Take(g.last); g.last != 0 && err == nil {
+				steer.Detach(fd)
+				unix.Close(fd)
+			}
 			g.g.Close()
 			if s.Store != nil {
 				s.Store.Forget(ctx, storeName(key, "socks"))
@@ -403,13 +410,13 @@ func (s *Steerer) group(ctx context.Context, key groupKey) *sgroup {
 		return g
 	}
 	var g *steer.Group
-	var err error
 	socks, table := s.kept[storeName(key, "socks")], s.kept[storeName(key, "table")]
 	delete(s.kept, storeName(key, "socks"))
 	delete(s.kept, storeName(key, "table"))
 	if socks != nil && table != nil {
-		g, err = steer.OpenGroup(socks, table)
+		g, _ = steer.OpenGroup(socks, table)
 	}
+	stored := g != nil
 	if g == nil {
 		if socks != nil {
 			socks.Close()
@@ -417,14 +424,18 @@ func (s *Steerer) group(ctx context.Context, key groupKey) *sgroup {
 		if table != nil {
 			table.Close()
 		}
+		var err error
 		if g, err = steer.NewGroup(); err != nil {
 			s.warn(key, 0, err)
 			return nil
 		}
 	}
-	if s.Store != nil {
+	// New maps replace any under their names in the store; those that
+	// came from it are there already.
+	if s.Store != nil && !stored {
 		socks, table := g.Maps()
 		for name, m := range map[string]*ebpf.Map{"socks": socks, "table": table} {
+			s.Store.Forget(ctx, storeName(key, name))
 			if err := keepMap(ctx, s.Store, storeName(key, name), m); err != nil {
 				s.warn(key, 0, fmt.Errorf("keep the maps across restarts: %w", err))
 			}
@@ -489,7 +500,7 @@ func (s *Steerer) fill(key groupKey, g *sgroup, p steered, i int, listening map[
 			return false
 		}
 	}
-	g.pid[i-1] = u.MainPID
+	g.pid[i-1], g.last = u.MainPID, ino
 	delete(s.warned, fmt.Sprint(key, i))
 	return true
 }

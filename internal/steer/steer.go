@@ -155,7 +155,7 @@ func (g *Group) Put(slot int, fd int) error {
 	// program from the group, and the kernel frees its maps soon after.
 	for try := 0; errors.Is(err, unix.EBUSY) && try < 50; try++ {
 		if try == 0 {
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_REUSEPORT_BPF, 0)
+			Detach(fd)
 		}
 		time.Sleep(10 * time.Millisecond)
 		err = g.socks.Put(uint32(slot), uint64(fd))
@@ -167,6 +167,12 @@ func (g *Group) Put(slot int, fd int) error {
 		return fmt.Errorf("steer: attach the program: %w", err)
 	}
 	return nil
+}
+
+// Detach takes the program off the group of the socket fd: the kernel
+// chooses again, and frees the group's maps once nothing else holds them.
+func Detach(fd int) error {
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_REUSEPORT_BPF, 0)
 }
 
 // Cookie returns the socket cookie of the slot's socket (SO_COOKIE), and

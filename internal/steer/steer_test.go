@@ -315,3 +315,23 @@ func TestSteerNewMaps(t *testing.T) {
 		t.Errorf("the new group's table sends all to 1: %v", got)
 	}
 }
+
+// TestSteerDetach: after Detach the kernel's hash serves every socket
+// again, whatever the table said.
+func TestSteerDetach(t *testing.T) {
+	g := newGroup(t)
+	l := newListeners(t, 2)
+	l.put(t, g)
+	if err := g.Set(ModeHash, Table([]int{0})); err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := l.lns[1].SyscallConn()
+	var derr error
+	rc.Control(func(fd uintptr) { derr = Detach(int(fd)) })
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if got := l.dial(t, "127.0.0.1", 0, 100); got[0] == 0 || got[1] == 0 {
+		t.Errorf("after Detach: %v", got)
+	}
+}

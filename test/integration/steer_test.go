@@ -139,6 +139,19 @@ func TestSteeringCordon(t *testing.T) {
 	if out, err := b.run("corral", "cordon", "shop@2"); err == nil || !strings.Contains(out, "would leave no instance taking new connections") {
 		t.Errorf("cordoning the last one: %v\n%s", err, out)
 	}
+	// steering = false: the program leaves the sockets, and the kernel's
+	// hash reaches the cordoned instance again.
+	b.writePool("shop", fmt.Sprintf("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:%d\"]\ninstances = 2\nsteering = false\n", steerPort))
+	b.must("corral", "apply")
+	waitFor(t, "steering disabled and both instances reached", 15*time.Second, func() error {
+		if out, _ := b.run("corral", "status", "shop"); !strings.Contains(out, "steering   disabled") {
+			return fmt.Errorf("%s", out)
+		}
+		if seen := instancesSeen(t, url, 40); len(seen) != 2 {
+			return fmt.Errorf("%v", seen)
+		}
+		return nil
+	})
 }
 
 // TestSteeringDownInstance: while a killed instance waits for its restart
