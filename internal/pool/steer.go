@@ -356,9 +356,11 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 			// Steering off for the pool (steering = false, another
 			// balance, the pool gone): the program leaves its sockets,
 			// which the kernel's hash serves again.
-			if fd, err := s.owner.Take(g.last); g.last != 0 && err == nil {
-				steer.Detach(fd)
-				unix.Close(fd)
+			if g.last != 0 {
+				if fd, err := s.owner.Take(g.last); err == nil {
+					steer.Detach(fd)
+					unix.Close(fd)
+				}
 			}
 			g.g.Close()
 			if s.Store != nil {
