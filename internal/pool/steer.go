@@ -272,7 +272,7 @@ func (s *Steerer) cordon(ctx context.Context, cmd, target string, f func(p *pool
 	return loop.Do(ctx, s.reqs, func() { s.refresh(ctx) })
 }
 
-const steerFDPrefix = "steer:"
+const steerFDPrefix = "steer,"
 
 // steered is one pool as refresh needs it.
 type steered struct {
@@ -357,10 +357,12 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 			// balance, the pool gone): the program leaves its sockets,
 			// which the kernel's hash serves again.
 			if g.last != 0 {
-				if fd, err := s.owner.Take(g.last); err == nil {
-					steer.Detach(fd)
+				fd, err := s.owner.Take(g.last)
+				if err == nil {
+					err = steer.Detach(fd)
 					unix.Close(fd)
 				}
+				s.co.cfg.Log.Info("steering ends: the kernel's hash picks the instance of each new connection", "pool", key.pool, "address", key.addr, "detached", err == nil, "err", err)
 			}
 			g.g.Close()
 			if s.Store != nil {
@@ -448,10 +450,10 @@ func (s *Steerer) group(ctx context.Context, key groupKey) *sgroup {
 	return sg
 }
 
-// storeName names a map of key in the fd store (no ':', which FDNAME=
-// refuses).
+// storeName names a map of key in the fd store: FDNAME= refuses ':' and
+// '/'.
 func storeName(key groupKey, m string) string {
-	return steerFDPrefix + key.pool + "/" + strings.ReplaceAll(key.addr, ":", "_") + "/" + m
+	return steerFDPrefix + key.pool + "," + strings.ReplaceAll(key.addr, ":", "_") + "," + m
 }
 
 // keepMap stores a copy of m's fd under name.

@@ -18,6 +18,8 @@ type Owner struct {
 	pid   int
 	pidfd int
 	fds   map[uint64]int // socket inode → the owner's fd, as last read
+	// cached: the last take used fds as they were, not read afresh.
+	cached bool
 }
 
 // OpenOwner opens the process pid (1 for systemd).
@@ -33,9 +35,19 @@ func OpenOwner(pid int) (*Owner, error) {
 func (o *Owner) Close() error { return unix.Close(o.pidfd) }
 
 // Take returns a new fd of the owner's socket whose inode is ino. The
-// caller closes it.
+// caller closes it. The owner's fd numbers are read again when they
+// changed (systemd renumbers its fds when it reloads).
 func (o *Owner) Take(ino uint64) (int, error) {
+	fd, err := o.take(ino)
+	if err != nil && o.cached {
+		fd, err = o.take(ino)
+	}
+	return fd, err
+}
+
+func (o *Owner) take(ino uint64) (int, error) {
 	fd, ok := o.fds[ino]
+	o.cached = ok
 	if !ok {
 		var err error
 		if o.fds, err = SocketFDs(o.pid); err != nil {

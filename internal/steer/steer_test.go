@@ -335,3 +335,47 @@ func TestSteerDetach(t *testing.T) {
 		t.Errorf("after Detach: %v", got)
 	}
 }
+
+// TestOwnerTake: a copy of a process's socket is taken by its inode, also
+// after the process moved it to another fd number, as systemd does when it
+// reloads.
+func TestOwnerTake(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("pidfd_getfd needs CAP_SYS_PTRACE or the same user")
+	}
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(s, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	ino, _ := Inode(s)
+	o, err := OpenOwner(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	take := func() {
+		t.Helper()
+		fd, err := o.Take(ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := Inode(fd); got != ino {
+			t.Errorf("took inode %d, want %d", got, ino)
+		}
+		unix.Close(fd)
+	}
+	take()
+	moved, err := unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(s)
+	defer unix.Close(moved)
+	take()
+	if _, err := o.Take(1 << 40); err == nil {
+		t.Error("took a socket that does not exist")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +38,8 @@ func steered(t *testing.T, balance string, n int, more string) *box {
 		}
 		return nil
 	})
+	// An instance joins the table ready_delay (1s) after it started.
+	time.Sleep(1500 * time.Millisecond)
 	return b
 }
 
@@ -62,7 +65,11 @@ func instanceOf(c *http.Client, url string) (string, error) {
 // fromAddr is a client whose connections come from the address ip and the
 // port (0: any), each request on a new connection.
 func fromAddr(ip string, port int) *http.Client {
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip), Port: port}, Timeout: 5 * time.Second}
+	// SO_REUSEADDR: a door's port may be in TIME_WAIT from an earlier run.
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip), Port: port}, Timeout: 5 * time.Second,
+		Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+		}}
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}}
 }
 
