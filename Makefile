@@ -8,6 +8,7 @@
 #   make bench   the benchmarks (docs/benchmarks.md)
 #   make bench-peers  corral against Node's cluster module and pm2 (docs/benchmarks.md)
 #   make dashboard-picture  draws docs/grafana/corral.png from a real run
+#   make steering-picture   draws docs/steering.png from the steering program's instructions
 #
 # Everything runs as root on Debian 12; `make deps` installs what is missing.
 
@@ -25,7 +26,7 @@ FUZZTIME ?= 5s
 INTEGRATION_TIMEOUT ?= 30m
 VM_TIMEOUT ?= 40m
 
-.PHONY: all deps build check unit fuzz integration vmtest test run bench bench-peers dashboard-picture clean
+.PHONY: all deps build check unit fuzz integration vmtest test run bench bench-peers dashboard-picture steering-picture clean
 
 all: build
 
@@ -94,5 +95,23 @@ bench-peers: deps
 dashboard-picture: deps
 	$(MAKE) deb
 	$(GO) run ./test/cmd/dashboard-picture -deb $(DEB) -dashboard docs/grafana/corral.json -out docs/grafana/corral.png $(DASHBOARD_PICTURE_FLAGS)
+
+# Draws docs/steering.png: the control flow of the steering program, from the
+# instructions corrald loads (internal/steer), with Graphviz's dot. Needs no
+# root once dot is there; it installs Graphviz if root, as `make deps` does.
+steering-picture:
+	@if ! command -v dot >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "steering-picture: FAILED: Graphviz's dot is not on PATH" >&2; \
+			echo "steering-picture: try: sudo apt-get install graphviz (or sudo make deps), then make steering-picture again" >&2; \
+			exit 1; \
+		fi; \
+		echo "steering-picture: apt-get install graphviz (it draws the picture with dot)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz >/dev/null || { \
+			echo "steering-picture: FAILED: apt-get install graphviz" >&2; \
+			echo "steering-picture: try: apt-get update, then make steering-picture again" >&2; \
+			exit 1; }; \
+	fi
+	$(GO) run ./test/cmd/steering-picture -out docs/steering.png
 
 clean: deb-clean

@@ -34,6 +34,7 @@ APT_TOOLS=(
 	"/usr/bin/uvicorn uvicorn           the integration tests serve the ASGI example with it (and python3-uvicorn)"
 	"npm             npm                the integration tests install express, fastify and koa with it, make bench-peers pm2 (npm ci)"
 	"gnuplot         gnuplot-nox        make bench-peers draws its chart with it"
+	"dot             graphviz           make steering-picture draws docs/steering.png with it"
 	"qemu-system-x86_64 qemu-system-x86 make vmtest boots Debian's kernel in it, for real cgroup limits"
 	"/usr/sbin/haproxy haproxy          the multi-host integration test puts it in front of two hosts with agent-check (test/haproxy)"
 	"/usr/bin/promtool prometheus       the metrics test checks corrald's output with promtool and scrapes it with a real Prometheus (test/prom)"

@@ -44,8 +44,9 @@ const (
 	Buckets = 1024
 	// DoorBase is the client source port that the program sends to slot 0
 	// (instance 1); DoorBase+i-1 reaches instance i. The ports lie below
-	// Linux's ephemeral range (32768–60999), which clients of Linux, BSD,
-	// macOS and Windows draw their ports from.
+	// the ephemeral ranges of Linux (32768–60999), macOS and Windows
+	// (49152–65535); FreeBSD's (10000–65535) covers them, so its clients
+	// may land on a door by chance (docs/steering.md).
 	DoorBase = 31744
 )
 
