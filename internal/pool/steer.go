@@ -52,6 +52,12 @@ type Steerer struct {
 
 	groups map[groupKey]*sgroup // owned by Run
 	warned map[string]string    // the last problem logged, by group and slot; Run's
+	// The main processes of the instances in a table, watched with a
+	// pidfd: an exit takes the instance out at once, before systemd's
+	// signal reaches corrald. Run's.
+	watch map[uint32]exitWatch
+	dead  map[uint32]bool // exited, until no instance has that pid
+	exits chan uint32
 }
 
 // FDStore keeps fds across restarts of corrald (relay.NotifyStore).
@@ -62,6 +68,13 @@ type FDStore interface {
 
 type groupKey struct{ pool, addr string }
 
+// exitWatch is the instance whose main process a watch waits on.
+type exitWatch struct {
+	pool   string
+	i      int
+	cancel context.CancelFunc
+}
+
 // sgroup is the steering of one address of a pool.
 type sgroup struct {
 	g      *steer.Group
@@ -69,6 +82,7 @@ type sgroup struct {
 	last   uint64         // the inode of a socket of the group, put last
 	mode   steer.Mode
 	table  []uint32
+	slots  []int // in the table
 	inited bool
 }
 
@@ -77,7 +91,8 @@ type sgroup struct {
 // It probes BPF and PID 1's sockets once; Off says what failed.
 func NewSteerer(co *Coordinator, acc *Acceptance, inherited []activation.FD) *Steerer {
 	s := &Steerer{co: co, acc: acc, Interval: 5 * time.Second, kick: make(chan struct{}, 1), reqs: make(chan func()),
-		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}, kept: map[string]*ebpf.Map{}}
+		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}, kept: map[string]*ebpf.Map{},
+		watch: map[uint32]exitWatch{}, dead: map[uint32]bool{}, exits: make(chan uint32, 64)}
 	if g, err := steer.NewGroup(); err != nil {
 		s.off = err
 	} else {
@@ -193,6 +208,9 @@ func (s *Steerer) Run(ctx context.Context) {
 			return
 		case f := <-s.reqs:
 			f()
+			continue
+		case pid := <-s.exits:
+			s.exited(pid)
 			continue
 		case <-s.kick:
 		case <-tick.C:
@@ -310,6 +328,7 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 		}
 	}
 	seen := map[groupKey]bool{}
+	live := map[uint32]exitWatch{}
 	now := s.co.cfg.Now()
 	for _, p := range pools {
 		serving, wake := s.serving(p, now)
@@ -340,17 +359,13 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 					slots = append(slots, i-1)
 				}
 			}
-			table := steer.Table(slots)
-			if g.inited && g.mode == mode && slices.Equal(g.table, table) {
-				continue
+			for _, slot := range slots {
+				live[p.instances[slot+1].MainPID] = exitWatch{pool: p.name, i: slot + 1}
 			}
-			if err := g.g.Set(mode, table); err != nil {
-				s.warn(key, 0, err)
-				continue
-			}
-			g.mode, g.table, g.inited = mode, table, true
+			s.set(key, g, mode, slots)
 		}
 	}
+	s.watchExits(ctx, live, pools)
 	for key, g := range s.groups {
 		if !seen[key] {
 			// Steering off for the pool (steering = false, another
@@ -375,6 +390,75 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 	return next
 }
 
+// set makes slots g's table, if they changed.
+func (s *Steerer) set(key groupKey, g *sgroup, mode steer.Mode, slots []int) {
+	table := steer.Table(slots)
+	if g.inited && g.mode == mode && slices.Equal(g.table, table) {
+		return
+	}
+	if err := g.g.Set(mode, table); err != nil {
+		s.warn(key, 0, err)
+		return
+	}
+	g.mode, g.table, g.slots, g.inited = mode, table, slots, true
+}
+
+// watchExits watches the main processes of live (the instances in a
+// table, by pid) and stops watching the others; it forgets the exits of
+// pids no instance of pools has any more.
+func (s *Steerer) watchExits(ctx context.Context, live map[uint32]exitWatch, pools []steered) {
+	for pid, w := range s.watch {
+		if _, ok := live[pid]; !ok {
+			w.cancel()
+			delete(s.watch, pid)
+		}
+	}
+	for pid, w := range live {
+		if _, ok := s.watch[pid]; ok || pid == 0 {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w.cancel = cancel
+		s.watch[pid] = w
+		go func() {
+			if steer.WaitExit(wctx, int(pid)) == nil {
+				select {
+				case s.exits <- pid:
+				case <-wctx.Done():
+				}
+			}
+		}()
+	}
+	held := map[uint32]bool{}
+	for _, p := range pools {
+		for _, u := range p.instances {
+			held[u.MainPID] = true
+		}
+	}
+	for pid := range s.dead {
+		if !held[pid] {
+			delete(s.dead, pid)
+		}
+	}
+}
+
+// exited takes the instance whose main process pid exited out of its
+// pool's tables at once; systemd's signal and the next refresh follow.
+func (s *Steerer) exited(pid uint32) {
+	w, ok := s.watch[pid]
+	if !ok {
+		return
+	}
+	s.dead[pid] = true
+	w.cancel()
+	delete(s.watch, pid)
+	for key, g := range s.groups {
+		if key.pool == w.pool && g.inited && slices.Contains(g.slots, w.i-1) {
+			s.set(key, g, g.mode, slices.DeleteFunc(slices.Clone(g.slots), func(x int) bool { return x == w.i-1 }))
+		}
+	}
+}
+
 // serving are the instances of p that may take new connections, in order:
 // up, not leaving for a reload, not cordoned, accepting, and, without
 // readiness = "notify", up for ready_delay (the program may not listen
@@ -384,7 +468,7 @@ func (s *Steerer) serving(p steered, now time.Time) (out []int, wake time.Time) 
 	s.mu.Lock()
 	leaving := s.leaving[p.name]
 	for _, i := range p.running() {
-		if leaving[i] == 0 && !slices.Contains(p.cordoned, i) {
+		if leaving[i] == 0 && !slices.Contains(p.cordoned, i) && !s.dead[p.instances[i].MainPID] {
 			out = append(out, i)
 		}
 	}

@@ -1,11 +1,13 @@
 package steer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -153,4 +155,36 @@ func fdTableSize(pid int) int {
 		}
 	}
 	return 1024
+}
+
+// WaitExit returns nil once process pid has exited (at once if it is gone
+// already), or ctx's error. It holds a pidfd, which the runtime's poller
+// waits on: no thread is blocked.
+func WaitExit(ctx context.Context, pid int) error {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("steer: pidfd_open(%d): %w", pid, err)
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
+	// A pidfd becomes readable when its process exits. The first call
+	// only waits: poll(2) tells whether it is readable already.
+	err = rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ := unix.Poll(p, 0)
+		return n > 0
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }

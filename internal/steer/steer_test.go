@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"sync"
 	"syscall"
 	"testing"
@@ -377,5 +378,42 @@ func TestOwnerTake(t *testing.T) {
 	take()
 	if _, err := o.Take(1 << 40); err == nil {
 		t.Error("took a socket that does not exist")
+	}
+}
+
+// TestWaitExit: WaitExit returns when the process exits, at once for one
+// that is gone, and with ctx's error when cancelled.
+func TestWaitExit(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- WaitExit(context.Background(), cmd.Process.Pid) }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("WaitExit returned while the process runs: %v", err)
+	default:
+	}
+	t0 := time.Now()
+	cmd.Process.Kill()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("WaitExit returned %v after the kill", time.Since(t0))
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitExit did not return after the kill")
+	}
+	cmd.Wait()
+	if err := WaitExit(context.Background(), cmd.Process.Pid); err != nil {
+		t.Errorf("WaitExit of a process gone: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := WaitExit(ctx, os.Getpid()); err != context.DeadlineExceeded {
+		t.Errorf("WaitExit of a process that stays, cancelled: %v", err)
 	}
 }

@@ -1,8 +1,11 @@
 // Command bench measures the demo pool's /cpu route under wrk: one instance
 // against one instance per core, in a throwaway real systemd with the .deb
 // installed. `make bench` runs it; docs/benchmarks.md has its results.
+// -suite picks one part; -suite steer (steer.go) measures steering in the
+// kernel against the kernel's plain hash with its own load generator
+// (loadgen.go), in a box booted with sdbox.KernelSteering.
 //
-//	go run ./test/bench -deb dist/corral_0.1.0_amd64.deb [-d 10s] [-c 100] [-ms 5]
+//	go run ./test/bench -deb dist/corral_0.1.0_amd64.deb [-d 10s] [-c 100] [-ms 5] [-suite steer]
 package main
 
 import (
@@ -29,7 +32,8 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each wrk run")
 	conns := flag.Int("c", 100, "wrk connections")
 	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
-	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "scale" (corrald's costs by pool size), "reload", "messages", or "all"`)
+	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "scale" (corrald's costs by pool size), "reload", "messages", "steer" (steering in the kernel, in a box where corrald may load BPF), or "all"`)
+	flag.StringVar(&steerParts, "steer-parts", steerParts, "the parts of the steer suite to run, comma-separated")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -46,10 +50,13 @@ type result struct {
 }
 
 func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns, ms int) error {
-	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "scale" && suite != "reload" && suite != "messages" {
-		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "scale", "reload", "messages" or "all"`, suite)
+	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "scale" && suite != "reload" && suite != "messages" && suite != "steer" {
+		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "scale", "reload", "messages", "steer" or "all"`, suite)
 	}
-	box, shOut, err := boot(ctx, deb)
+	if suite == "steer" {
+		return runSteer(ctx, deb)
+	}
+	box, shOut, err := boot(ctx, deb, sdbox.Options{})
 	if err != nil {
 		return err
 	}
@@ -78,14 +85,34 @@ func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns,
 			return err
 		}
 		fmt.Println()
-		return benchScale(ctx, box, shOut)
+		if err := benchScale(ctx, box, shOut); err != nil {
+			return err
+		}
+		// Steering runs in a box of its own, with the capabilities BPF
+		// needs: the others measure as before. Its ports are app's.
+		if err := box.Close(); err != nil {
+			return err
+		}
+		fmt.Println()
+		return runSteer(ctx, deb)
 	}
 	return nil
 }
 
-// boot boots a box with deb installed by apt, and returns it with a
+// runSteer boots a box where corrald can steer in the kernel and runs the
+// steer suite in it.
+func runSteer(ctx context.Context, deb string) error {
+	box, shOut, err := boot(ctx, deb, sdbox.KernelSteering(sdbox.Options{}))
+	if err != nil {
+		return err
+	}
+	defer box.Close()
+	return benchSteer(ctx, box, shOut)
+}
+
+// boot boots a box (with opts) with deb installed by apt, and returns it with a
 // function that runs a command in it.
-func boot(ctx context.Context, deb string) (*sdbox.Box, func(...string) (string, error), error) {
+func boot(ctx context.Context, deb string, opts sdbox.Options) (*sdbox.Box, func(...string) (string, error), error) {
 	if deb == "" {
 		return nil, nil, errors.New("-deb is required: run 'make bench'")
 	}
@@ -97,7 +124,7 @@ func boot(ctx context.Context, deb string) (*sdbox.Box, func(...string) (string,
 		return nil, nil, err
 	}
 	bootCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	box, err := sdbox.Boot(bootCtx, sdbox.Options{})
+	box, err := sdbox.Boot(bootCtx, opts)
 	cancel()
 	if err != nil {
 		return nil, nil, err
