@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -89,9 +90,9 @@ func Parse(path string, data []byte) (Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return Config{}, fmt.Errorf("%s:%d: invalid TOML: %s", path, pe.Position.Line, pe.Message)
+			return Config{}, fmt.Errorf("%s:%d: invalid TOML: %s", path, pe.Position.Line, oneLine(pe.Message))
 		}
-		return Config{}, fmt.Errorf("%s: %v: write listen = \"host:port\" under [metrics] or [agent] (corrald(8))", path, err)
+		return Config{}, fmt.Errorf("%s: %s: write listen = \"host:port\" under [metrics] or [agent] (corrald(8))", path, oneLine(err.Error()))
 	}
 	var bad []string
 	for _, k := range md.Undecoded() {
@@ -197,4 +198,11 @@ func SameAddress(conf, actual string) bool {
 	}
 	c, a := net.ParseIP(ch), net.ParseIP(ah)
 	return c != nil && a != nil && c.Equal(a)
+}
+
+// oneLine escapes the control characters of s (a TOML error quotes the
+// input it stopped at, newline included), so an error stays one line.
+func oneLine(s string) string {
+	q := strconv.QuoteToGraphic(s)
+	return strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`)
 }
