@@ -253,6 +253,8 @@ func TestParseErrors(t *testing.T) {
 		{"instances float", "p", base + "instances = 2.5", "not a decimal number"},
 		{"balance", "p", base + "balance = \"round-robin\"", `balance must be "reuseport"`},
 		{"reuseport unix", "p", "exec = [\"/bin/x\"]\nlisten = [\"/run/p.sock\"]\nbalance = \"reuseport\"", "cannot split a unix socket"},
+		{"sticky unix", "p", "exec = [\"/bin/x\"]\nlisten = [\"/run/p.sock\"]\nbalance = \"sticky\"", `balance = "sticky" cannot split a unix socket`},
+		{"steering", "p", base + "steering = \"yes\"", "p.toml:3:12: steering must be true or false"},
 		{"readiness", "p", base + "readiness = \"ready\"", `readiness must be "notify"`},
 		{"node_preload", "p", base + "node_preload = \"yes\"", "p.toml:3:16: node_preload must be true or false"},
 		{"hostname", "p", "exec = [\"/bin/x\"]\nlisten = [\"localhost:80\"]", "systemd does not resolve host names"},

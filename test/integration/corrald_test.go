@@ -286,8 +286,10 @@ func TestPermissions(t *testing.T) {
 	if out, err := b.run("runuser", "-u", "alice", "--", "busctl", "call", "org.corral.Corral1", "/org/corral/Corral1", "org.corral.Corral1.Manager", "ListPools"); err != nil || !strings.Contains(out, `"app"`) {
 		t.Errorf("busctl call ListPools as alice: err=%v\n%s", err, out)
 	}
-	// Drain and undrain change what balancers send the host: the same rule.
-	for _, cmd := range [][]string{{"corral", "drain", "app", "--timeout", "1s"}, {"corral", "undrain", "app"}} {
+	// Drain and undrain change what balancers send the host, cordon and
+	// uncordon what an instance gets: the same rule.
+	for _, cmd := range [][]string{{"corral", "drain", "app", "--timeout", "1s"}, {"corral", "undrain", "app"},
+		{"corral", "cordon", "app@1"}, {"corral", "uncordon", "app@1"}} {
 		out, err := b.run(append([]string{"runuser", "-u", "alice", "--"}, cmd...)...)
 		if err == nil || !strings.Contains(out, "permission denied") || !strings.Contains(err.Error(), "exit status 3") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
 			t.Errorf("%s as alice: err=%v, want one line saying permission denied\n%s", strings.Join(cmd, " "), err, out)

@@ -137,18 +137,37 @@ var instanceRE = regexp.MustCompile(`instance (\d+)`)
 func instancesSeen(t *testing.T, url string, n int) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := 0; i < n; i++ {
-		body, err := get(url)
+		in, err := instanceOf(c, url)
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
-		m := instanceRE.FindStringSubmatch(body)
-		if m == nil {
-			t.Fatalf("answer without an instance number: %q", body)
-		}
-		seen[m[1]]++
+		seen[in]++
 	}
 	return seen
+}
+
+// instanceOf asks url from the client and returns the instance that
+// answered.
+func instanceOf(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err != nil {
+		return "", err
+	}
+	m := instanceRE.FindStringSubmatch(string(body))
+	if m == nil {
+		return "", fmt.Errorf("answer without an instance number: %q", body)
+	}
+	return m[1], nil
 }
 
 // loadResult counts what a load run saw.

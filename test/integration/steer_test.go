@@ -5,7 +5,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -41,25 +40,6 @@ func steered(t *testing.T, balance string, n int, more string) *box {
 	// An instance joins the table ready_delay (1s) after it started.
 	time.Sleep(1500 * time.Millisecond)
 	return b
-}
-
-// instanceOf asks url from the client and returns the instance that
-// answered.
-func instanceOf(c *http.Client, url string) (string, error) {
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	m := instanceRE.FindStringSubmatch(string(body))
-	if m == nil {
-		return "", fmt.Errorf("answer without an instance number: %q", body)
-	}
-	return m[1], nil
 }
 
 // fromAddr is a client whose connections come from the address ip and the
