@@ -173,7 +173,10 @@ func TestSteeringDownInstance(t *testing.T) {
 func TestSteeringSticky(t *testing.T) {
 	b := steered(t, "sticky", 3, "")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
-	where := func() map[string]string {
+	// look returns the instance of each address, or an error when one
+	// address reached two (while the table changes, as an instance comes
+	// back, that may happen once).
+	look := func() (map[string]string, error) {
 		out := map[string]string{}
 		for a := 1; a <= 30; a++ {
 			ip := fmt.Sprintf("127.0.5.%d", a)
@@ -184,10 +187,17 @@ func TestSteeringSticky(t *testing.T) {
 					t.Fatalf("%s: %v", ip, err)
 				}
 				if k > 0 && i != out[ip] {
-					t.Errorf("%s reached instances %s and %s", ip, out[ip], i)
+					return out, fmt.Errorf("%s reached instances %s and %s", ip, out[ip], i)
 				}
 				out[ip] = i
 			}
+		}
+		return out, nil
+	}
+	where := func() map[string]string {
+		out, err := look()
+		if err != nil {
+			t.Error(err)
 		}
 		return out
 	}
@@ -212,7 +222,10 @@ func TestSteeringSticky(t *testing.T) {
 	}
 	b.must("systemctl", "start", "shop@2.service")
 	waitFor(t, "the addresses of instance 2 back on it", 15*time.Second, func() error {
-		after := where()
+		after, err := look()
+		if err != nil {
+			return err
+		}
 		for ip, i := range before {
 			if after[ip] != i {
 				return fmt.Errorf("%s on %s, was %s", ip, after[ip], i)
