@@ -43,6 +43,7 @@ type Steerer struct {
 	Store FDStore
 
 	off     error                // why steering is off; nil when on
+	kernel  *steer.Exits         // the kernel's word of deaths; nil when off
 	owner   *steer.Owner         // PID 1
 	kept    map[string]*ebpf.Map // maps from the fd store, by name, until taken
 	kick    chan struct{}
@@ -82,8 +83,12 @@ type sgroup struct {
 	last   uint64         // the inode of a socket of the group, put last
 	mode   steer.Mode
 	table  []uint32
-	slots  []int // in the table
+	pids   map[int]uint32 // by slot in the table: its main process, in the table too
+	slots  []int          // in the table
 	inited bool
+	// attached: this corrald's program is on the group's sockets (a
+	// restarted corrald finds its predecessor's there).
+	attached bool
 }
 
 // NewSteerer returns the steering of co's pools. inherited are the fds
@@ -93,10 +98,14 @@ func NewSteerer(co *Coordinator, acc *Acceptance, inherited []activation.FD) *St
 	s := &Steerer{co: co, acc: acc, Interval: 5 * time.Second, kick: make(chan struct{}, 1), reqs: make(chan func()),
 		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}, kept: map[string]*ebpf.Map{},
 		watch: map[uint32]exitWatch{}, dead: map[uint32]bool{}, exits: make(chan uint32, 64)}
-	if g, err := steer.NewGroup(); err != nil {
-		s.off = err
-	} else {
-		g.Close()
+	if s.kernel, s.off = steer.NewExits(); s.off == nil {
+		if g, err := steer.NewGroup(s.kernel); err != nil {
+			s.off = err
+			s.kernel.Close()
+			s.kernel = nil
+		} else {
+			g.Close()
+		}
 	}
 	if s.off == nil {
 		if s.owner, s.off = steer.OpenOwner(1); s.off == nil {
@@ -197,6 +206,9 @@ func (s *Steerer) Run(ctx context.Context) {
 			}
 		})
 		return
+	}
+	if err := s.kernel.Tracing(); err != nil {
+		s.co.cfg.Log.Warn("steering learns that an instance died only once its process has exited, milliseconds later: new connections in between wait for its replacement", "reason", err.Error())
 	}
 	tick := time.NewTicker(s.Interval)
 	defer tick.Stop()
@@ -359,10 +371,12 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 					slots = append(slots, i-1)
 				}
 			}
+			pids := map[int]uint32{}
 			for _, slot := range slots {
-				live[p.instances[slot+1].MainPID] = exitWatch{pool: p.name, i: slot + 1}
+				pids[slot] = p.instances[slot+1].MainPID
+				live[pids[slot]] = exitWatch{pool: p.name, i: slot + 1}
 			}
-			s.set(key, g, mode, slots)
+			s.set(key, g, mode, slots, pids)
 		}
 	}
 	s.watchExits(ctx, live, pools)
@@ -390,23 +404,35 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 	return next
 }
 
-// set makes slots g's table, if they changed.
-func (s *Steerer) set(key groupKey, g *sgroup, mode steer.Mode, slots []int) {
+// set makes slots g's table, with the main process of each (pids), if
+// they changed.
+func (s *Steerer) set(key groupKey, g *sgroup, mode steer.Mode, slots []int, pids map[int]uint32) {
 	table := steer.Table(slots)
-	if g.inited && g.mode == mode && slices.Equal(g.table, table) {
+	if g.inited && g.mode == mode && slices.Equal(g.table, table) && maps.Equal(g.pids, pids) {
 		return
 	}
-	if err := g.g.Set(mode, table); err != nil {
+	if err := g.g.Set(mode, table, pids); err != nil {
 		s.warn(key, 0, err)
 		return
 	}
-	g.mode, g.table, g.slots, g.inited = mode, table, slots, true
+	g.mode, g.table, g.pids, g.slots, g.inited = mode, table, pids, slots, true
 }
 
 // watchExits watches the main processes of live (the instances in a
-// table, by pid) and stops watching the others; it forgets the exits of
-// pids no instance of pools has any more.
+// table, by pid), in the kernel (Exits) and with a pidfd, and stops
+// watching the others; it forgets the exits of pids no instance of pools
+// has any more.
 func (s *Steerer) watchExits(ctx context.Context, live map[uint32]exitWatch, pools []steered) {
+	for _, pid := range s.kernel.Watched() {
+		if _, ok := live[pid]; !ok {
+			s.kernel.Forget(pid)
+		}
+	}
+	for pid := range live {
+		if err := s.kernel.Watch(pid); err != nil {
+			s.warn(groupKey{}, 0, err)
+		}
+	}
 	for pid, w := range s.watch {
 		if _, ok := live[pid]; !ok {
 			w.cancel()
@@ -454,7 +480,9 @@ func (s *Steerer) exited(pid uint32) {
 	delete(s.watch, pid)
 	for key, g := range s.groups {
 		if key.pool == w.pool && g.inited && slices.Contains(g.slots, w.i-1) {
-			s.set(key, g, g.mode, slices.DeleteFunc(slices.Clone(g.slots), func(x int) bool { return x == w.i-1 }))
+			pids := maps.Clone(g.pids)
+			delete(pids, w.i-1)
+			s.set(key, g, g.mode, slices.DeleteFunc(slices.Clone(g.slots), func(x int) bool { return x == w.i-1 }), pids)
 		}
 	}
 }
@@ -468,7 +496,8 @@ func (s *Steerer) serving(p steered, now time.Time) (out []int, wake time.Time) 
 	s.mu.Lock()
 	leaving := s.leaving[p.name]
 	for _, i := range p.running() {
-		if leaving[i] == 0 && !slices.Contains(p.cordoned, i) && !s.dead[p.instances[i].MainPID] {
+		pid := p.instances[i].MainPID
+		if leaving[i] == 0 && !slices.Contains(p.cordoned, i) && !s.dead[pid] && !(s.kernel != nil && s.kernel.Dying(pid)) {
 			out = append(out, i)
 		}
 	}
@@ -502,7 +531,7 @@ func (s *Steerer) group(ctx context.Context, key groupKey) *sgroup {
 	delete(s.kept, storeName(key, "socks"))
 	delete(s.kept, storeName(key, "table"))
 	if socks != nil && table != nil {
-		g, _ = steer.OpenGroup(socks, table)
+		g, _ = steer.OpenGroup(socks, table, s.kernel)
 	}
 	stored := g != nil
 	if g == nil {
@@ -513,7 +542,7 @@ func (s *Steerer) group(ctx context.Context, key groupKey) *sgroup {
 			table.Close()
 		}
 		var err error
-		if g, err = steer.NewGroup(); err != nil {
+		if g, err = steer.NewGroup(s.kernel); err != nil {
 			s.warn(key, 0, err)
 			return nil
 		}
@@ -560,7 +589,7 @@ func (s *Steerer) fill(key groupKey, g *sgroup, p steered, i int, listening map[
 	if u.MainPID == 0 {
 		return false
 	}
-	if g.pid[i-1] == u.MainPID {
+	if g.pid[i-1] == u.MainPID && g.attached {
 		if _, ok := g.g.Cookie(i - 1); ok {
 			return true
 		}
@@ -582,13 +611,20 @@ func (s *Steerer) fill(key groupKey, g *sgroup, p steered, i int, listening map[
 	defer unix.Close(fd)
 	// The slot may hold it already, put there by a corrald before a
 	// restart: putting it again would be refused.
+	// A group kept from before a restart has the old program on its
+	// sockets: this one takes its place.
 	if c, ok := g.g.Cookie(i - 1); !ok || !sameCookie(fd, c) {
 		if err := g.g.Put(i-1, fd); err != nil {
 			s.warn(key, i, err)
 			return false
 		}
+	} else if !g.attached {
+		if err := g.g.Attach(fd); err != nil {
+			s.warn(key, i, err)
+			return false
+		}
 	}
-	g.pid[i-1], g.last = u.MainPID, ino
+	g.pid[i-1], g.last, g.attached = u.MainPID, ino, true
 	delete(s.warned, fmt.Sprint(key, i))
 	return true
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"os"
+	"os/exec"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,12 @@ func testSteerer(t *testing.T, c *testCorrald, off error) *Steerer {
 	t.Helper()
 	s := &Steerer{co: c.Coordinator, acc: NewAcceptance(c.Coordinator), off: off, kick: make(chan struct{}, 1), reqs: make(chan func()),
 		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}}
+	if off == nil {
+		// As corrald: steering is off where the kernel's map cannot be made.
+		if s.kernel, s.off = steer.NewExits(); s.off == nil {
+			t.Cleanup(func() { s.kernel.Close() })
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
@@ -141,5 +150,30 @@ func TestServing(t *testing.T) {
 	v.cfg.Readiness = units.ReadinessNotify
 	if got, wake := s.serving(v, now); !slices.Equal(got, []int{1, 2}) || !wake.IsZero() {
 		t.Errorf("serving with readiness = notify = %v, %v", got, wake)
+	}
+	// An instance whose process the kernel said dies leaves at once, before
+	// its exit is seen (here never: it stays a zombie until the end).
+	if os.Geteuid() != 0 {
+		t.Skip("the rest needs BPF tracing programs: root (CAP_BPF, CAP_PERFMON); CI runs as root")
+	}
+	if s.kernel == nil || s.kernel.Tracing() != nil {
+		t.Fatalf("no early word of deaths here: steering %v", s.Off())
+	}
+	proc := exec.Command("sleep", "60")
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Wait()
+	u = v.instances[2]
+	u.MainPID = uint32(proc.Process.Pid)
+	v.instances[2] = u
+	s.kernel.Watch(u.MainPID)
+	if got, _ := s.serving(v, now); !slices.Equal(got, []int{1, 2}) {
+		t.Errorf("serving before the kill = %v", got)
+	}
+	proc.Process.Signal(syscall.SIGSTOP)
+	proc.Process.Kill()
+	if got, _ := s.serving(v, now); !slices.Equal(got, []int{1}) {
+		t.Errorf("serving with 2's process killed = %v", got)
 	}
 }

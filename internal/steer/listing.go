@@ -7,14 +7,15 @@ import "github.com/cilium/ebpf/asm"
 const (
 	ListingSocksFD = 1<<20 + 1
 	ListingTableFD = 1<<20 + 2
+	ListingDyingFD = 1<<20 + 3
 )
 
 // Listing returns the instructions of a group's program, as OpenGroup
 // loads them, over the placeholder maps ListingSocksFD (the sockets) and
-// ListingTableFD (the table): for reading, such as drawing its control
+// ListingTableFD (the table) and ListingDyingFD (Exits' map): for reading, such as drawing its control
 // flow (test/cmd/steering-picture, docs/steering.md).
 func Listing() asm.Instructions {
-	return program(ListingSocksFD, ListingTableFD)
+	return program(ListingSocksFD, ListingTableFD, ListingDyingFD, 0)
 }
 
 // ContextField names the field of struct sk_reuseport_md at offset off,

@@ -7,7 +7,8 @@
 // pool whose instances each have a socket):
 //
 //   - socks, the sockets by slot (instance i is slot i-1);
-//   - table, Buckets entries each naming a slot+1 (0: none), then the mode.
+//   - table, Buckets entries each naming a slot+1 (0: none), then the mode,
+//     then the pid of each slot's process (0: none), for Exits.
 //
 // For each new connection the program takes, in order:
 //
@@ -15,8 +16,10 @@
 //     picks slot port-DoorBase, whatever the table says;
 //  2. a bucket: the kernel's hash of the connection (ModeHash), or a hash
 //     of the client's address (ModeSticky), modulo Buckets;
-//  3. the bucket's slot, if it has one; else, or when the slot is empty,
-//     the kernel's own choice, as without a program.
+//  3. the bucket's slot, if it has one, unless Exits says its process
+//     dies: then the slot of the next bucket, Tries at most, a stride
+//     apart, whose process does not; else, or when the slot is empty, the
+//     kernel's own choice, as without a program.
 //
 // Table spreads the buckets over the allowed slots by rendezvous hashing:
 // a slot that leaves takes only its own buckets with it, and gets the same
@@ -48,6 +51,13 @@ const (
 	// (49152–65535); FreeBSD's (10000–65535) covers them, so its clients
 	// may land on a door by chance (docs/steering.md).
 	DoorBase = 31744
+	// Tries is how many buckets the program looks at for a slot whose
+	// process does not die, triesStride apart.
+	Tries       = 8
+	triesStride = 389
+	// pidsAt is the table's entry of slot 0's pid.
+	pidsAt    = Buckets + 1
+	tableSize = pidsAt + MaxSlots
 )
 
 // Mode is how the program picks a bucket.
@@ -85,19 +95,20 @@ type Group struct {
 // ErrUnavailable wraps the reasons a Group cannot be made here.
 var ErrUnavailable = errors.New("steering in the kernel is not available")
 
-// NewGroup makes the maps and the program of a new group. Its error, when
-// BPF is not allowed or not supported here, wraps ErrUnavailable.
-func NewGroup() (*Group, error) {
+// NewGroup makes the maps and the program of a new group, whose program
+// learns from e which processes die. Its error, when BPF is not allowed or
+// not supported here, wraps ErrUnavailable.
+func NewGroup(e *Exits) (*Group, error) {
 	socks, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.ReusePortSockArray, KeySize: 4, ValueSize: 8, MaxEntries: MaxSlots})
 	if err != nil {
 		return nil, unavailable("create the socket map", err)
 	}
-	table, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: Buckets + 1})
+	table, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: tableSize})
 	if err != nil {
 		socks.Close()
 		return nil, unavailable("create the table", err)
 	}
-	g, err := OpenGroup(socks, table)
+	g, err := OpenGroup(socks, table, e)
 	if err != nil {
 		socks.Close()
 		table.Close()
@@ -107,9 +118,10 @@ func NewGroup() (*Group, error) {
 
 // OpenGroup loads the program over maps of an earlier NewGroup (kept, for
 // instance, in systemd's fd store while the sockets they hold live on).
-// The group owns the maps from now on.
-func OpenGroup(socks, table *ebpf.Map) (*Group, error) {
-	if socks.Type() != ebpf.ReusePortSockArray || socks.MaxEntries() != MaxSlots || table.Type() != ebpf.Array || table.MaxEntries() != Buckets+1 {
+// The group owns the maps from now on. The new program is attached to the
+// group's sockets by the next Put or Attach.
+func OpenGroup(socks, table *ebpf.Map, e *Exits) (*Group, error) {
+	if socks.Type() != ebpf.ReusePortSockArray || socks.MaxEntries() != MaxSlots || table.Type() != ebpf.Array || table.MaxEntries() != tableSize {
 		return nil, fmt.Errorf("steer: not the maps of a group: %v[%d], %v[%d]", socks.Type(), socks.MaxEntries(), table.Type(), table.MaxEntries())
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -117,7 +129,7 @@ func OpenGroup(socks, table *ebpf.Map) (*Group, error) {
 		Type:         ebpf.SkReuseport,
 		AttachType:   ebpf.AttachSkReuseportSelect,
 		License:      "Apache-2.0",
-		Instructions: program(socks.FD(), table.FD()),
+		Instructions: program(socks.FD(), table.FD(), e.dying.FD(), e.ns),
 	})
 	if err != nil {
 		return nil, unavailable("load the program", err)
@@ -164,6 +176,12 @@ func (g *Group) Put(slot int, fd int) error {
 	if err != nil {
 		return fmt.Errorf("steer: put the socket in slot %d: %w", slot, err)
 	}
+	return g.Attach(fd)
+}
+
+// Attach attaches the group's program to the group of the socket fd, in
+// place of any other.
+func (g *Group) Attach(fd int) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, soAttachReuseBPF, g.prog.FD()); err != nil {
 		return fmt.Errorf("steer: attach the program: %w", err)
 	}
@@ -193,17 +211,23 @@ func SocketCookie(fd int) (uint64, error) {
 	return unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
 }
 
-// Set fills the table: each bucket's slot+1 (0 for none, see Table) and
-// the mode.
-func (g *Group) Set(mode Mode, buckets []uint32) error {
+// Set fills the table: each bucket's slot+1 (0 for none, see Table), the
+// mode, and the pid of the process of each slot in pids (the others: none).
+func (g *Group) Set(mode Mode, buckets []uint32, pids map[int]uint32) error {
 	if len(buckets) != Buckets {
 		return fmt.Errorf("steer: %d buckets, want %d", len(buckets), Buckets)
 	}
-	keys := make([]uint32, Buckets+1)
+	keys := make([]uint32, tableSize)
 	for i := range keys {
 		keys[i] = uint32(i)
 	}
-	vals := append(append(make([]uint32, 0, Buckets+1), buckets...), uint32(mode))
+	vals := append(append(make([]uint32, 0, tableSize), buckets...), uint32(mode))
+	vals = append(vals, make([]uint32, MaxSlots)...)
+	for slot, pid := range pids {
+		if slot >= 0 && slot < MaxSlots {
+			vals[pidsAt+slot] = pid
+		}
+	}
 	if _, err := g.table.BatchUpdate(keys, vals, nil); err == nil {
 		return nil
 	}
@@ -245,16 +269,18 @@ func mix64(x uint64) uint64 {
 var ipv6 = int32(binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, unix.ETH_P_IPV6)))
 
 // program is the SK_REUSEPORT program of a group over its maps.
-func program(socks, table int) asm.Instructions {
-	lookup := func(fd int) asm.Instructions { // r0 = table[*(u32 *)(fp-4)], or pass
+func program(socks, table, dying int, ns uint32) asm.Instructions {
+	// r0 = the value of map fd at the key at fp+key, or goto miss.
+	lookupAt := func(fd int, key int32, miss string) asm.Instructions {
 		return asm.Instructions{
 			asm.LoadMapPtr(asm.R1, fd),
 			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
+			asm.Add.Imm(asm.R2, key),
 			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "pass"),
+			asm.JEq.Imm(asm.R0, 0, miss),
 		}
 	}
+	lookup := func(fd int) asm.Instructions { return lookupAt(fd, -4, "pass") }
 	mix := func(shift, mul int32) asm.Instructions { // r7 ^= r7 >> shift; r7 *= mul
 		ins := asm.Instructions{asm.Mov.Reg32(asm.R1, asm.R7), asm.RSh.Imm32(asm.R1, shift), asm.Xor.Reg32(asm.R7, asm.R1)}
 		if mul != 0 {
@@ -319,16 +345,41 @@ func program(socks, table int) asm.Instructions {
 	p = append(p, m...)
 	p = append(p, mix(15, -0x7b935975)...) // 0x846ca68b
 	p = append(p, mix(16, 0)...)
-	// 3. The bucket's slot.
+	// 3. The bucket's slot, unless its process dies (Exits): then the
+	// next of a few buckets further on whose slot's process does not.
 	p = append(p,
 		asm.And.Imm(asm.R7, Buckets-1).WithSymbol("bucket"),
-		asm.StoreMem(asm.RFP, -4, asm.R7, asm.Word),
+		asm.Mov.Reg(asm.R8, asm.R7),
+		asm.Mov.Imm(asm.R9, 0),
+		asm.StoreMem(asm.RFP, -4, asm.R8, asm.Word).WithSymbol("try"),
 	)
 	p = append(p, lookup(table)...)
 	p = append(p,
 		asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
 		asm.JEq.Imm(asm.R7, 0, "pass"),
 		asm.Sub.Imm(asm.R7, 1),
+		// The slot's process, after the buckets and the mode.
+		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.Add.Imm(asm.R1, pidsAt),
+		asm.StoreMem(asm.RFP, -4, asm.R1, asm.Word),
+	)
+	p = append(p, lookupAt(table, -4, "select")...)
+	p = append(p,
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.JEq.Imm(asm.R1, 0, "select"),
+		// Does it die? The key: its pid and our PID namespace.
+		asm.StoreMem(asm.RFP, -16, asm.R1, asm.Word),
+		asm.StoreImm(asm.RFP, -12, int64(int32(ns)), asm.Word),
+	)
+	p = append(p, lookupAt(dying, -16, "select")...)
+	p = append(p,
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.JNE.Imm(asm.R1, 1, "select"),
+		asm.Add.Imm(asm.R9, 1),
+		asm.JGE.Imm(asm.R9, Tries, "pass"),
+		asm.Add.Imm(asm.R8, triesStride),
+		asm.And.Imm(asm.R8, Buckets-1),
+		asm.Ja.Label("try"),
 		// Select slot r7; an empty slot leaves the choice to the kernel.
 		asm.StoreMem(asm.RFP, -4, asm.R7, asm.Word).WithSymbol("select"),
 		asm.Mov.Reg(asm.R1, asm.R6),

@@ -135,12 +135,25 @@ func newGroup(t *testing.T) *Group {
 	if os.Geteuid() != 0 {
 		t.Skip("loading a BPF program needs root (CAP_BPF, CAP_NET_ADMIN); CI runs as root")
 	}
-	g, err := NewGroup()
+	g, err := NewGroup(newExits(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })
 	return g
+}
+
+func newExits(t *testing.T) *Exits {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("loading a BPF program needs root (CAP_BPF, CAP_PERFMON); CI runs as root")
+	}
+	e, err := NewExits()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
 }
 
 // TestSteerHash: connections go only to the slots in the table, spread
@@ -149,7 +162,7 @@ func TestSteerHash(t *testing.T) {
 	g := newGroup(t)
 	l := newListeners(t, 4)
 	l.put(t, g)
-	if err := g.Set(ModeHash, Table([]int{0, 1, 2, 3})); err != nil {
+	if err := g.Set(ModeHash, Table([]int{0, 1, 2, 3}), nil); err != nil {
 		t.Fatal(err)
 	}
 	got := l.dial(t, "127.0.0.1", 0, 400)
@@ -158,7 +171,7 @@ func TestSteerHash(t *testing.T) {
 			t.Errorf("all 4 allowed: listener %d took %d of 400: %v", i, n, got)
 		}
 	}
-	if err := g.Set(ModeHash, Table([]int{0, 2})); err != nil {
+	if err := g.Set(ModeHash, Table([]int{0, 2}), nil); err != nil {
 		t.Fatal(err)
 	}
 	got = l.dial(t, "127.0.0.1", 0, 200)
@@ -175,7 +188,7 @@ func TestSteerSticky(t *testing.T) {
 	l.put(t, g)
 	all := []int{0, 1, 2, 3}
 	where := func(slots []int) map[string]int {
-		if err := g.Set(ModeSticky, Table(slots)); err != nil {
+		if err := g.Set(ModeSticky, Table(slots), nil); err != nil {
 			t.Fatal(err)
 		}
 		out := map[string]int{}
@@ -223,7 +236,7 @@ func TestSteerDoor(t *testing.T) {
 	g := newGroup(t)
 	l := newListeners(t, 3)
 	l.put(t, g)
-	if err := g.Set(ModeHash, Table([]int{0})); err != nil {
+	if err := g.Set(ModeHash, Table([]int{0}), nil); err != nil {
 		t.Fatal(err)
 	}
 	for slot := range 3 {
@@ -247,7 +260,7 @@ func TestSteerEmptySlot(t *testing.T) {
 	if _, ok := g.Cookie(1); ok {
 		t.Error("slot 1 still full after its socket closed")
 	}
-	if err := g.Set(ModeHash, Table([]int{1})); err != nil {
+	if err := g.Set(ModeHash, Table([]int{1}), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := l.dial(t, "127.0.0.1", 0, 20); got[0] != 20 {
@@ -309,7 +322,7 @@ func TestSteerNewMaps(t *testing.T) {
 	old.Close() // the attached program keeps its maps
 	g := newGroup(t)
 	l.put(t, g)
-	if err := g.Set(ModeHash, Table([]int{1})); err != nil {
+	if err := g.Set(ModeHash, Table([]int{1}), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := l.dial(t, "127.0.0.1", 0, 20); got[1] != 20 {
@@ -323,7 +336,7 @@ func TestSteerDetach(t *testing.T) {
 	g := newGroup(t)
 	l := newListeners(t, 2)
 	l.put(t, g)
-	if err := g.Set(ModeHash, Table([]int{0})); err != nil {
+	if err := g.Set(ModeHash, Table([]int{0}), nil); err != nil {
 		t.Fatal(err)
 	}
 	rc, _ := l.lns[1].SyscallConn()

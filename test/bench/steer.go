@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -291,6 +292,13 @@ type killRow struct {
 	onKilled  int           // keep-alive clients whose connection was on the killed worker
 	queued    int           // arriving requests answered by the replacement: they waited on the killed worker's socket
 	lastQueue time.Duration // the last of them to start, after the kill; -1 none
+	// The SIGSTOP before the kill, while the connections are counted:
+	// how long it lasted, and the requests that started in it (neither
+	// steady nor arriving: they reach a stopped worker).
+	stopped time.Duration
+	inStop  int
+	// CPU time of the box's processes in the cpuWindow after the kill.
+	cpu map[string]time.Duration
 	// From the probes: the last that went to the killed worker's socket
 	// before READY=1, after the kill, and the first after READY=1 that
 	// reached the replacement, after READY=1; -1 none.
@@ -318,6 +326,16 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	if err != nil {
 		return row, err
 	}
+	// Who uses the CPU from the kill to READY=1: the box's processes that
+	// take part in a restart, by host pid.
+	watched := map[string]int{"systemd": box.PID()}
+	for name, u := range map[string]string{"corrald": "corral.service", "journald": "systemd-journald.service", "survivor": p.name + "@1.service"} {
+		if pid, err := showInt(sh, "MainPID", u); err == nil && pid != 0 {
+			if h, err := hostPID(box, int(pid)); err == nil {
+				watched[name] = h
+			}
+		}
+	}
 	l := load{addr: p.addr(), path: route, conns: steerConns, keepAlive: keepAlive, src: loadSrc}
 	t0, mono0 := time.Now(), monoNow()
 	res := make(chan []sample, 1)
@@ -325,15 +343,24 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	time.Sleep(time.Until(t0.Add(killAt)))
 	// The killed worker's connections: stopped (SIGSTOP), it can
 	// neither accept nor close one while they are counted, so the count
-	// is exact; then SIGKILL, well under a millisecond later.
-	kill := time.Since(t0)
+	// is exact; then SIGKILL, a millisecond or so later. The window
+	// starts at the SIGKILL; steady ends at the SIGSTOP.
+	cpu0 := cpuTimes(watched)
+	stop := time.Since(t0)
 	if err := syscall.Kill(host, syscall.SIGSTOP); err != nil {
 		return row, fmt.Errorf("stop %d (%s): %w", host, unit, err)
 	}
 	n, err := socketFDs(host)
+	kill := time.Since(t0)
 	if kerr := syscall.Kill(host, syscall.SIGKILL); kerr != nil {
 		return row, fmt.Errorf("kill %d (%s): %w", host, unit, kerr)
 	}
+	row.stopped = kill - stop
+	cpu1 := make(chan map[string]time.Duration, 1)
+	go func() {
+		time.Sleep(time.Until(t0.Add(kill + cpuWindow)))
+		cpu1 <- cpuTimes(watched)
+	}()
 	if err != nil {
 		return row, err
 	}
@@ -356,7 +383,13 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 		time.Sleep(50 * time.Millisecond)
 	}
 	row.ready = readyAt - kill
-	row.steady = statsOf(between(ss, warm, kill), kill-warm)
+	row.cpu = map[string]time.Duration{}
+	after := <-cpu1
+	for name, t := range after {
+		row.cpu[name] = t - cpu0[name]
+	}
+	row.inStop = len(between(ss, stop, kill))
+	row.steady = statsOf(between(ss, warm, stop), stop-warm)
 	in := between(ss, kill, readyAt)
 	row.all = statsOf(in, 0)
 	row.window = statsOf(where(in, func(s sample) bool { return s.newConn }), 0)
@@ -387,7 +420,7 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	}
 	if keepAlive {
 		last := map[int16]sample{}
-		for _, s := range between(ss, 0, kill) {
+		for _, s := range between(ss, 0, stop) {
 			if s.out == okay {
 				last[s.client] = s
 			}
@@ -446,7 +479,11 @@ func socketFDs(pid int) (int, error) {
 // answered by the survivor, by the replacement, failed, and their
 // slowest.
 func timeline(r killRow, ss []sample, kill, ready time.Duration, old int32) {
-	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; new connections by start after the kill (n survivor/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond))
+	var cpu []string
+	for _, name := range slices.Sorted(maps.Keys(r.cpu)) {
+		cpu = append(cpu, fmt.Sprintf("%s %.1f ms", name, float64(r.cpu[name])/1e6))
+	}
+	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v after the kill: %s; new connections by start after the kill (n survivor/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, strings.Join(cpu, ", "))
 	const step = 10 * time.Millisecond
 	var b strings.Builder
 	for t := kill; t < ready+50*time.Millisecond; t += step {
@@ -487,18 +524,41 @@ func modeName(keepAlive bool) string {
 	return "Connection: close"
 }
 
+// cpuWindow is how long after a kill the CPU time of the box's
+// processes is taken: about the time to READY=1.
+const cpuWindow = 300 * time.Millisecond
+
+// cpuTimes returns the CPU time each process of pids has used, all its
+// threads (schedstat, in ns).
+func cpuTimes(pids map[string]int) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, pid := range pids {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+			if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+				ns, _ := strconv.ParseInt(f[0], 10, 64)
+				out[name] += time.Duration(ns)
+			}
+		}
+	}
+	return out
+}
+
 func printKills(rows []killRow) {
 	fmt.Printf("### SIGKILL of 1 of 2 instances\n\n")
-	fmt.Printf("%d clients, one request at a time each, from 127.0.3.1–100; SIGKILL of instance 2 %v into a %v run, steering off then on, %d times each. Steady: the requests that started from %v to the kill. Window: from the kill to the replacement's READY=1; \"arriving\" are the requests that opened a new connection in it (with Connection: close, all of them). Latencies count failed requests at the time they took to fail. Probes: a new connection every 2 ms from the kill on, for 600 ms, each on its own.\n\n", steerConns, killAt, killLoad, killRounds, warm)
-	fmt.Printf("| route | connections | steering | steady req/s | steady p50 / p99 | kill → READY=1 | arriving: n, p50 / p99 / max | p99 arriving / steady (bar ≤ 1.5x) | arriving that waited on the killed socket: n, the last started | probes: the last to the killed socket after the kill; the first to the replacement after READY=1 | all requests in the window: n, p99 | p99 in the 1 s after | failed (of them on a new connection after the kill) | killed worker's connections | bar failed ≤ connections |\n")
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("%d clients, one request at a time each, from 127.0.3.1–100; SIGKILL of instance 2 %v into a %v run, steering off then on, %d times each. Steady: the requests that started from %v to the SIGSTOP that comes before the kill (while the worker's connections are counted). Window: from the SIGKILL to the replacement's READY=1; \"arriving\" are the requests that opened a new connection in it (with Connection: close, all of them). Latencies count failed requests at the time they took to fail. Probes: a new connection every 2 ms from the kill on, for 600 ms, each on its own. Each client sends its next request as soon as the last is answered, which keeps both cores busy: the survivor of a kill carries the whole load on one core until the replacement is ready.\n\n", steerConns, killAt, killLoad, killRounds, warm)
+	fmt.Printf("| route | connections | steering | steady req/s | steady p50 / p99 | kill → READY=1 | arriving: n, p50 / p99 / max | p99 arriving / steady (bar ≤ 1.5x) | arriving that waited on the killed socket: n, the last started | probes: the last to the killed socket after the kill; the first to the replacement after READY=1 | all requests in the window: n, p99 | p99 in the 1 s after | failed (of them on a new connection after the kill) | killed worker's connections | bar failed ≤ connections | SIGSTOP → SIGKILL; requests started in it (in neither) |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		bar := "pass"
 		if r.failed > r.open {
 			bar = "FAIL"
 		}
 		ratioBar := fmt.Sprintf("%.2fx", ratio(r.window.p99, r.steady.p99))
-		if r.p.on {
+		if r.window.n == 0 {
+			ratioBar = "- (none arrived)"
+		} else if r.p.on {
 			if ratio(r.window.p99, r.steady.p99) <= 1.5 {
 				ratioBar += " pass"
 			} else {
@@ -513,10 +573,10 @@ func printKills(rows []killRow) {
 		if r.lastQueue >= 0 {
 			last = "+" + fmtMS(r.lastQueue)
 		}
-		fmt.Printf("| %s | %s | %s | %.0f | %s / %s | %v | %d, %s / %s / %s | %s | %d, %s | %s; %s | %d, %s | %s | %d (%d) | %s | %s |\n",
+		fmt.Printf("| %s | %s | %s | %.0f | %s / %s | %v | %d, %s / %s / %s | %s | %d, %s | %s; %s | %d, %s | %s | %d (%d) | %s | %s | %s; %d |\n",
 			r.route, modeName(r.keepAlive), r.p.label(), r.steady.rps, fmtMS(r.steady.p50), fmtMS(r.steady.p99), r.ready.Round(time.Millisecond),
 			r.window.n, fmtMS(r.window.p50), fmtMS(r.window.p99), fmtMS(r.window.max), ratioBar, r.queued, last, plusMS(r.probeOut), plusMS(r.probeBack),
-			r.all.n, fmtMS(r.all.p99), fmtMS(r.after.p99), r.failed, r.failedNew, conns, bar)
+			r.all.n, fmtMS(r.all.p99), fmtMS(r.after.p99), r.failed, r.failedNew, conns, bar, fmtMS(r.stopped), r.inStop)
 	}
 	fmt.Println()
 }

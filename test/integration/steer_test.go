@@ -148,9 +148,15 @@ func TestSteeringCordon(t *testing.T) {
 func TestSteeringDownInstance(t *testing.T) {
 	b := steered(t, "reuseport", 2, "[restart]\ndelay = \"5s\"\n")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
+	// In a box with CAP_PERFMON, the programs on the tracepoints tell the
+	// steering program of the SIGKILL as it is sent (internal/steer's
+	// TestSteerDying shows that part on the kernel).
+	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager"); strings.Contains(logs, "only once its process has exited") {
+		t.Errorf("corrald could not watch for deaths in the kernel:\n%s", grepLines(logs, "steering"))
+	}
 	b.must("systemctl", "kill", "--signal=SIGKILL", "shop@2.service")
-	// corrald watches each main process with a pidfd: its exit takes the
-	// instance out of the table within a millisecond or so.
+	// And corrald watches each main process with a pidfd: its exit takes
+	// the instance out of the table within a millisecond or so.
 	time.Sleep(100 * time.Millisecond)
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	t0 := time.Now()

@@ -91,7 +91,7 @@ type Options struct {
 	// Capabilities are added to the container's bounding set
 	// (systemd-nspawn --capability), and SystemCalls to its seccomp filter
 	// (--system-call-filter): steering in the kernel needs CAP_BPF,
-	// CAP_NET_ADMIN and the bpf and pidfd_getfd system calls (KernelSteering).
+	// CAP_NET_ADMIN, CAP_PERFMON and the bpf and pidfd_getfd system calls (KernelSteering).
 	Capabilities, SystemCalls []string
 
 	// Log, if not nil, receives the tail of the container's console log and the boot jobs
@@ -102,10 +102,10 @@ type Options struct {
 
 // KernelSteering are the Options under which corrald can steer connections
 // in the kernel inside a box (docs/steering.md): systemd-nspawn keeps
-// CAP_BPF and CAP_NET_ADMIN from a container, and the bpf and pidfd_getfd system calls, by
-// default; CAP_SYS_PTRACE it keeps.
+// CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON from a container, and the bpf and pidfd_getfd
+// system calls, by default; CAP_SYS_PTRACE it keeps.
 func KernelSteering(o Options) Options {
-	o.Capabilities = append(o.Capabilities, "CAP_BPF", "CAP_NET_ADMIN")
+	o.Capabilities = append(o.Capabilities, "CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON")
 	o.SystemCalls = append(o.SystemCalls, "bpf", "pidfd_getfd")
 	return o
 }

@@ -16,24 +16,27 @@ const (
 	stageMode   = "2. the mode and the hash"
 	stageSticky = "sticky: a hash of the client's address"
 	stageBucket = "3. the bucket's instance"
+	stageDying  = "its process dying? (the kernel's word, before corrald's)"
 	stageChoice = "the choice"
 )
 
-var stages = []string{stageDoor, stageMode, stageSticky, stageBucket, stageChoice}
+var stages = []string{stageDoor, stageMode, stageSticky, stageBucket, stageDying, stageChoice}
 
 // facts is what a block does, as the rules read it.
 type facts struct {
 	ctx      map[string]bool // fields of the context it reads
 	calls    []asm.BuiltinFunc
-	maps     []string // maps it loads
-	subImm   []int64  // constants it subtracts
-	andImm   []int64  // constants it masks with
-	mul      bool     // it multiplies
-	fromMap  bool     // it reads a map's value (through r0)
-	stackKey int64    // a constant it stores at fp-4, the lookup's key; -1 if none
-	stackRd  []int16  // offsets below fp it reads
-	movImm   int      // moves of a constant
-	onlyJa   bool     // it is one goto
+	maps     []string     // maps it loads
+	subImm   []int64      // constants it subtracts
+	andImm   []int64      // constants it masks with
+	addImm   []int64      // constants it adds
+	mul      bool         // it multiplies
+	fromMap  bool         // it reads a map's value (through r0)
+	mapInto  asm.Register // where it reads that value
+	stackKey int64        // a constant it stores at fp-4, the lookup's key; -1 if none
+	stackRd  []int16      // offsets below fp it reads
+	movImm   int          // moves of a constant
+	onlyJa   bool         // it is one goto
 	exit     bool
 	last     asm.Instruction
 }
@@ -49,7 +52,7 @@ func factsOf(b *block, fromCtx []bool) facts {
 				f.ctx[name] = true
 			}
 		case op.Class() == asm.LdXClass && ins.Src == asm.R0:
-			f.fromMap = true
+			f.fromMap, f.mapInto = true, ins.Dst
 		case op.Class() == asm.LdXClass && ins.Src == asm.RFP:
 			f.stackRd = append(f.stackRd, ins.Offset)
 		case op.Class() == asm.StClass && ins.Dst == asm.RFP && ins.Offset == -4:
@@ -66,6 +69,8 @@ func factsOf(b *block, fromCtx []bool) facts {
 				f.subImm = append(f.subImm, ins.Constant)
 			case asm.And:
 				f.andImm = append(f.andImm, ins.Constant)
+			case asm.Add:
+				f.addImm = append(f.addImm, ins.Constant)
 			case asm.Mul:
 				f.mul = true
 			case asm.Mov:
@@ -103,14 +108,32 @@ var rules = []rule{
 		func(f facts) bool { return f.ctx["data"] && f.ctx["data_end"] }},
 	{stageDoor, fmt.Sprintf("a door port: slot = port - %d, instance slot+1, whatever the table says", steer.DoorBase),
 		func(f facts) bool { return f.onlyJa }},
+	{stageDying, fmt.Sprintf("the slot's process: table[%d + slot] (0: none known)", steer.Buckets+1),
+		func(f facts) bool { return slices.Contains(f.addImm, steer.Buckets+1) }},
+	{stageDying, "is it dying? dying[pid, our PID namespace]: set by the programs on the signal_generate (SIGKILL) and sched_process_exit tracepoints",
+		func(f facts) bool { return slices.Contains(f.maps, "dying") }},
+	{stageDying, "its mark: 0 alive, 1 dying",
+		func(f facts) bool {
+			return f.fromMap && f.mapInto == asm.R1 && f.last.OpCode.JumpOp() == asm.JNE && f.last.Constant == 1
+		}},
+	{stageDying, "a process known",
+		func(f facts) bool { return f.fromMap && f.mapInto == asm.R1 }},
+	{stageDying, fmt.Sprintf("tried %d buckets?", steer.Tries),
+		func(f facts) bool { return f.last.Constant == steer.Tries }},
+	{stageDying, "the next bucket, further on",
+		func(f facts) bool {
+			return slices.Contains(f.andImm, steer.Buckets-1) && len(f.addImm) == 1 && f.last.OpCode.JumpOp() == asm.Ja
+		}},
+	{stageBucket, fmt.Sprintf("bucket = hash mod %d; the first of %d tries", steer.Buckets, steer.Tries),
+		func(f facts) bool { return slices.Contains(f.andImm, steer.Buckets-1) && f.movImm == 1 }},
+	{stageBucket, "the bucket's entry in the table",
+		func(f facts) bool {
+			return f.stackKey == -1 && slices.Contains(f.maps, "table") && !f.fromMap && len(f.andImm) == 0 && len(f.subImm) == 0 && len(f.addImm) == 1
+		}},
 	{stageMode, fmt.Sprintf("the mode, kept after the buckets: table[%d]", steer.Buckets),
 		func(f facts) bool { return f.stackKey == steer.Buckets && slices.Contains(f.maps, "table") }},
 	{stageMode, "the kernel's hash of the connection; the mode sticky?",
 		func(f facts) bool { return f.ctx["hash"] && f.fromMap }},
-	{stageBucket, fmt.Sprintf("bucket = hash mod %d: its entry in the table", steer.Buckets),
-		func(f facts) bool {
-			return slices.Contains(f.andImm, steer.Buckets-1) && slices.Contains(f.maps, "table")
-		}},
 	{stageSticky, "mix (lowbias32): neighbouring addresses, unrelated buckets",
 		func(f facts) bool { return f.mul }},
 	{stageBucket, "the bucket's instance: slot+1, 0 for none",
@@ -186,6 +209,12 @@ func meaning(f facts, taken bool) string {
 		return pick("reuseport", "sticky")
 	case imm && j.Constant == int64(steer.EthProtoIPv6):
 		return pick("IPv4", "IPv6")
+	case imm && j.Constant == steer.Tries:
+		return pick("all dying: the kernel chooses", "")
+	case imm && j.Constant == 1 && f.mapInto == asm.R1:
+		return pick("alive", "dying")
+	case imm && j.Constant == 0 && f.mapInto == asm.R1:
+		return pick("none known", "")
 	case imm && j.Constant == 0 && f.fromMap:
 		return pick("none: the kernel chooses", "an instance")
 	}

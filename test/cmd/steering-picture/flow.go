@@ -153,6 +153,8 @@ func mapName(ins asm.Instruction) string {
 		return "socks"
 	case steer.ListingTableFD:
 		return "table"
+	case steer.ListingDyingFD:
+		return "dying"
 	}
 	return fmt.Sprintf("map fd %d", uint32(ins.Constant))
 }

@@ -23,6 +23,7 @@ var stageColors = map[string][2]string{
 	stageMode:   {"#b9d7ea", "#edf5fa"},
 	stageSticky: {"#d5c4e8", "#f5f0fa"},
 	stageBucket: {"#bfe3c0", "#eef8ee"},
+	stageDying:  {"#f2b8b8", "#fcefef"},
 	stageChoice: {"#e0e0e0", "#f7f7f7"},
 }
 
@@ -37,6 +38,7 @@ var inTable = []struct {
 	{false, "leaving for a reload or a recycle: out before it stops, back once ready"},
 	{false, "cordoned (corral cordon POOL@I), until corral uncordon"},
 	{false, "not-accepting: its queue grows and it takes nothing"},
+	{false, "dying or dead: out once the kernel says so (dying) or its pidfd reports the exit; the program skips it before that"},
 }
 
 // wrap breaks s into lines of about width characters.
@@ -168,12 +170,15 @@ func graph(prog asm.Instructions, bs []*block) string {
 		}
 		p(`  %s [label=<<table border="1" color="#b8a97a" cellborder="0" cellspacing="0" cellpadding="3" bgcolor="#fffbe8">%s</table>>];`, name, strings.Join(cells, ""))
 	}
+	note("dying",
+		"<b>dying</b>: HASH, pid and PID namespace → 0 alive, 1 dying",
+		escLines(wrap("the main processes of the instances in a table (corrald adds and removes them); the programs on the signal_generate and sched_process_exit tracepoints set 1 when a SIGKILL is sent to one or it starts to exit, before it has exited", 48)))
 	note("socks",
 		fmt.Sprintf("<b>socks</b>: REUSEPORT_SOCKARRAY, %d slots", steer.MaxSlots),
 		escLines(wrap("slot I-1 holds instance I's listening socket: PID 1's, which corrald copies, puts there and closes at once; the kernel empties a slot when its socket closes", 48)))
 	states := []string{
-		fmt.Sprintf("<b>table</b>: ARRAY of %d u32", steer.Buckets+1),
-		escLines(wrap(fmt.Sprintf("buckets 0-%d: an instance (slot+1), or 0; entry %d: the mode, 0 reuseport, 1 sticky", steer.Buckets-1, steer.Buckets), 64)),
+		fmt.Sprintf("<b>table</b>: ARRAY of %d u32", steer.Buckets+1+steer.MaxSlots),
+		escLines(wrap(fmt.Sprintf("buckets 0-%d: an instance (slot+1), or 0; entry %d: the mode, 0 reuseport, 1 sticky; then, by slot, the pid of its main process", steer.Buckets-1, steer.Buckets), 64)),
 		"<b>the instances corrald puts in it</b>",
 	}
 	for _, s := range inTable {
@@ -187,7 +192,7 @@ func graph(prog asm.Instructions, bs []*block) string {
 	note("table", states...)
 	// Each map beside the first block that selects with it or looks
 	// its buckets up.
-	for _, name := range []string{"socks", "table"} {
+	for _, name := range []string{"socks", "table", "dying"} {
 		for i := len(bs) - 1; i >= 0; i-- {
 			if slices.ContainsFunc(bs[i].ins, func(ins asm.Instruction) bool {
 				return ins.OpCode.Class() == asm.LdClass && ins.IsLoadFromMap() && mapName(ins) == name
