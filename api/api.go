@@ -131,6 +131,33 @@ type ReloadStep struct {
 	Total int
 }
 
+// DeployStep is one step of a deploy or a rollback, for progress reports.
+type DeployStep struct {
+	Pool    string
+	Index   int    // the instance; 0 for a step of the whole pool
+	Phase   string // "switched", "restarting", "ready", "canary", "healthy", "failed", "rolling back", "rolled back"
+	Release string // the release the step is about
+	Took    time.Duration
+	Err     string // with "failed" and "rolling back": why
+	Done    int    // instances on the new release so far
+	Total   int
+}
+
+// DeployReport is what a deploy or a rollback did.
+type DeployReport struct {
+	Pool     string
+	From, To string // the release link's target before, and the one asked for
+	// RolledBack: the gate failed, the link points at From again and
+	// every instance that had started on To was restarted onto From.
+	RolledBack bool
+	// Instance, Reason and Log say where the gate failed: the instance
+	// (0: none, or the whole pool), why, and the command that shows its
+	// log.
+	Instance int
+	Reason   string
+	Log      string
+}
+
 // Status is the outcome of a message for one instance.
 type Status string
 

@@ -25,6 +25,14 @@ var (
 	// come back; the instances not yet reloaded keep serving the old
 	// version.
 	ErrReload = errors.New("reload stopped")
+	// ErrRolledBack is wrapped by Deploy's error when the new release
+	// failed its gate and the pool was rolled back to the release before.
+	ErrRolledBack = errors.New("deploy rolled back")
+	// ErrNoRelease: the pool has no release link (release = in its file),
+	// or no earlier release to roll back to.
+	ErrNoRelease = errors.New("no release")
+	// ErrBusy: a reload or a deploy of the pool is under way.
+	ErrBusy = errors.New("busy")
 	// ErrInvalidConfig is wrapped by Apply's error when a pool file is
 	// invalid: nothing was changed.
 	ErrInvalidConfig = errors.New("invalid pool file")

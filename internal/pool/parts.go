@@ -16,6 +16,7 @@ type Parts struct {
 	Coordinator *Coordinator // the desired state: Scale, Start, Stop, Restart; events
 	Status      *Status      // ListPools, ListInstances
 	Reloader    *Reloader    // Reload
+	Deployer    *Deployer    // Deploy, Rollback: releases switched through a link, gated, rolled back on failure
 	Applier     *Applier     // Apply
 	Router      *Router      // Broadcast, Send
 	Workers     *Workers     // whose worker a process is
@@ -52,6 +53,7 @@ func Assemble(co *Coordinator, workers *Workers, msgs Messenger) Parts {
 		Acceptance:  acc,
 		Status:      NewStatus(co, msgs, acc),
 		Reloader:    reload,
+		Deployer:    NewDeployer(co, reload),
 		Recycler:    NewRecycler(co, reload),
 		Applier:     NewApplier(co, reload),
 		Router:      NewRouter(co, msgs),

@@ -22,12 +22,13 @@ type Reloader struct {
 	steer      *Steerer // nil without steering
 
 	mu        sync.Mutex
-	reloading map[string]int // reloads running, by pool
+	reloading map[string]int  // reloads and deploys running, by pool
+	deploying map[string]bool // deploys running, by pool
 }
 
 // NewReloader returns the reloads of co's pools.
 func NewReloader(co *Coordinator) *Reloader {
-	return &Reloader{co: co, sd: co.sd, jobTimeout: co.cfg.JobTimeout, reloading: map[string]int{}}
+	return &Reloader{co: co, sd: co.sd, jobTimeout: co.cfg.JobTimeout, reloading: map[string]int{}, deploying: map[string]bool{}}
 }
 
 // Reloading reports whether a reload of pool runs: the Recycler waits for its end.
@@ -49,6 +50,26 @@ func (r *Reloader) mark(pool string) func() {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// begin marks a deploy of pool until the returned func is called, unless
+// a reload or deploy of pool runs (false).
+func (r *Reloader) begin(pool string) (end func(), ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reloading[pool] > 0 {
+		return nil, false
+	}
+	r.reloading[pool]++
+	r.deploying[pool] = true
+	return func() {
+		r.mu.Lock()
+		delete(r.deploying, pool)
+		if r.reloading[pool]--; r.reloading[pool] <= 0 {
+			delete(r.reloading, pool)
+		}
+		r.mu.Unlock()
+	}, true
 }
 
 // Reload restarts the active instances of pool onto the current binaries
@@ -87,6 +108,12 @@ func (r *Reloader) Reload(ctx context.Context, pool string, progress func(api.Re
 	}
 	if progress == nil {
 		progress = func(api.ReloadStep) {}
+	}
+	r.mu.Lock()
+	deploying := r.deploying[pool]
+	r.mu.Unlock()
+	if deploying {
+		return fmt.Errorf("%w: a deploy of %s is under way: wait for it to end", api.ErrBusy, pool)
 	}
 	defer r.mark(pool)()
 	defer func() {

@@ -61,6 +61,7 @@ type TallyKey struct {
 const (
 	TallyExit    = "exit"
 	TallyReload  = "reload"
+	TallyDeploy  = "deploy"
 	TallyMessage = "message"
 	TallyRecycle = "recycle"
 )

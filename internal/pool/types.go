@@ -80,6 +80,10 @@ type Desired struct {
 	// table (corral cordon): they keep their connections and get no new
 	// ones.
 	Cordoned []int `json:"cordoned,omitempty"`
+	// Releases are the targets the pool's release link had, newest first
+	// (the current one first), each since its switch, as corral deploy
+	// and corral rollback set them: at most keep_releases.
+	Releases []ReleaseRecord `json:"releases,omitempty"`
 }
 
 // IsHeld reports whether instance i is held stopped.

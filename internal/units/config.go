@@ -191,6 +191,18 @@ type Pool struct {
 	// instance that cannot send READY=1 (readiness = "simple") before it
 	// counts it as ready, if it still runs (default 1s).
 	ReadyDelay time.Duration
+	// Release is the release link: a symlink that exec or
+	// working_directory goes through, which corral deploy points at one
+	// release directory at a time; "" none.
+	Release string
+	// KeepReleases is how many releases corral remembers for rollback.
+	KeepReleases int
+	// Canary is how long corral deploy holds the first restarted instance
+	// alone under live traffic before it rolls the rest.
+	Canary time.Duration
+	// Health is the request a deploy sends to each new instance, as
+	// written ("GET /health"), and its method and path; "" none.
+	Health, HealthMethod, HealthPath string
 	// NodePreload puts corral's Node preload (NodePreloadPath) into the
 	// workers' NODE_OPTIONS: a listen() of the pool's port is served on the
 	// inherited socket, SIGTERM drains, and process.on('message') gets

@@ -88,6 +88,18 @@ var keys = []field{
 	offKey(durationKey("recycle_jitter", 0, 8760*time.Hour, 0, func(pool *Pool, d time.Duration) { pool.RecycleJitter = d })),
 	intKey("max_unavailable", 1, api.MaxInstances, 1, func(pool *Pool, n int) { pool.MaxUnavailable = n }),
 	durationKey("ready_delay", 0, 10*time.Minute, time.Second, func(pool *Pool, d time.Duration) { pool.ReadyDelay = d }),
+	{key: "release", read: func(p *parser, pool *Pool, v any) {
+		if s, ok := p.str("release", v, "an absolute path"); ok && p.absPath("release", s) {
+			if s == "/" {
+				p.errorf("release", `release = "/" is the root directory: give the release link, such as "/srv/shop/current"`)
+				return
+			}
+			pool.Release = s
+		}
+	}},
+	intKey("keep_releases", 2, 100, 5, func(pool *Pool, n int) { pool.KeepReleases = n }),
+	durationKey("canary", 0, time.Hour, 10*time.Second, func(pool *Pool, d time.Duration) { pool.Canary = d }),
+	{key: "health", read: (*parser).health},
 	boolKey("start_on_boot", true, func(pool *Pool, b bool) { pool.StartOnBoot = b }),
 	{key: "node_preload", read: func(p *parser, pool *Pool, v any) {
 		if b, ok := p.boolean("node_preload", v); ok {

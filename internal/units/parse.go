@@ -299,6 +299,7 @@ func (p *parser) settle(pool *Pool) {
 		}
 	}
 	p.balance(pool)
+	p.release(pool)
 	if !pool.nodePreloadSet {
 		pool.NodePreload = len(pool.Exec) > 0 && IsNode(pool.Exec[0])
 	}
@@ -626,6 +627,39 @@ func (p *parser) balance(pool *Pool) {
 		pool.Balance = BalanceReusePort
 	case pool.Balance.PerInstance() && hasUnix:
 		p.errorf("balance", `balance = "%s" cannot split a unix socket path over instances: set balance = "shared", or listen on TCP only`, pool.Balance)
+	}
+}
+
+// health reads health = "METHOD /path".
+func (p *parser) health(pool *Pool, v any) {
+	s, ok := p.str("health", v, `a request such as "GET /health"`)
+	if !ok {
+		return
+	}
+	method, path, _ := strings.Cut(s, " ")
+	if (method != "GET" && method != "HEAD") || !strings.HasPrefix(path, "/") || strings.ContainsFunc(path, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		p.errorf("health", `health = %q is not a request: write the method GET or HEAD, one space and a path, such as "GET /health"`, s)
+		return
+	}
+	pool.Health, pool.HealthMethod, pool.HealthPath = s, method, path
+}
+
+// release checks that exec or working_directory goes through the release
+// link, and that the keys about deploys have one.
+func (p *parser) release(pool *Pool) {
+	for _, k := range []string{"keep_releases", "canary", "health"} {
+		p.needs(k, "release", "about deploys of releases through the release link")
+	}
+	if pool.Release == "" {
+		return
+	}
+	under := func(s string) bool { return s == pool.Release || strings.HasPrefix(s, pool.Release+"/") }
+	through := under(pool.WorkingDirectory)
+	for _, a := range pool.Exec {
+		through = through || under(a)
+	}
+	if !through {
+		p.errorf("release", "release = %q: neither exec nor working_directory goes through it: point them into the link, such as working_directory = %q", pool.Release, pool.Release)
 	}
 }
 

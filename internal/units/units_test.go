@@ -220,7 +220,7 @@ listen = ["127.0.0.1:1"]`))
 	}
 	want := Pool{Name: "x", Path: "x.toml", Exec: []string{"/bin/x"}, Listen: []Listen{{Address: "127.0.0.1:1"}},
 		Balance: BalanceReusePort, Readiness: ReadinessSimple, StopTimeout: 30 * time.Second, StartOnBoot: true,
-		MaxUnavailable: 1, ReadyDelay: time.Second, WatchdogSignal: "SIGABRT", Steering: true,
+		MaxUnavailable: 1, ReadyDelay: time.Second, WatchdogSignal: "SIGABRT", Steering: true, KeepReleases: 5, Canary: 10 * time.Second,
 		Restart: Restart{"on-failure", 0, 5, 10 * time.Second, time.Second, 5 * time.Minute, 5, 5 * time.Minute},
 		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone, ProtectHome: "yes"}}
 	if fmt.Sprintf("%+v", *p) != fmt.Sprintf("%+v", want) {
@@ -255,6 +255,15 @@ func TestParseErrors(t *testing.T) {
 		{"reuseport unix", "p", "exec = [\"/bin/x\"]\nlisten = [\"/run/p.sock\"]\nbalance = \"reuseport\"", "cannot split a unix socket"},
 		{"sticky unix", "p", "exec = [\"/bin/x\"]\nlisten = [\"/run/p.sock\"]\nbalance = \"sticky\"", `balance = "sticky" cannot split a unix socket`},
 		{"steering", "p", base + "steering = \"yes\"", "p.toml:3:12: steering must be true or false"},
+		{"release not through", "p", base + "release = \"/srv/p/current\"", `p.toml:3:11: release = "/srv/p/current": neither exec nor working_directory goes through it: point them into the link, such as working_directory = "/srv/p/current"`},
+		{"release relative", "p", base + "release = \"current\"", `release = "current" is not an absolute path`},
+		{"release root", "p", "exec = [\"/bin/x\"]\nlisten = [\":1\"]\nrelease = \"/\"", `release = "/" is the root directory`},
+		{"release prefix only", "p", "exec = [\"/srv/p/currently/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"", "neither exec nor working_directory goes through it"},
+		{"canary without release", "p", base + "canary = \"30s\"", "canary is set but release is not"},
+		{"keep_releases", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\nkeep_releases = 1", "keep_releases must be from 2 to 100"},
+		{"canary long", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\ncanary = \"2h\"", "canary"},
+		{"health", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\nhealth = \"POST /health\"", `health = "POST /health" is not a request: write the method GET or HEAD, one space and a path, such as "GET /health"`},
+		{"health no path", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\nhealth = \"GET health\"", "is not a request"},
 		{"readiness", "p", base + "readiness = \"ready\"", `readiness must be "notify"`},
 		{"node_preload", "p", base + "node_preload = \"yes\"", "p.toml:3:16: node_preload must be true or false"},
 		{"hostname", "p", "exec = [\"/bin/x\"]\nlisten = [\"localhost:80\"]", "systemd does not resolve host names"},
@@ -766,5 +775,27 @@ func TestWatchdogRender(t *testing.T) {
 				t.Errorf("%s: %q in\n%s", tc.extra, w, service)
 			}
 		}
+	}
+}
+
+// TestParseRelease: the keys of deploys, through working_directory or an
+// exec argument.
+func TestParseRelease(t *testing.T) {
+	p, err := Parse("shop.toml", "shop", []byte(`exec = ["/usr/bin/node", "/srv/shop/current/index.js"]
+listen = ["0.0.0.0:8080"]
+release = "/srv/shop/current"
+keep_releases = 3
+canary = "30s"
+health = "HEAD /health?deep=1"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Release != "/srv/shop/current" || p.KeepReleases != 3 || p.Canary != 30*time.Second || p.HealthMethod != "HEAD" || p.HealthPath != "/health?deep=1" {
+		t.Errorf("parsed %+v", p)
+	}
+	p, err = Parse("shop.toml", "shop", []byte("exec = [\"/usr/bin/app\"]\nlisten = [\":1\"]\nworking_directory = \"/srv/shop/current\"\nrelease = \"/srv/shop/current\"\n"))
+	if err != nil || p.Canary != 10*time.Second || p.KeepReleases != 5 || p.Health != "" {
+		t.Errorf("through working_directory: %+v, %v", p, err)
 	}
 }

@@ -1,0 +1,522 @@
+package pool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/release"
+	"github.com/corral-pool/corral/internal/steer"
+	"github.com/corral-pool/corral/internal/units"
+)
+
+// Deployer runs deploys and rollbacks of the pools that have a release
+// link (release = in the pool file), a symlink their exec or
+// working_directory goes through:
+//
+//  1. the link is switched to the new release (release.Switch) and the
+//     release remembered (Desired.Releases);
+//  2. the first instance, the canary, is restarted onto it and held for
+//     the pool's canary period under live traffic;
+//  3. the others are restarted max_unavailable at a time, each ready
+//     before the next.
+//
+// Every restarted instance must pass the gate: become ready (READY=1, or
+// ready_delay), answer the pool's health request, if any, through the
+// steering's door, and stay up, with the same process, until the deploy
+// ends. When the gate fails anywhere, the link goes back, every instance
+// whose process started after the switch is restarted onto the release
+// before, the same careful way, and Deploy's error wraps
+// api.ErrRolledBack.
+type Deployer struct {
+	co *Coordinator
+	rl *Reloader
+	// Poll is how often the instances under watch are looked at.
+	Poll time.Duration
+	// Settle is how long each instance after the canary is held before
+	// the next batch: min(canary/10, 2s) at least Poll, unless set.
+	Settle time.Duration
+	// Probe sends the health request to one instance; nil: through the
+	// steering's door (probeDoor).
+	Probe func(ctx context.Context, l units.Listen, i int, method, path string) error
+}
+
+// NewDeployer returns the deploys of co's pools; rl keeps a deploy and a
+// reload of one pool from running at once.
+func NewDeployer(co *Coordinator, rl *Reloader) *Deployer {
+	return &Deployer{co: co, rl: rl, Poll: 100 * time.Millisecond, Probe: probeDoor}
+}
+
+// deployPlan is what a deploy needs of its pool, read once.
+type deployPlan struct {
+	pool, link    string
+	idx           []int // the instances to restart, in order
+	batch         int
+	notify        bool
+	delay, canary time.Duration
+	method, path  string       // the health request; "" none
+	listen        units.Listen // where the health request goes
+	keep          int
+	history       []ReleaseRecord
+	switchedAt    time.Time
+}
+
+// ReleaseRecord is a release a pool's link pointed at, and since when.
+type ReleaseRecord struct {
+	Dir   string    `json:"dir"`
+	Since time.Time `json:"since"`
+}
+
+// Deploy points pool's release link at dir and rolls the pool onto it,
+// gated; on a failure it rolls the pool back (see Deployer). progress, if
+// not nil, is called from Deploy's goroutine for every step.
+func (d *Deployer) Deploy(ctx context.Context, pool, dir string, progress func(api.DeployStep)) (api.DeployReport, error) {
+	return d.run(ctx, pool, dir, false, progress)
+}
+
+// Rollback points pool's release link back at the release before the
+// current one and rolls the pool onto it, gated as a deploy.
+func (d *Deployer) Rollback(ctx context.Context, pool string, progress func(api.DeployStep)) (api.DeployReport, error) {
+	return d.run(ctx, pool, "", true, progress)
+}
+
+func (d *Deployer) run(ctx context.Context, pool, dir string, back bool, progress func(api.DeployStep)) (rep api.DeployReport, err error) {
+	rep.Pool = pool
+	if progress == nil {
+		progress = func(api.DeployStep) {}
+	}
+	plan, err := d.plan(ctx, pool)
+	if err != nil {
+		return rep, err
+	}
+	rep.From, err = release.Current(plan.link)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return rep, fmt.Errorf("%w: %v", api.ErrNoRelease, err)
+	}
+	if back {
+		for _, r := range plan.history {
+			if r.Dir != rep.From {
+				dir = r.Dir
+				break
+			}
+		}
+		if dir == "" {
+			return rep, fmt.Errorf("%w: corral remembers no release of %s before %s to roll back to (only releases put in place by corral deploy)", api.ErrNoRelease, pool, rep.From)
+		}
+	}
+	if plan.method != "" {
+		if err := d.rl.steer.Off(); err != nil {
+			return rep, fmt.Errorf("%w: health = %q needs steering in the kernel to reach one instance, and it is off (%v): remove health from %s's file, or give corrald its capabilities (docs/steering.md)", api.ErrBadArgument, plan.method+" "+plan.path, err, pool)
+		}
+	}
+	end, ok := d.rl.begin(pool)
+	if !ok {
+		return rep, fmt.Errorf("%w: a reload or deploy of %s is under way: wait for it to end", api.ErrBusy, pool)
+	}
+	defer end()
+	defer func() {
+		outcome := "ok"
+		switch {
+		case rep.RolledBack:
+			outcome = "rolled back"
+		case err != nil:
+			outcome = "failed"
+		}
+		d.co.tally.Add(TallyDeploy, pool, outcome, 1)
+	}()
+
+	prev, err := release.Switch(plan.link, dir)
+	if err != nil {
+		return rep, fmt.Errorf("%w: %v", api.ErrBadArgument, err)
+	}
+	rep.To = dir
+	if rep.From == "" {
+		rep.From = prev
+	}
+	plan.switchedAt = d.co.cfg.Now()
+	d.remember(ctx, plan, dir, rep.From)
+	progress(api.DeployStep{Pool: pool, Phase: "switched", Release: dir, Total: len(plan.idx)})
+
+	failed, touched, gerr := d.roll(ctx, plan, dir, progress)
+	if gerr == nil {
+		return rep, nil
+	}
+	rep.Instance, rep.Reason = failed, gerr.Error()
+	if failed > 0 {
+		rep.Log = "journalctl -u " + InstanceName(pool, failed)
+	}
+	if rep.From == "" {
+		return rep, fmt.Errorf("%s@%d: %w; there is no release before %s to go back to: the link stays", pool, failed, gerr, dir)
+	}
+	progress(api.DeployStep{Pool: pool, Index: failed, Phase: "rolling back", Release: rep.From, Err: gerr.Error()})
+	if err := d.rollBack(ctx, plan, rep.From, touched, progress); err != nil {
+		return rep, fmt.Errorf("%s@%d: %w; rolling back to %s failed too: %v", pool, failed, gerr, rep.From, err)
+	}
+	rep.RolledBack = true
+	progress(api.DeployStep{Pool: pool, Phase: "rolled back", Release: rep.From})
+	what := fmt.Sprintf("%s@%d", pool, failed)
+	if failed == 0 {
+		what = pool
+	}
+	log := ""
+	if !strings.Contains(gerr.Error(), "journalctl") {
+		log = " (log: journalctl -u " + InstanceName(pool, max(failed, 1)) + ")"
+	}
+	return rep, fmt.Errorf("%w: %s: %v; the pool runs %s again%s", api.ErrRolledBack, what, gerr, rep.From, log)
+}
+
+// plan reads what a deploy of pool needs.
+func (d *Deployer) plan(ctx context.Context, pool string) (deployPlan, error) {
+	plan := deployPlan{pool: pool}
+	err := d.co.withPool(ctx, pool, func(p *poolState) error {
+		if p.cfg == nil {
+			return fmt.Errorf("%w %q: its pool file is gone", api.ErrNoPool, pool)
+		}
+		if p.cfg.Release == "" {
+			return fmt.Errorf("%w: %s has no release link: set release = \"/srv/%s/current\" in %s (a symlink its exec or working_directory goes through), then corral apply", api.ErrNoRelease, pool, pool, p.cfg.Path)
+		}
+		for _, n := range sortedKeys(p.observed.Instances) {
+			if p.observed.Instances[n].Live() && n <= p.desired.Count {
+				plan.idx = append(plan.idx, n)
+			}
+		}
+		plan.link, plan.keep = p.cfg.Release, p.cfg.KeepReleases
+		plan.batch = max(p.cfg.MaxUnavailable, 1)
+		plan.notify = p.cfg.Readiness == units.ReadinessNotify
+		plan.delay, plan.canary = p.cfg.ReadyDelay, p.cfg.Canary
+		plan.method, plan.path = p.cfg.HealthMethod, p.cfg.HealthPath
+		for _, l := range p.cfg.Listen {
+			if !l.Unix {
+				plan.listen = l
+				break
+			}
+		}
+		if plan.method != "" && plan.listen.Address == "" {
+			return fmt.Errorf("%w: health = %q needs a TCP address in listen: %s has only unix sockets", api.ErrBadArgument, p.cfg.Health, pool)
+		}
+		plan.history = append([]ReleaseRecord(nil), p.desired.Releases...)
+		return nil
+	})
+	return plan, err
+}
+
+// remember records that the link points at dir from now, after from:
+// before the first deploy, the release the link pointed at, since an
+// unknown time (zero), so that the first deploy can be rolled back too.
+func (d *Deployer) remember(ctx context.Context, plan deployPlan, dir, from string) {
+	d.co.withPool(ctx, plan.pool, func(p *poolState) error {
+		rs := []ReleaseRecord{{Dir: dir, Since: plan.switchedAt}}
+		old := p.desired.Releases
+		if len(old) == 0 && from != "" {
+			old = []ReleaseRecord{{Dir: from}}
+		}
+		for _, r := range old {
+			if r.Dir != dir && len(rs) < max(plan.keep, 2) {
+				rs = append(rs, r)
+			}
+		}
+		p.desired.Releases = rs
+		return nil
+	})
+}
+
+// roll restarts plan's instances onto dir, the first as the canary, and
+// gates each; it returns the instance that failed (0: the pool), the
+// instances it restarted, and why.
+func (d *Deployer) roll(ctx context.Context, plan deployPlan, dir string, progress func(api.DeployStep)) (failed int, touched []int, err error) {
+	failed, err = d.rollOn(ctx, plan, dir, progress, &touched)
+	return failed, touched, err
+}
+
+func (d *Deployer) rollOn(ctx context.Context, plan deployPlan, dir string, progress func(api.DeployStep), touched *[]int) (int, error) {
+	started := map[int]uint32{} // on the new release: its main process
+	settle := d.Settle
+	if settle == 0 {
+		settle = max(min(plan.canary/10, 2*time.Second), d.Poll)
+	}
+	done := 0
+	for start := 0; start < len(plan.idx); {
+		n := plan.batch
+		if start == 0 {
+			n = 1 // the canary
+		}
+		group := plan.idx[start:min(start+n, len(plan.idx))]
+		start += len(group)
+		*touched = append(*touched, group...)
+		for _, i := range group {
+			progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "restarting", Release: dir, Done: done, Total: len(plan.idx)})
+		}
+		errs := make([]error, len(group))
+		took := make([]time.Duration, len(group))
+		ch := make(chan struct{}, len(group))
+		since := make([]time.Time, len(group))
+		for k, i := range group {
+			go func() {
+				defer func() { ch <- struct{}{} }()
+				since[k] = time.Now()
+				errs[k] = d.restart(ctx, plan, i)
+				took[k] = time.Since(since[k])
+			}()
+		}
+		for range group {
+			<-ch
+		}
+		for k, i := range group {
+			if errs[k] != nil {
+				// Say why, from what systemd recorded of the exit.
+				if u, err := d.started(ctx, plan.pool, i, since[k], 2*time.Second); err == nil && u.Exit != "" {
+					return i, fmt.Errorf("did not become ready: %s", u.Exit)
+				}
+				return i, fmt.Errorf("did not become ready: %w", errs[k])
+			}
+			u, err := d.started(ctx, plan.pool, i, since[k], d.rl.jobTimeout)
+			if err != nil {
+				return i, err
+			}
+			if !u.Up() || u.MainPID == 0 {
+				return i, fmt.Errorf("stopped as it started (%s)", exitOf(u))
+			}
+			started[i] = u.MainPID
+			if plan.method != "" {
+				if err := d.Probe(ctx, plan.listen, i, plan.method, plan.path); err != nil {
+					return i, err
+				}
+				progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "healthy", Release: dir, Done: done, Total: len(plan.idx)})
+			}
+			done++
+			progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "ready", Release: dir, Took: took[k], Done: done, Total: len(plan.idx)})
+		}
+		hold := settle
+		if len(started) == 1 && len(group) == 1 && group[0] == plan.idx[0] {
+			hold = plan.canary
+			progress(api.DeployStep{Pool: plan.pool, Index: group[0], Phase: "canary", Release: dir, Took: hold, Done: done, Total: len(plan.idx)})
+		}
+		if i, err := d.watch(ctx, plan.pool, started, hold); err != nil {
+			return i, err
+		}
+	}
+	return 0, nil
+}
+
+// restart restarts instance i out of the steering's table, and waits
+// until it is ready.
+func (d *Deployer) restart(ctx context.Context, plan deployPlan, i int) error {
+	d.rl.steer.Leave(ctx, plan.pool, i)
+	defer d.rl.steer.Return(plan.pool, i)
+	if err := d.co.withPool(ctx, plan.pool, func(p *poolState) error {
+		p.unhold(i)
+		return nil
+	}); err != nil {
+		return err
+	}
+	err := d.rl.restartReady(ctx, InstanceName(plan.pool, i), plan.notify, plan.delay)
+	d.co.Dirty(plan.pool)
+	return err
+}
+
+// watch looks at the instances of started for hold: each must stay up
+// with the process it had.
+func (d *Deployer) watch(ctx context.Context, pool string, started map[int]uint32, hold time.Duration) (int, error) {
+	deadline := time.Now().Add(hold)
+	for {
+		d.co.Dirty(pool)
+		var failed int
+		var why error
+		err := d.co.withPool(ctx, pool, func(p *poolState) error {
+			for _, i := range slices.Sorted(maps.Keys(started)) {
+				u := p.observed.Instances[i]
+				if u.MainPID != started[i] || !u.Live() {
+					failed, why = i, fmt.Errorf("crashed after it was ready (%s)", exitOf(u))
+					return nil
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		if why != nil {
+			return failed, why
+		}
+		if !time.Now().Before(deadline) {
+			return 0, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(min(d.Poll, time.Until(deadline))):
+		}
+	}
+}
+
+// rollBack points the link at from and restarts every instance the
+// deploy restarted (touched) or whose process started after the switch,
+// one at a time, each ready before the next.
+func (d *Deployer) rollBack(ctx context.Context, plan deployPlan, from string, touched []int, progress func(api.DeployStep)) error {
+	if _, err := release.Switch(plan.link, from); err != nil {
+		return err
+	}
+	back := plan
+	back.switchedAt = d.co.cfg.Now()
+	d.remember(ctx, back, from, "")
+	// The instances on the new release: those restarted, and any other
+	// that started after the switch (a crash, systemd restarted it).
+	idx := slices.Clone(touched)
+	err := d.co.withPool(ctx, plan.pool, func(p *poolState) error {
+		for _, n := range sortedKeys(p.observed.Instances) {
+			u := p.observed.Instances[n]
+			if n <= p.desired.Count && !u.InactiveExit.Before(plan.switchedAt) {
+				idx = append(idx, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for k, i := range idx {
+		progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "restarting", Release: from, Done: k, Total: len(idx)})
+		t0 := time.Now()
+		if err := d.restart(ctx, plan, i); err != nil {
+			return fmt.Errorf("%s: %w", InstanceName(plan.pool, i), err)
+		}
+		progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "ready", Release: from, Took: time.Since(t0), Done: k + 1, Total: len(idx)})
+	}
+	return nil
+}
+
+// started returns what the coordinator saw of instance i once it has seen
+// the start that began after since (systemd's signals bring it within
+// milliseconds), or what it saw last after wait.
+func (d *Deployer) started(ctx context.Context, pool string, i int, since time.Time, wait time.Duration) (Unit, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		var u Unit
+		if err := d.co.withPool(ctx, pool, func(p *poolState) error {
+			u = p.observed.Instances[i]
+			return nil
+		}); err != nil {
+			return u, err
+		}
+		if !u.InactiveExit.Before(since) && u.ActiveState != "activating" || !time.Now().Before(deadline) {
+			return u, nil
+		}
+		d.co.Dirty(pool)
+		select {
+		case <-ctx.Done():
+			return u, ctx.Err()
+		case <-time.After(d.Poll):
+		}
+	}
+}
+
+// exitOf says why u is not up, for a deploy's report.
+func exitOf(u Unit) string {
+	switch {
+	case u.Exit != "":
+		return u.Exit
+	case u.Result != "" && u.Result != "success":
+		return u.Result
+	case u.ActiveState != "":
+		return u.ActiveState
+	}
+	return "gone"
+}
+
+// releaseOf is the release an instance runs: the one the link pointed at
+// when its process started (the newest of rs, newest first, switched to
+// before that), or "" when unknown.
+func releaseOf(rs []ReleaseRecord, u Unit) string {
+	if u.InactiveExit.IsZero() {
+		return ""
+	}
+	for _, r := range rs {
+		if !r.Since.After(u.InactiveExit) {
+			return r.Dir
+		}
+	}
+	return ""
+}
+
+// probeDoor sends method path to instance i through the steering's door:
+// from the client port steer.DoorBase+i-1 to the address of l (a wildcard
+// address: the loopback one), and wants a 2xx answer.
+func probeDoor(ctx context.Context, l units.Listen, i int, method, path string) error {
+	host, port, err := net.SplitHostPort(l.Address)
+	if err != nil {
+		return fmt.Errorf("health: listen address %q: %v", l.Address, err)
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	addr := net.JoinHostPort(host, port)
+	var last error
+	for try := 0; try < 5; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		status, err := probeOnce(ctx, addr, steer.DoorBase+i-1, method, path)
+		if err != nil {
+			last = err
+			continue
+		}
+		if status/100 != 2 {
+			return fmt.Errorf("health: %s %s answered %d", method, path, status)
+		}
+		return nil
+	}
+	return fmt.Errorf("health: %s %s: %v", method, path, last)
+}
+
+func probeOnce(ctx context.Context, addr string, port int, method, path string) (int, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	dl := net.Dialer{LocalAddr: &net.TCPAddr{Port: port}, Control: reuseAddr}
+	c, err := dl.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	deadline, _ := dctx.Deadline()
+	c.SetDeadline(deadline)
+	req := method + " " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: corral-deploy\r\nConnection: close\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// reuseAddr lets a door's port be bound again while an earlier probe's
+// connection from it is in TIME_WAIT.
+func reuseAddr(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+	if err != nil {
+		return err
+	}
+	return serr
+}

@@ -1,0 +1,304 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/steer"
+	"github.com/corral-pool/corral/internal/units"
+)
+
+// releaseFake is systemd whose restart of an instance starts it on the
+// release its link points at then: a release named "exits" fails to
+// start, "crash3" starts but its instance 3 crashes soon after, any other
+// starts and stays.
+type releaseFake struct {
+	*fakeSystemd
+	link string
+	pid  uint32
+}
+
+func (f *releaseFake) Observe(context.Context, string) (Observed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.observes++
+	o := f.obs
+	o.Instances = maps.Clone(f.obs.Instances)
+	return o, nil
+}
+
+func (f *releaseFake) Restart(_ context.Context, unit string) error {
+	target, _ := os.Readlink(f.link)
+	rel := filepath.Base(target)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs = append(f.jobs, "restart "+unit+" on "+rel)
+	var i int
+	fmt.Sscanf(unit, "app@%d.service", &i)
+	u := f.obs.Instances[i]
+	now := time.Now()
+	f.pid++
+	u.MainPID, u.InactiveExit, u.ActiveEnter, u.ActiveState, u.Exit = 1000+f.pid, now, now, "active", ""
+	if rel == "exits" {
+		u.ActiveState, u.MainPID, u.Result, u.Exit = "failed", 0, "exit-code", "exited with status 1"
+		f.obs.Instances[i] = u
+		return errors.New("job for " + unit + " failed: see 'journalctl -u " + unit + "'")
+	}
+	f.obs.Instances[i] = u
+	if rel == "crash3" && i == 3 {
+		go func() {
+			time.Sleep(30 * time.Millisecond)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			u := f.obs.Instances[i]
+			u.ActiveState, u.MainPID, u.Exit = "activating", 0, "exited with status 2"
+			f.obs.Instances[i] = u
+		}()
+	}
+	return nil
+}
+
+func (f *releaseFake) restarts() []string {
+	var out []string
+	for _, j := range f.Jobs() {
+		if strings.HasPrefix(j, "restart ") {
+			out = append(out, strings.TrimPrefix(j, "restart "))
+		}
+	}
+	return out
+}
+
+// newDeployTest is a pool app of 3 instances whose exec goes through the
+// release link LINK, pointing at DIR/v1, with releases v1, v2, exits and
+// crash3 beside it.
+func newDeployTest(t *testing.T, extra string) (*Deployer, *releaseFake, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, r := range []string{"v1", "v2", "exits", "crash3"} {
+		os.MkdirAll(filepath.Join(dir, "releases", r), 0o755)
+	}
+	link := filepath.Join(dir, "current")
+	os.Symlink(filepath.Join(dir, "releases", "v1"), link)
+	running := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now().Add(-time.Hour), InactiveExit: time.Now().Add(-time.Hour), MainPID: 7}
+	}
+	sd := &releaseFake{fakeSystemd: &fakeSystemd{obs: Observed{
+		Target:    running("app.target"),
+		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket"), 3: running("app@3.socket")},
+		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service"), 3: running("app@3.service")},
+	}}, link: link}
+	pools := filepath.Join(dir, "pools.d")
+	os.MkdirAll(pools, 0o755)
+	file := fmt.Sprintf("exec = [%q]\nlisten = [\"127.0.0.1:1\"]\ninstances = 3\nreadiness = \"notify\"\nrelease = %q\ncanary = \"200ms\"\n%s", link+"/bin/app", link, extra)
+	os.WriteFile(filepath.Join(pools, "app.toml"), []byte(file), 0o644)
+	co := New(Config{PoolDir: pools, Store: Store{Path: filepath.Join(dir, "state.json")}, CPUs: 2,
+		Debounce: time.Millisecond, Rand: func() float64 { return 0.5 }}, sd)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go co.Run(ctx)
+	c := assemble(co, nil, nil)
+	settle(t, c, sd.fakeSystemd, "app", 2)
+	d := NewDeployer(co, c.Reloader)
+	d.Poll, d.Settle = 10*time.Millisecond, 50*time.Millisecond
+	return d, sd, link, filepath.Join(dir, "releases")
+}
+
+func linkOn(t *testing.T, link string) string {
+	t.Helper()
+	dst, err := os.Readlink(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Base(dst)
+}
+
+// TestDeployGood: the link moves, the canary goes first and is held, the
+// rest follow, and the release is remembered.
+func TestDeployGood(t *testing.T) {
+	d, sd, link, rel := newDeployTest(t, "")
+	var phases []string
+	t0 := time.Now()
+	rep, err := d.Deploy(context.Background(), "app", filepath.Join(rel, "v2"), func(st api.DeployStep) {
+		phases = append(phases, fmt.Sprintf("%s %d", st.Phase, st.Index))
+	})
+	if err != nil {
+		t.Fatalf("Deploy = %v (%+v)", err, rep)
+	}
+	if took := time.Since(t0); took < 200*time.Millisecond {
+		t.Errorf("the deploy took %v, less than the canary period", took)
+	}
+	if linkOn(t, link) != "v2" || rep.RolledBack || filepath.Base(rep.From) != "v1" || filepath.Base(rep.To) != "v2" {
+		t.Errorf("link on %s, report %+v", linkOn(t, link), rep)
+	}
+	want := []string{"app@1.service on v2", "app@2.service on v2", "app@3.service on v2"}
+	if got := sd.restarts(); !equalStrings(got, want) {
+		t.Errorf("restarts %v, want %v", got, want)
+	}
+	if !strings.Contains(strings.Join(phases, ","), "ready 1,canary 1,restarting 2") {
+		t.Errorf("phases %v: the canary is not held before instance 2", phases)
+	}
+	var rs []ReleaseRecord
+	d.co.withPool(context.Background(), "app", func(p *poolState) error { rs = p.desired.Releases; return nil })
+	if len(rs) != 2 || filepath.Base(rs[0].Dir) != "v2" || filepath.Base(rs[1].Dir) != "v1" || !rs[1].Since.IsZero() {
+		t.Errorf("releases remembered: %+v", rs)
+	}
+	// corral rollback returns to v1, the link's target before the first
+	// deploy.
+	rep, err = d.Rollback(context.Background(), "app", nil)
+	if err != nil || linkOn(t, link) != "v1" {
+		t.Errorf("Rollback after the first deploy = %v, %+v, link on %s", err, rep, linkOn(t, link))
+	}
+}
+
+// TestDeployRollsBack: a release that fails to start, and one whose
+// instance 3 crashes after the canary, are rolled back: the link returns,
+// and every instance that started on the bad release restarts on v1.
+func TestDeployRollsBack(t *testing.T) {
+	for _, c := range []struct {
+		bad      string
+		instance int
+		reason   string
+		restarts []string
+	}{
+		{"exits", 1, "exited with status 1", []string{"app@1.service on exits", "app@1.service on v1"}},
+		{"crash3", 3, "crashed after it was ready (exited with status 2)", []string{
+			"app@1.service on crash3", "app@2.service on crash3", "app@3.service on crash3",
+			"app@1.service on v1", "app@2.service on v1", "app@3.service on v1"}},
+	} {
+		t.Run(c.bad, func(t *testing.T) {
+			d, sd, link, rel := newDeployTest(t, "")
+			rep, err := d.Deploy(context.Background(), "app", filepath.Join(rel, c.bad), nil)
+			if !errors.Is(err, api.ErrRolledBack) {
+				t.Fatalf("Deploy = %v", err)
+			}
+			t.Log(err)
+			if !rep.RolledBack || rep.Instance != c.instance || !strings.Contains(rep.Reason, c.reason) || rep.Log != fmt.Sprintf("journalctl -u app@%d.service", c.instance) {
+				t.Errorf("report %+v", rep)
+			}
+			if linkOn(t, link) != "v1" {
+				t.Errorf("link on %s after the rollback", linkOn(t, link))
+			}
+			if got := sd.restarts(); !equalStrings(got, c.restarts) {
+				t.Errorf("restarts %v, want %v", got, c.restarts)
+			}
+		})
+	}
+}
+
+// TestDeployThenRollback: after two good deploys, corral rollback returns
+// to the one before, and a deploy refuses what it cannot do.
+func TestDeployThenRollback(t *testing.T) {
+	d, sd, link, rel := newDeployTest(t, "")
+	ctx := context.Background()
+	for _, r := range []string{"v1", "v2"} {
+		if _, err := d.Deploy(ctx, "app", filepath.Join(rel, r), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := d.Rollback(ctx, "app", nil)
+	if err != nil || linkOn(t, link) != "v1" || filepath.Base(rep.To) != "v1" {
+		t.Fatalf("Rollback = %v, %+v, link on %s", err, rep, linkOn(t, link))
+	}
+	if n := len(sd.restarts()); n != 9 {
+		t.Errorf("%d restarts, want 9: %v", n, sd.restarts())
+	}
+	for _, c := range []struct {
+		pool, dir string
+		want      error
+	}{
+		{"nope", filepath.Join(rel, "v2"), api.ErrNoPool},
+		{"app", "relative/v2", api.ErrBadArgument},
+		{"app", filepath.Join(rel, "missing"), api.ErrBadArgument},
+	} {
+		if _, err := d.Deploy(ctx, c.pool, c.dir, nil); !errors.Is(err, c.want) {
+			t.Errorf("Deploy(%s, %s) = %v, want %v", c.pool, c.dir, err, c.want)
+		} else {
+			t.Log(err)
+		}
+	}
+	if linkOn(t, link) != "v1" {
+		t.Errorf("a refused deploy moved the link to %s", linkOn(t, link))
+	}
+	end, _ := d.rl.begin("app")
+	if _, err := d.Deploy(ctx, "app", filepath.Join(rel, "v2"), nil); !errors.Is(err, api.ErrBusy) {
+		t.Errorf("Deploy during another = %v", err)
+	}
+	end()
+}
+
+// TestDeployNeedsRelease: a pool without release = refuses, saying what
+// to set.
+func TestDeployNeedsRelease(t *testing.T) {
+	sd := runningApp()
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	settle(t, c, sd, "app", 2)
+	d := NewDeployer(c.Coordinator, c.Reloader)
+	_, err := d.Deploy(context.Background(), "app", "/srv/app/v2", nil)
+	if !errors.Is(err, api.ErrNoRelease) || !strings.Contains(err.Error(), "release = ") {
+		t.Errorf("Deploy = %v", err)
+	}
+}
+
+// TestReleaseOf: an instance runs the release the link pointed at when
+// its process started.
+func TestReleaseOf(t *testing.T) {
+	t0 := time.Now()
+	rs := []ReleaseRecord{{"/r/v3", t0.Add(2 * time.Minute)}, {"/r/v2", t0.Add(time.Minute)}}
+	for _, c := range []struct {
+		start time.Time
+		want  string
+	}{
+		{t0.Add(3 * time.Minute), "/r/v3"},
+		{t0.Add(90 * time.Second), "/r/v2"},
+		{t0, ""},
+		{time.Time{}, ""},
+	} {
+		if got := releaseOf(rs, Unit{InactiveExit: c.start}); got != c.want {
+			t.Errorf("started at %v: %q, want %q", c.start.Sub(t0), got, c.want)
+		}
+	}
+}
+
+func equalStrings(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+// TestProbeDoor: the health request leaves from the door's port of the
+// instance, and only a 2xx passes.
+func TestProbeDoor(t *testing.T) {
+	status := 200
+	var from string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		from = r.RemoteAddr
+		if r.URL.Path != "/health" {
+			status = 404
+		}
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	l := units.Listen{Address: strings.TrimPrefix(srv.URL, "http://")}
+	ctx := context.Background()
+	if err := probeDoor(ctx, l, 500, "GET", "/health"); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(":%d", steer.DoorBase+499); !strings.HasSuffix(from, want) {
+		t.Errorf("the probe came from %s, want port %s", from, want)
+	}
+	status = 500
+	if err := probeDoor(ctx, l, 500, "GET", "/health"); err == nil || !strings.Contains(err.Error(), "answered 500") {
+		t.Errorf("a 500: %v", err)
+	}
+	srv.Close()
+	if err := probeDoor(ctx, l, 500, "HEAD", "/health"); err == nil || !strings.Contains(err.Error(), "HEAD /health") {
+		t.Errorf("nobody listening: %v", err)
+	}
+}
