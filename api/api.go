@@ -212,6 +212,14 @@ type API interface {
 	// units, max_unavailable at a time, each ready before the next; it
 	// stops at the first that fails (ErrReload). progress may be nil.
 	Reload(ctx context.Context, pool string, progress func(ReloadStep)) error
+	// Deploy points pool's release link at dir and rolls the pool onto it:
+	// a canary first, held for the pool's canary period, then the rest,
+	// each gated (docs/deploy.md). When the gate fails, corrald rolls the
+	// pool back and the error wraps ErrRolledBack; the report says where
+	// and why. progress may be nil.
+	Deploy(ctx context.Context, pool, dir string, progress func(DeployStep)) (DeployReport, error)
+	// Rollback deploys the release before the current one, the same way.
+	Rollback(ctx context.Context, pool string, progress func(DeployStep)) (DeployReport, error)
 	// Apply validates every pool file, reloads systemd's units and
 	// reconciles each pool (docs/corrald.md); an invalid file changes
 	// nothing (ErrInvalidConfig).

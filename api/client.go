@@ -55,6 +55,34 @@ func reloadStep(body []any) (ReloadStep, bool) {
 		Err: w.Err, Done: int(w.Done), Total: int(w.Total)}, true
 }
 
+// DeployProgress is the name of the signal that reports a DeployStep.
+const DeployProgress = "DeployProgress"
+
+// DeployStepBody is st as the body of a DeployProgress signal,
+// (sussstsuu).
+func DeployStepBody(st DeployStep) []any {
+	return []any{st.Pool, uint32(st.Index), st.Phase, st.Release, uint64(st.Took.Microseconds()), st.Err, uint32(st.Done), uint32(st.Total)}
+}
+
+// deployStep reads the body of a DeployProgress signal.
+func deployStep(body []any) (DeployStep, bool) {
+	var w struct {
+		Pool    string
+		Index   uint32
+		Phase   string
+		Release string
+		USec    uint64
+		Err     string
+		Done    uint32
+		Total   uint32
+	}
+	if godbus.Store(body, &w.Pool, &w.Index, &w.Phase, &w.Release, &w.USec, &w.Err, &w.Done, &w.Total) != nil {
+		return DeployStep{}, false
+	}
+	return DeployStep{Pool: w.Pool, Index: int(w.Index), Phase: w.Phase, Release: w.Release, Took: time.Duration(w.USec) * time.Microsecond,
+		Err: w.Err, Done: int(w.Done), Total: int(w.Total)}, true
+}
+
 // Client is API over D-Bus.
 type Client struct {
 	conn *godbus.Conn
@@ -209,7 +237,61 @@ func (c *Client) Undrain(ctx context.Context, pool string) error {
 // Reload asks corrald for a rolling reload of pool and calls progress for
 // each step it reports (ReloadProgress signals), until the reload is over.
 func (c *Client) Reload(ctx context.Context, pool string, progress func(ReloadStep)) error {
-	match := []godbus.MatchOption{godbus.WithMatchSender(BusName), godbus.WithMatchInterface(Interface), godbus.WithMatchMember(ReloadProgress)}
+	return c.withSignals(ctx, ReloadProgress, func() error { return c.call(ctx, "Reload", nil, pool) }, func(body []any) {
+		if st, ok := reloadStep(body); ok && progress != nil && st.Pool == pool {
+			progress(st)
+		}
+	})
+}
+
+// Deploy implements API: the report travels as the reply, a rollback in
+// it (rolled_back) as an error wrapping ErrRolledBack.
+func (c *Client) Deploy(ctx context.Context, pool, dir string, progress func(DeployStep)) (DeployReport, error) {
+	return c.deploy(ctx, pool, progress, "Deploy", pool, dir)
+}
+
+// Rollback implements API.
+func (c *Client) Rollback(ctx context.Context, pool string, progress func(DeployStep)) (DeployReport, error) {
+	return c.deploy(ctx, pool, progress, "Rollback", pool)
+}
+
+func (c *Client) deploy(ctx context.Context, pool string, progress func(DeployStep), method string, args ...any) (DeployReport, error) {
+	var w struct {
+		Pool, From, To string
+		RolledBack     bool
+		Instance       uint32
+		Reason, Log    string
+	}
+	err := c.withSignals(ctx, DeployProgress, func() error { return c.call(ctx, method, &w, args...) }, func(body []any) {
+		if st, ok := deployStep(body); ok && progress != nil && st.Pool == pool {
+			progress(st)
+		}
+	})
+	rep := DeployReport{Pool: w.Pool, From: w.From, To: w.To, RolledBack: w.RolledBack, Instance: int(w.Instance), Reason: w.Reason, Log: w.Log}
+	if err == nil && rep.RolledBack {
+		err = rolledBack(rep)
+	}
+	return rep, err
+}
+
+// rolledBack is the error of a deploy whose report says it rolled back.
+func rolledBack(rep DeployReport) error {
+	where := rep.Pool
+	if rep.Instance > 0 {
+		where = InstanceTarget(rep.Pool, rep.Instance)
+	}
+	log := ""
+	if rep.Log != "" {
+		log = "; log: " + rep.Log
+	}
+	return fmt.Errorf("%w: %s: %s; the pool runs %s again%s", ErrRolledBack, where, rep.Reason, rep.From, log)
+}
+
+// withSignals runs call while it passes the body of each signal member
+// of corrald's to report, in order, those sent before call's reply
+// included.
+func (c *Client) withSignals(ctx context.Context, member string, call func() error, report func(body []any)) error {
+	match := []godbus.MatchOption{godbus.WithMatchSender(BusName), godbus.WithMatchInterface(Interface), godbus.WithMatchMember(member)}
 	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
 		return clientError(err)
 	}
@@ -218,22 +300,17 @@ func (c *Client) Reload(ctx context.Context, pool string, progress func(ReloadSt
 	c.conn.Signal(ch)
 	defer c.conn.RemoveSignal(ch)
 	done := make(chan error, 1)
-	go func() { done <- c.call(ctx, "Reload", nil, pool) }()
-	report := func(sig *godbus.Signal) {
-		if st, ok := reloadStep(sig.Body); ok && progress != nil && st.Pool == pool {
-			progress(st)
-		}
-	}
+	go func() { done <- call() }()
 	for {
 		select {
 		case sig := <-ch:
-			report(sig)
+			report(sig.Body)
 		case err := <-done:
 			// Signals sent before the reply are queued before it.
 			for {
 				select {
 				case sig := <-ch:
-					report(sig)
+					report(sig.Body)
 				default:
 					return err
 				}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -37,5 +38,20 @@ func TestReloadStepTravels(t *testing.T) {
 	}
 	if _, ok := reloadStep([]any{"app", uint32(3)}); ok {
 		t.Error("a short body was read as a step")
+	}
+}
+
+// TestDeployStepTravels: a DeployProgress body reads back as the step sent.
+func TestDeployStepTravels(t *testing.T) {
+	st := DeployStep{Pool: "shop", Index: 3, Phase: "rolling back", Release: "/srv/shop/releases/41", Took: 1500 * time.Millisecond, Err: "crashed", Done: 2, Total: 4}
+	if got, ok := deployStep(DeployStepBody(st)); !ok || got != st {
+		t.Errorf("sent %+v, read %+v (%v)", st, got, ok)
+	}
+	if _, ok := deployStep([]any{"shop", uint32(3)}); ok {
+		t.Error("a short body read as a step")
+	}
+	rep := DeployReport{Pool: "shop", From: "/r/41", To: "/r/42", RolledBack: true, Instance: 3, Reason: "crashed after it was ready (exited with status 2)", Log: "journalctl -u shop@3.service"}
+	if err := rolledBack(rep); !errors.Is(err, ErrRolledBack) || err.Error() != "deploy rolled back: shop@3: crashed after it was ready (exited with status 2); the pool runs /r/41 again; log: journalctl -u shop@3.service" {
+		t.Errorf("rolledBack = %v", err)
 	}
 }

@@ -11,6 +11,8 @@ const Introspection = `<interface name="` + Interface + `">
   <method name="Stop"><arg name="target" type="s" direction="in"/></method>
   <method name="Restart"><arg name="target" type="s" direction="in"/></method>
   <method name="Reload"><arg name="pool" type="s" direction="in"/></method>
+  <method name="Deploy"><arg name="pool" type="s" direction="in"/><arg name="dir" type="s" direction="in"/><arg name="report" type="(sssbuss)" direction="out"/></method>
+  <method name="Rollback"><arg name="pool" type="s" direction="in"/><arg name="report" type="(sssbuss)" direction="out"/></method>
   <method name="Apply"><arg name="changes" type="a(sss)" direction="out"/></method>
   <method name="Broadcast"><arg name="pool" type="s" direction="in"/><arg name="message" type="s" direction="in"/><arg name="wait_usec" type="t" direction="in"/><arg name="results" type="a(susss)" direction="out"/></method>
   <method name="Send"><arg name="instance" type="s" direction="in"/><arg name="message" type="s" direction="in"/><arg name="wait_usec" type="t" direction="in"/><arg name="results" type="a(susss)" direction="out"/></method>
@@ -21,4 +23,5 @@ const Introspection = `<interface name="` + Interface + `">
   <signal name="InstanceChanged"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/></signal>
   <signal name="CrashLoop"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="reason" type="s"/></signal>
   <signal name="ReloadProgress"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/><arg name="took_usec" type="t"/><arg name="error" type="s"/><arg name="done" type="u"/><arg name="total" type="u"/></signal>
+  <signal name="DeployProgress"><arg name="pool" type="s"/><arg name="index" type="u"/><arg name="phase" type="s"/><arg name="release" type="s"/><arg name="took_usec" type="t"/><arg name="error" type="s"/><arg name="done" type="u"/><arg name="total" type="u"/></signal>
 </interface>`

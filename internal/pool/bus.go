@@ -98,6 +98,44 @@ func (s *server) reload(pool string, progress func(api.ReloadStep)) error {
 	return s.parts.Reloader.Reload(context.Background(), pool, progress)
 }
 
+// deployReply is api.DeployReport as Deploy and Rollback return it,
+// (sssbuss).
+type deployReply struct {
+	Pool, From, To string
+	RolledBack     bool
+	Instance       uint32
+	Reason, Log    string
+}
+
+func (s *server) Deploy(sender godbus.Sender, pool, dir string) (deployReply, *godbus.Error) {
+	return s.deploy(sender, pool, func(progress func(api.DeployStep)) (api.DeployReport, error) {
+		return s.parts.Deployer.Deploy(context.Background(), pool, dir, progress)
+	})
+}
+
+func (s *server) Rollback(sender godbus.Sender, pool string) (deployReply, *godbus.Error) {
+	return s.deploy(sender, pool, func(progress func(api.DeployStep)) (api.DeployReport, error) {
+		return s.parts.Deployer.Rollback(context.Background(), pool, progress)
+	})
+}
+
+// deploy runs a deploy or a rollback for a caller, with no call timeout,
+// as reload. A rollback that happened is a reply (rolled_back), not an
+// error, so that its report reaches the caller.
+func (s *server) deploy(sender godbus.Sender, pool string, run func(func(api.DeployStep)) (api.DeployReport, error)) (deployReply, *godbus.Error) {
+	if e := s.callers.change(sender); e != nil {
+		return deployReply{}, e
+	}
+	defer s.changed()
+	rep, err := run(func(st api.DeployStep) {
+		s.conn.Emit(api.ObjectPath, api.Interface+"."+api.DeployProgress, api.DeployStepBody(st)...)
+	})
+	if err != nil && !(rep.RolledBack && errors.Is(err, api.ErrRolledBack)) {
+		return deployReply{}, busError(err)
+	}
+	return deployReply{rep.Pool, rep.From, rep.To, rep.RolledBack, uint32(rep.Instance), rep.Reason, rep.Log}, nil
+}
+
 func (s *server) Apply(sender godbus.Sender) ([]api.Change, *godbus.Error) {
 	if e := s.callers.change(sender); e != nil {
 		return nil, e

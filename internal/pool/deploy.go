@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -135,7 +136,13 @@ func (d *Deployer) run(ctx context.Context, pool, dir string, back bool, progres
 		d.co.tally.Add(TallyDeploy, pool, outcome, 1)
 	}()
 
+	if err := trusted(plan.link, dir); err != nil {
+		return rep, fmt.Errorf("%w: %v", api.ErrBadArgument, err)
+	}
 	prev, err := release.Switch(plan.link, dir)
+	if errors.Is(err, syscall.EROFS) {
+		return rep, fmt.Errorf("%w: %v: corrald may change release links only under /srv and /opt (ReadWritePaths= of corral.service): move the link there, or add the link's directory with a drop-in ([Service] ReadWritePaths=%s)", api.ErrBadArgument, err, filepath.Dir(plan.link))
+	}
 	if err != nil {
 		return rep, fmt.Errorf("%w: %v", api.ErrBadArgument, err)
 	}
@@ -144,7 +151,7 @@ func (d *Deployer) run(ctx context.Context, pool, dir string, back bool, progres
 		rep.From = prev
 	}
 	plan.switchedAt = d.co.cfg.Now()
-	d.remember(ctx, plan, dir, rep.From)
+	d.remember(ctx, plan, dir, rep.From, "")
 	progress(api.DeployStep{Pool: pool, Phase: "switched", Release: dir, Total: len(plan.idx)})
 
 	failed, touched, gerr := d.roll(ctx, plan, dir, progress)
@@ -159,7 +166,7 @@ func (d *Deployer) run(ctx context.Context, pool, dir string, back bool, progres
 		return rep, fmt.Errorf("%s@%d: %w; there is no release before %s to go back to: the link stays", pool, failed, gerr, dir)
 	}
 	progress(api.DeployStep{Pool: pool, Index: failed, Phase: "rolling back", Release: rep.From, Err: gerr.Error()})
-	if err := d.rollBack(ctx, plan, rep.From, touched, progress); err != nil {
+	if err := d.rollBack(ctx, plan, rep.From, dir, touched, progress); err != nil {
 		return rep, fmt.Errorf("%s@%d: %w; rolling back to %s failed too: %v", pool, failed, gerr, rep.From, err)
 	}
 	rep.RolledBack = true
@@ -173,6 +180,27 @@ func (d *Deployer) run(ctx context.Context, pool, dir string, back bool, progres
 		log = " (log: journalctl -u " + InstanceName(pool, max(failed, 1)) + ")"
 	}
 	return rep, fmt.Errorf("%w: %s: %v; the pool runs %s again%s", api.ErrRolledBack, what, gerr, rep.From, log)
+}
+
+// trusted refuses a release directory that someone other than root or
+// the owner of the link's directory could have written: a deploy runs its
+// code as the pool's user, and the corral group, which may deploy, must
+// not so run code of its own.
+func trusted(link, dir string) error {
+	var st, parent syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return nil // release.Switch says what is wrong with it
+	}
+	if err := syscall.Stat(filepath.Dir(link), &parent); err != nil {
+		return nil
+	}
+	switch {
+	case st.Uid != 0 && st.Uid != parent.Uid:
+		return fmt.Errorf("release %s belongs to uid %d, neither root nor the owner of %s (uid %d): corral deploys only releases those could have written; chown it", dir, st.Uid, filepath.Dir(link), parent.Uid)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("release %s is writable by its group or others (mode %04o): anyone who can write it could change the code the pool runs; chmod go-w %s", dir, st.Mode&0o7777, dir)
+	}
+	return nil
 }
 
 // plan reads what a deploy of pool needs.
@@ -213,7 +241,9 @@ func (d *Deployer) plan(ctx context.Context, pool string) (deployPlan, error) {
 // remember records that the link points at dir from now, after from:
 // before the first deploy, the release the link pointed at, since an
 // unknown time (zero), so that the first deploy can be rolled back too.
-func (d *Deployer) remember(ctx context.Context, plan deployPlan, dir, from string) {
+// A release rolled back (drop) is forgotten: corral rollback never
+// returns to it.
+func (d *Deployer) remember(ctx context.Context, plan deployPlan, dir, from, drop string) {
 	d.co.withPool(ctx, plan.pool, func(p *poolState) error {
 		rs := []ReleaseRecord{{Dir: dir, Since: plan.switchedAt}}
 		old := p.desired.Releases
@@ -221,7 +251,7 @@ func (d *Deployer) remember(ctx context.Context, plan deployPlan, dir, from stri
 			old = []ReleaseRecord{{Dir: from}}
 		}
 		for _, r := range old {
-			if r.Dir != dir && len(rs) < max(plan.keep, 2) {
+			if r.Dir != dir && r.Dir != drop && len(rs) < max(plan.keep, 2) {
 				rs = append(rs, r)
 			}
 		}
@@ -362,13 +392,13 @@ func (d *Deployer) watch(ctx context.Context, pool string, started map[int]uint3
 // rollBack points the link at from and restarts every instance the
 // deploy restarted (touched) or whose process started after the switch,
 // one at a time, each ready before the next.
-func (d *Deployer) rollBack(ctx context.Context, plan deployPlan, from string, touched []int, progress func(api.DeployStep)) error {
+func (d *Deployer) rollBack(ctx context.Context, plan deployPlan, from, failed string, touched []int, progress func(api.DeployStep)) error {
 	if _, err := release.Switch(plan.link, from); err != nil {
 		return err
 	}
 	back := plan
 	back.switchedAt = d.co.cfg.Now()
-	d.remember(ctx, back, from, "")
+	d.remember(ctx, back, from, "", failed)
 	// The instances on the new release: those restarted, and any other
 	// that started after the switch (a crash, systemd restarted it).
 	idx := slices.Clone(touched)
@@ -389,7 +419,24 @@ func (d *Deployer) rollBack(ctx context.Context, plan deployPlan, from string, t
 	for k, i := range idx {
 		progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "restarting", Release: from, Done: k, Total: len(idx)})
 		t0 := time.Now()
-		if err := d.restart(ctx, plan, i); err != nil {
+		// An instance of the failed release may have hit systemd's start
+		// limit (reset it), or be in systemd's own restart, whose job can
+		// cancel this one (try again).
+		var err error
+		for try := 0; try < 3; try++ {
+			if try > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Second):
+				}
+			}
+			d.rl.sd.ResetFailed(ctx, InstanceName(plan.pool, i))
+			if err = d.restart(ctx, plan, i); err == nil {
+				break
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", InstanceName(plan.pool, i), err)
 		}
 		progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "ready", Release: from, Took: time.Since(t0), Done: k + 1, Total: len(idx)})

@@ -200,6 +200,9 @@ func TestDeployRollsBack(t *testing.T) {
 func TestDeployThenRollback(t *testing.T) {
 	d, sd, link, rel := newDeployTest(t, "")
 	ctx := context.Background()
+	// A release anyone may write is refused.
+	os.Mkdir(filepath.Join(rel, "open"), 0o755)
+	os.Chmod(filepath.Join(rel, "open"), 0o777)
 	for _, r := range []string{"v1", "v2"} {
 		if _, err := d.Deploy(ctx, "app", filepath.Join(rel, r), nil); err != nil {
 			t.Fatal(err)
@@ -219,6 +222,7 @@ func TestDeployThenRollback(t *testing.T) {
 		{"nope", filepath.Join(rel, "v2"), api.ErrNoPool},
 		{"app", "relative/v2", api.ErrBadArgument},
 		{"app", filepath.Join(rel, "missing"), api.ErrBadArgument},
+		{"app", filepath.Join(rel, "open"), api.ErrBadArgument},
 	} {
 		if _, err := d.Deploy(ctx, c.pool, c.dir, nil); !errors.Is(err, c.want) {
 			t.Errorf("Deploy(%s, %s) = %v, want %v", c.pool, c.dir, err, c.want)
@@ -234,6 +238,17 @@ func TestDeployThenRollback(t *testing.T) {
 		t.Errorf("Deploy during another = %v", err)
 	}
 	end()
+	// A release rolled back is forgotten: corral rollback after it goes
+	// to the release before the good one, not to the broken one.
+	if _, err := d.Deploy(ctx, "app", filepath.Join(rel, "v2"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Deploy(ctx, "app", filepath.Join(rel, "exits"), nil); !errors.Is(err, api.ErrRolledBack) {
+		t.Fatalf("Deploy exits = %v", err)
+	}
+	if rep, err := d.Rollback(ctx, "app", nil); err != nil || filepath.Base(rep.To) != "v1" {
+		t.Errorf("Rollback after a rolled back deploy = %+v, %v", rep, err)
+	}
 }
 
 // TestDeployNeedsRelease: a pool without release = refuses, saying what

@@ -111,6 +111,8 @@ func init() {
 		{"delete", "del", "POOL", "stop a pool, remove its file, its units and its state", runDelete},
 		{"apply", "", "", "make the pool files in effect: validate, reload units, roll changed pools", runApply},
 		{"reload", "", "POOL [--drain [--drain-timeout D]]", "rolling restart onto new binaries and units, each instance ready before the next", runReload},
+		{"deploy", "", "POOL DIR [--json]", "point the pool's release link at DIR: a canary, then the rest, each checked; rolled back by itself when one fails", runDeploy},
+		{"rollback", "", "POOL [--json]", "deploy the release before the current one", runRollback},
 		{"drain", "", "POOL [--timeout D]", "take a pool out of its balancers' rotation (HAProxy agent) and wait for its connections to end", runDrain},
 		{"undrain", "", "POOL", "put a drained pool back in its balancers' rotation", runUndrain},
 		{"cordon", "", "POOL@I", "send no new connections to an instance; it keeps those it has (steering in the kernel)", runCordon},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,6 +167,41 @@ func (f *fakeAPI) Reload(ctx context.Context, name string, progress func(api.Rel
 	progress(api.ReloadStep{Pool: name, Index: 1, Phase: "restarting", Total: 1})
 	progress(api.ReloadStep{Pool: name, Index: 1, Phase: "ready", Took: 42 * time.Millisecond, Done: 1, Total: 1})
 	return nil
+}
+
+// Deploy: a release named "bad" rolls back at instance 2.
+func (f *fakeAPI) Deploy(ctx context.Context, name, dir string, progress func(api.DeployStep)) (api.DeployReport, error) {
+	if err := f.call("Deploy", name, dir); err != nil {
+		return api.DeployReport{Pool: name}, err
+	}
+	return f.deploy(name, dir, progress)
+}
+
+func (f *fakeAPI) Rollback(ctx context.Context, name string, progress func(api.DeployStep)) (api.DeployReport, error) {
+	if err := f.call("Rollback", name); err != nil {
+		return api.DeployReport{Pool: name}, err
+	}
+	return f.deploy(name, "/srv/app/releases/1", progress)
+}
+
+func (f *fakeAPI) deploy(name, dir string, progress func(api.DeployStep)) (api.DeployReport, error) {
+	if err := f.target(name); err != nil {
+		return api.DeployReport{Pool: name}, err
+	}
+	rep := api.DeployReport{Pool: name, From: "/srv/app/releases/2", To: dir}
+	progress(api.DeployStep{Pool: name, Phase: "switched", Release: dir, Total: 2})
+	progress(api.DeployStep{Pool: name, Index: 1, Phase: "restarting", Release: dir, Total: 2})
+	progress(api.DeployStep{Pool: name, Index: 1, Phase: "ready", Release: dir, Took: 42 * time.Millisecond, Done: 1, Total: 2})
+	progress(api.DeployStep{Pool: name, Index: 1, Phase: "canary", Release: dir, Took: 10 * time.Second, Done: 1, Total: 2})
+	progress(api.DeployStep{Pool: name, Index: 2, Phase: "restarting", Release: dir, Done: 1, Total: 2})
+	if filepath.Base(dir) == "bad" {
+		progress(api.DeployStep{Pool: name, Index: 2, Phase: "rolling back", Release: rep.From, Err: "did not become ready: exited with status 1"})
+		progress(api.DeployStep{Pool: name, Phase: "rolled back", Release: rep.From})
+		rep.RolledBack, rep.Instance, rep.Reason, rep.Log = true, 2, "did not become ready: exited with status 1", "journalctl -u app@2.service"
+		return rep, fmt.Errorf("%w: app@2: did not become ready: exited with status 1; the pool runs %s again; log: %s", api.ErrRolledBack, rep.From, rep.Log)
+	}
+	progress(api.DeployStep{Pool: name, Index: 2, Phase: "ready", Release: dir, Took: 40 * time.Millisecond, Done: 2, Total: 2})
+	return rep, nil
 }
 
 func (f *fakeAPI) Apply(ctx context.Context) ([]api.Change, error) {

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/corral-pool/corral/api"
+)
+
+func TestDeploy(t *testing.T) {
+	wd, _ := os.Getwd()
+	for _, tt := range []struct {
+		args  []string
+		errs  map[string]error
+		code  int
+		want  []string // in stdout, or in the error line
+		calls string
+	}{
+		{[]string{"deploy", "app", "/srv/app/releases/3"}, nil, ExitOK, []string{
+			"app: release link on /srv/app/releases/3\n", "app@1 restarting on /srv/app/releases/3 (0 of 2 ready)\n", "app@1 ready in 42ms (1 of 2)\n",
+			"app@1 is the canary: watched alone for 10s\n", "app: 2 instance(s) on /srv/app/releases/3 in "}, "Deploy app /srv/app/releases/3"},
+		{[]string{"deploy", "app", "releases/3"}, nil, ExitOK, []string{"on " + filepath.Join(wd, "releases/3")}, "Deploy app " + filepath.Join(wd, "releases/3")},
+		{[]string{"deploy", "app", "/srv/app/releases/bad"}, nil, ExitInvalid, []string{
+			"corral: deploy app: deploy rolled back: app@2: did not become ready: exited with status 1; the pool runs /srv/app/releases/2 again; log: journalctl -u app@2.service"}, "Deploy app /srv/app/releases/bad"},
+		{[]string{"rollback", "app"}, nil, ExitOK, []string{"app: 2 instance(s) on /srv/app/releases/1"}, "Rollback app"},
+		{[]string{"deploy", "app", "/srv/x"}, map[string]error{"Deploy": api.ErrNoRelease}, ExitInvalid, []string{"corral: deploy app: no release"}, "Deploy app /srv/x"},
+		{[]string{"deploy", "app", "/srv/x"}, map[string]error{"Deploy": api.ErrBusy}, ExitInvalid, []string{"corral: deploy app: busy"}, "Deploy app /srv/x"},
+		{[]string{"rollback", "app"}, map[string]error{"Rollback": api.ErrDenied}, ExitDenied, []string{"permission denied"}, "Rollback app"},
+		{[]string{"deploy", "nope", "/srv/x"}, nil, ExitInvalid, []string{`corral: no pool "nope"`}, "Deploy nope /srv/x"},
+		{[]string{"deploy", "app"}, nil, ExitUsage, []string{"deploy: give a pool and a release directory; usage: corral deploy POOL DIR [--json]"}, ""},
+		{[]string{"deploy", "app", ""}, nil, ExitUsage, []string{"give a pool and a release directory"}, ""},
+		{[]string{"deploy", "app@1", "/srv/x"}, nil, ExitUsage, []string{`deploy: bad pool name "app@1"`}, ""},
+		{[]string{"rollback"}, nil, ExitUsage, []string{"rollback: give one pool"}, ""},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			f := newFake()
+			f.errs = tt.errs
+			env, out, _ := testEnv(f, nil)
+			code, e := runEnv(t, context.Background(), env, tt.args...)
+			got := e
+			if code == ExitOK {
+				got = out.String()
+			}
+			if code != tt.code {
+				t.Errorf("exit %d, want %d: %s", code, tt.code, got)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("got %q\nwant %q in it", got, w)
+				}
+			}
+			if call := strings.Join(f.calls, "|"); call != tt.calls {
+				t.Errorf("calls %q, want %q", call, tt.calls)
+			}
+		})
+	}
+}
+
+// TestDeployJSON: one report with its steps, for a rollback too.
+func TestDeployJSON(t *testing.T) {
+	f := newFake()
+	env, out, _ := testEnv(f, nil)
+	code, e := runEnv(t, context.Background(), env, "deploy", "app", "/srv/app/releases/bad", "--json")
+	if code != ExitInvalid {
+		t.Errorf("exit %d: %s", code, e)
+	}
+	var rep deployJSON
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if rep.OK || !rep.RolledBack || rep.Instance != "app@2" || rep.From != "/srv/app/releases/2" || rep.Log != "journalctl -u app@2.service" ||
+		len(rep.Steps) != 7 || rep.Steps[5].Phase != "rolling back" || !strings.Contains(rep.Error, "rolled back") {
+		t.Errorf("report %+v", rep)
+	}
+	if strings.Contains(out.String(), "restarting on") {
+		t.Errorf("--json printed steps as text:\n%s", out)
+	}
+}

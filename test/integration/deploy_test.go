@@ -1,0 +1,135 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-pool/corral/test/sdbox"
+)
+
+const deployPort = 18340
+
+// deployBox is a box with the pool shop of 4 demo instances whose exec goes
+// through the release link /srv/shop/current, on release v1, and the
+// releases v1, v2 (both good) and exits (fails at start) beside it. Each
+// good release's run script exports RELEASE, so that a process shows which
+// it started from.
+func deployBox(t *testing.T) *box {
+	t.Helper()
+	b := installedWith(t, sdbox.KernelSteering(sdbox.Options{}))
+	for _, r := range []string{"v1", "v2"} {
+		script := fmt.Sprintf("#!/bin/sh\nexport RELEASE=%s\nexec /usr/libexec/corral/corral-demo \"$@\"\n", r)
+		if err := b.WriteFile("/srv/shop/releases/"+r+"/run", []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.WriteFile("/srv/shop/releases/exits/run", []byte("#!/bin/sh\necho this release is broken >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b.must("ln", "-s", "/srv/shop/releases/v1", "/srv/shop/current")
+	b.writePool("shop", fmt.Sprintf(`exec = ["/srv/shop/current/run"]
+listen = ["127.0.0.1:%d"]
+instances = 4
+readiness = "notify"
+release = "/srv/shop/current"
+canary = "2s"
+health = "GET /health"
+`, deployPort))
+	b.must("corral", "start", "shop")
+	b.waitActive("shop", "1", "2", "3", "4")
+	return b
+}
+
+// releases returns the release each instance of shop runs, by its
+// process's RELEASE.
+func (b *box) releases() []string {
+	var out []string
+	for i := 1; i <= 4; i++ {
+		pid := b.show(fmt.Sprintf("shop@%d.service", i), "MainPID")
+		env, _ := b.run("sh", "-c", "tr '\\0' '\\n' < /proc/"+pid+"/environ | sed -n 's/^RELEASE=//p'")
+		out = append(out, strings.TrimSpace(env))
+	}
+	return out
+}
+
+// TestDeployUnderLoad: under 50 clients with a new connection per request
+// and 50 keep-alive ones, a good release deploys to 4 instances, one that
+// exits at start is rolled back by itself, and corral rollback returns to
+// the release before; not one request fails.
+func TestDeployUnderLoad(t *testing.T) {
+	b := deployBox(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", deployPort)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fresh, kept := make(chan loadResult, 1), make(chan loadResult, 1)
+	go func() { fresh <- load(ctx, url, 50) }()
+	go func() { kept <- loadKeepAlive(ctx, url, 50) }()
+	time.Sleep(time.Second)
+
+	link := func() string { return strings.TrimSpace(b.must("readlink", "/srv/shop/current")) }
+	same := func(want string) error {
+		for i, r := range b.releases() {
+			if r != want {
+				return fmt.Errorf("shop@%d runs %q, want %s", i+1, r, want)
+			}
+		}
+		return nil
+	}
+
+	// A good release: the canary, then the rest.
+	t0 := time.Now()
+	out := b.must("corral", "deploy", "shop", "/srv/shop/releases/v2")
+	t.Logf("corral deploy shop v2 (%v):\n%s", time.Since(t0).Round(time.Millisecond), out)
+	for _, want := range []string{"shop: release link on /srv/shop/releases/v2", "shop@1 is the canary: watched alone for 2s", "shop@4 answered the health request", "shop: 4 instance(s) on /srv/shop/releases/v2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("corral deploy output lacks %q", want)
+		}
+	}
+	if l := link(); l != "/srv/shop/releases/v2" {
+		t.Errorf("the link points at %s after the deploy", l)
+	}
+	if err := same("v2"); err != nil {
+		t.Error(err)
+	}
+
+	// A release that exits at start: rolled back at the canary.
+	out, err := b.run("corral", "deploy", "shop", "/srv/shop/releases/exits")
+	t.Logf("corral deploy shop exits: %v\n%s", err, out)
+	if err == nil || !strings.Contains(out, "deploy rolled back: shop@1: did not become ready") || !strings.Contains(out, "the pool runs /srv/shop/releases/v2 again") || !strings.Contains(out, "journalctl -u shop@1.service") {
+		t.Errorf("the broken release: exit %v, output:\n%s", err, out)
+	}
+	if l := link(); l != "/srv/shop/releases/v2" {
+		t.Errorf("the link points at %s after the rollback", l)
+	}
+	b.waitActive("shop", "1", "2", "3", "4")
+	if err := same("v2"); err != nil {
+		t.Errorf("after the rollback: %v", err)
+	}
+
+	// corral rollback: back to v1.
+	out = b.must("corral", "rollback", "shop", "--json")
+	if !strings.Contains(out, `"to": "/srv/shop/releases/v1"`) || !strings.Contains(out, `"ok": true`) {
+		t.Errorf("corral rollback --json:\n%s", out)
+	}
+	if err := same("v1"); err != nil {
+		t.Errorf("after corral rollback: %v", err)
+	}
+
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	rf, rk := <-fresh, <-kept
+	t.Logf("load through the deploys: new connections %v; keep-alive %v", rf, rk)
+	if rf.failed+rf.refused+rk.failed+rk.refused != 0 || rf.ok < 100 || rk.ok < 100 {
+		t.Errorf("requests failed during the deploys: %v %v; first: %v %v", rf, rk, rf.samples, rk.samples)
+	}
+
+	// A deploy of a pool without a release link says what to set.
+	if out, err := b.run("corral", "deploy", "app", "/srv/shop/releases/v2"); err == nil || !strings.Contains(out, "has no release link: set release = ") {
+		t.Errorf("deploy of app: %v\n%s", err, out)
+	}
+}
