@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -115,13 +116,17 @@ func (c *Client) call(ctx context.Context, method string, out any, args ...any) 
 	return storeReply(method, call.Body, out)
 }
 
-// storeReply stores the body of method's reply in out, a pointer. A body of
-// another shape comes from a corrald of another version: after an upgrade
-// that could not restart it, for one.
-func storeReply(method string, body []any, out any) error {
-	if err := godbus.Store(body, out); err != nil {
+// storeReply stores the body of method's reply in out, pointers, one per
+// out-arg. A body of another shape comes from a corrald of another
+// version: after an upgrade that could not restart it, for one.
+func storeReply(method string, body []any, out ...any) error {
+	if err := godbus.Store(body, out...); err != nil {
+		var sig strings.Builder
+		for _, o := range out {
+			sig.WriteString(godbus.SignatureOfType(reflect.TypeOf(o).Elem()).String())
+		}
 		return fmt.Errorf("corrald's answer to %s is not the %s this corral expects: corrald runs another version of corral; restart it with 'sudo systemctl restart corral'",
-			method, godbus.SignatureOfType(reflect.TypeOf(out).Elem()))
+			method, sig.String())
 	}
 	return nil
 }
@@ -244,34 +249,55 @@ func (c *Client) Reload(ctx context.Context, pool string, progress func(ReloadSt
 	})
 }
 
-// Deploy implements API: the report travels as the reply, a rollback in
-// it (rolled_back) as an error wrapping ErrRolledBack.
+// Deploy implements API. The report travels as the reply's out-args; a
+// deploy that was rolled back is a reply with rolled_back (D-Bus carries a
+// reply or an error, never both), which Deploy returns with an error
+// wrapping ErrRolledBack. progress gets each DeployProgress signal.
 func (c *Client) Deploy(ctx context.Context, pool, dir string, progress func(DeployStep)) (DeployReport, error) {
 	return c.deploy(ctx, pool, progress, "Deploy", pool, dir)
 }
 
-// Rollback implements API.
+// Rollback implements API, as Deploy.
 func (c *Client) Rollback(ctx context.Context, pool string, progress func(DeployStep)) (DeployReport, error) {
 	return c.deploy(ctx, pool, progress, "Rollback", pool)
 }
 
 func (c *Client) deploy(ctx context.Context, pool string, progress func(DeployStep), method string, args ...any) (DeployReport, error) {
-	var w struct {
-		Pool, From, To string
-		RolledBack     bool
-		Instance       uint32
-		Reason, Log    string
-	}
-	err := c.withSignals(ctx, DeployProgress, func() error { return c.call(ctx, method, &w, args...) }, func(body []any) {
+	rep := DeployReport{Pool: pool}
+	err := c.withSignals(ctx, DeployProgress, func() error {
+		call := c.obj.CallWithContext(ctx, Interface+"."+method, 0, args...)
+		if call.Err != nil {
+			return clientError(call.Err)
+		}
+		var err error
+		rep, err = deployReport(method, pool, call.Body)
+		return err
+	}, func(body []any) {
 		if st, ok := deployStep(body); ok && progress != nil && st.Pool == pool {
 			progress(st)
 		}
 	})
-	rep := DeployReport{Pool: w.Pool, From: w.From, To: w.To, RolledBack: w.RolledBack, Instance: int(w.Instance), Reason: w.Reason, Log: w.Log}
-	if err == nil && rep.RolledBack {
-		err = rolledBack(rep)
-	}
 	return rep, err
+}
+
+// deployReport reads the reply of Deploy or Rollback (method) of pool,
+// (ssbuss): from, to, rolled_back, instance, reason, log. A report that
+// says rolled_back comes with an error wrapping ErrRolledBack.
+func deployReport(method, pool string, body []any) (DeployReport, error) {
+	var w struct {
+		From, To    string
+		RolledBack  bool
+		Instance    uint32
+		Reason, Log string
+	}
+	if err := storeReply(method, body, &w.From, &w.To, &w.RolledBack, &w.Instance, &w.Reason, &w.Log); err != nil {
+		return DeployReport{Pool: pool}, err
+	}
+	rep := DeployReport{Pool: pool, From: w.From, To: w.To, RolledBack: w.RolledBack, Instance: int(w.Instance), Reason: w.Reason, Log: w.Log}
+	if rep.RolledBack {
+		return rep, rolledBack(rep)
+	}
+	return rep, nil
 }
 
 // rolledBack is the error of a deploy whose report says it rolled back.

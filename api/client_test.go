@@ -55,3 +55,26 @@ func TestDeployStepTravels(t *testing.T) {
 		t.Errorf("rolledBack = %v", err)
 	}
 }
+
+// TestDeployReplyTravels: the reply of Deploy and Rollback, (ssbuss), reads
+// back as the report; one that says rolled_back comes with an error
+// wrapping ErrRolledBack; a reply of another shape says what to do.
+func TestDeployReplyTravels(t *testing.T) {
+	rep, err := deployReport("Deploy", "shop", []any{"/r/41", "/r/42", false, uint32(0), "", ""})
+	if err != nil || rep != (DeployReport{Pool: "shop", From: "/r/41", To: "/r/42"}) {
+		t.Errorf("a good deploy: %+v, %v", rep, err)
+	}
+	rep, err = deployReport("Deploy", "shop", []any{"/r/41", "/r/42", true, uint32(3), "crashed after it was ready (exited with status 2)", "journalctl -u shop@3.service"})
+	if want := (DeployReport{Pool: "shop", From: "/r/41", To: "/r/42", RolledBack: true, Instance: 3,
+		Reason: "crashed after it was ready (exited with status 2)", Log: "journalctl -u shop@3.service"}); rep != want {
+		t.Errorf("a deploy rolled back: %+v, want %+v", rep, want)
+	}
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "shop@3: crashed after it was ready") {
+		t.Errorf("a deploy rolled back: %v, want an error wrapping ErrRolledBack", err)
+	}
+	// The one struct an earlier build replied with.
+	_, err = deployReport("Rollback", "shop", []any{[]any{"shop", "/r/41", "/r/42", false, uint32(0), "", ""}})
+	if err == nil || !strings.Contains(err.Error(), "corrald's answer to Rollback is not the ssbuss this corral expects") {
+		t.Errorf("a reply of another shape: %v", err)
+	}
+}

@@ -11,8 +11,8 @@ const Introspection = `<interface name="` + Interface + `">
   <method name="Stop"><arg name="target" type="s" direction="in"/></method>
   <method name="Restart"><arg name="target" type="s" direction="in"/></method>
   <method name="Reload"><arg name="pool" type="s" direction="in"/></method>
-  <method name="Deploy"><arg name="pool" type="s" direction="in"/><arg name="dir" type="s" direction="in"/><arg name="report" type="(sssbuss)" direction="out"/></method>
-  <method name="Rollback"><arg name="pool" type="s" direction="in"/><arg name="report" type="(sssbuss)" direction="out"/></method>
+  <method name="Deploy"><arg name="pool" type="s" direction="in"/><arg name="dir" type="s" direction="in"/><arg name="from" type="s" direction="out"/><arg name="to" type="s" direction="out"/><arg name="rolled_back" type="b" direction="out"/><arg name="instance" type="u" direction="out"/><arg name="reason" type="s" direction="out"/><arg name="log" type="s" direction="out"/></method>
+  <method name="Rollback"><arg name="pool" type="s" direction="in"/><arg name="from" type="s" direction="out"/><arg name="to" type="s" direction="out"/><arg name="rolled_back" type="b" direction="out"/><arg name="instance" type="u" direction="out"/><arg name="reason" type="s" direction="out"/><arg name="log" type="s" direction="out"/></method>
   <method name="Apply"><arg name="changes" type="a(sss)" direction="out"/></method>
   <method name="Broadcast"><arg name="pool" type="s" direction="in"/><arg name="message" type="s" direction="in"/><arg name="wait_usec" type="t" direction="in"/><arg name="results" type="a(susss)" direction="out"/></method>
   <method name="Send"><arg name="instance" type="s" direction="in"/><arg name="message" type="s" direction="in"/><arg name="wait_usec" type="t" direction="in"/><arg name="results" type="a(susss)" direction="out"/></method>

@@ -31,7 +31,7 @@ func (s *server) changed() {
 	s.instanceList.clear()
 }
 
-const callTimeout = 5 * time.Minute // bounds the calls that change pools, but Reload
+const callTimeout = 5 * time.Minute // bounds the calls that change pools, but Reload, Deploy, Rollback and Drain
 
 func (s *server) ListPools(from godbus.Sender) ([]api.PoolInfo, *godbus.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -98,42 +98,51 @@ func (s *server) reload(pool string, progress func(api.ReloadStep)) error {
 	return s.parts.Reloader.Reload(context.Background(), pool, progress)
 }
 
-// deployReply is api.DeployReport as Deploy and Rollback return it,
-// (sssbuss).
-type deployReply struct {
-	Pool, From, To string
-	RolledBack     bool
-	Instance       uint32
-	Reason, Log    string
-}
-
-func (s *server) Deploy(sender godbus.Sender, pool, dir string) (deployReply, *godbus.Error) {
-	return s.deploy(sender, pool, func(progress func(api.DeployStep)) (api.DeployReport, error) {
-		return s.parts.Deployer.Deploy(context.Background(), pool, dir, progress)
-	})
-}
-
-func (s *server) Rollback(sender godbus.Sender, pool string) (deployReply, *godbus.Error) {
-	return s.deploy(sender, pool, func(progress func(api.DeployStep)) (api.DeployReport, error) {
-		return s.parts.Deployer.Rollback(context.Background(), pool, progress)
-	})
-}
-
-// deploy runs a deploy or a rollback for a caller, with no call timeout,
-// as reload. A rollback that happened is a reply (rolled_back), not an
-// error, so that its report reaches the caller.
-func (s *server) deploy(sender godbus.Sender, pool string, run func(func(api.DeployStep)) (api.DeployReport, error)) (deployReply, *godbus.Error) {
+// Deploy and Rollback reply with the report as out-args, (ssbuss): from,
+// to, rolled_back, instance, reason, log (deployReply).
+func (s *server) Deploy(sender godbus.Sender, pool, dir string) (from, to string, rolledBack bool, instance uint32, reason, log string, _ *godbus.Error) {
 	if e := s.callers.change(sender); e != nil {
-		return deployReply{}, e
+		return "", "", false, 0, "", "", e
 	}
+	return deployReply(s.deploy(func(ctx context.Context) (api.DeployReport, error) {
+		return s.parts.Deployer.Deploy(ctx, pool, dir, s.deployProgress)
+	}))
+}
+
+func (s *server) Rollback(sender godbus.Sender, pool string) (from, to string, rolledBack bool, instance uint32, reason, log string, _ *godbus.Error) {
+	if e := s.callers.change(sender); e != nil {
+		return "", "", false, 0, "", "", e
+	}
+	return deployReply(s.deploy(func(ctx context.Context) (api.DeployReport, error) {
+		return s.parts.Deployer.Rollback(ctx, pool, s.deployProgress)
+	}))
+}
+
+// deployProgress sends a step of a deploy as a DeployProgress signal.
+func (s *server) deployProgress(st api.DeployStep) {
+	s.conn.Emit(api.ObjectPath, api.Interface+"."+api.DeployProgress, api.DeployStepBody(st)...)
+}
+
+// deploy runs a deploy or a rollback for a caller of Deploy or Rollback.
+// Like reload, it has no call timeout: the canary's hold and one restart
+// after another take longer than callTimeout on a large pool, and a
+// deadline would cut it between two releases. Each restart is bounded by
+// the coordinator's JobTimeout. A caller that goes away does not stop it.
+func (s *server) deploy(run func(context.Context) (api.DeployReport, error)) (api.DeployReport, error) {
 	defer s.changed()
-	rep, err := run(func(st api.DeployStep) {
-		s.conn.Emit(api.ObjectPath, api.Interface+"."+api.DeployProgress, api.DeployStepBody(st)...)
-	})
+	return run(context.Background())
+}
+
+// deployReply is a deploy's report as Deploy and Rollback reply with it.
+// A deploy that was rolled back is a reply with rolled_back, not an
+// error: D-Bus carries a reply or an error, never both, and the report is
+// what the caller needs (api.Client turns it back into an error wrapping
+// api.ErrRolledBack). Any other error travels as a D-Bus error.
+func deployReply(rep api.DeployReport, err error) (from, to string, rolledBack bool, instance uint32, reason, log string, _ *godbus.Error) {
 	if err != nil && !(rep.RolledBack && errors.Is(err, api.ErrRolledBack)) {
-		return deployReply{}, busError(err)
+		return "", "", false, 0, "", "", busError(err)
 	}
-	return deployReply{rep.Pool, rep.From, rep.To, rep.RolledBack, uint32(rep.Instance), rep.Reason, rep.Log}, nil
+	return rep.From, rep.To, rep.RolledBack, uint32(rep.Instance), rep.Reason, rep.Log, nil
 }
 
 func (s *server) Apply(sender godbus.Sender) ([]api.Change, *godbus.Error) {

@@ -13,7 +13,8 @@ import (
 
 // TestIntrospection: the introspection data corrald serves says what its
 // methods take and give, method by method and argument by argument, and
-// the ReloadProgress signal's body is the one it declares.
+// the bodies of the ReloadProgress and DeployProgress signals are the ones
+// it declares.
 func TestIntrospection(t *testing.T) {
 	var iface struct {
 		Methods []struct {
@@ -76,19 +77,29 @@ func TestIntrospection(t *testing.T) {
 			t.Errorf("%s is served but not declared", name)
 		}
 	}
+	// The progress signals' bodies, as sent.
+	bodies := map[string][]any{
+		api.ReloadProgress: api.ReloadStepBody(api.ReloadStep{}),
+		api.DeployProgress: api.DeployStepBody(api.DeployStep{}),
+	}
 	for _, s := range iface.Signals {
-		if s.Name != api.ReloadProgress {
+		body, ok := bodies[s.Name]
+		if !ok {
 			continue
 		}
+		delete(bodies, s.Name)
 		var want, got []string
 		for _, a := range s.Args {
 			want = append(want, a.Type)
 		}
-		for _, v := range api.ReloadStepBody(api.ReloadStep{}) {
+		for _, v := range body {
 			got = append(got, godbus.SignatureOf(v).String())
 		}
 		if strings.Join(want, "") != strings.Join(got, "") {
-			t.Errorf("ReloadProgress: declared %v, sent %v", want, got)
+			t.Errorf("%s: declared %v, sent %v", s.Name, want, got)
 		}
+	}
+	for name := range bodies {
+		t.Errorf("the signal %s is sent but not declared", name)
 	}
 }

@@ -3,8 +3,10 @@ package units
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // FuzzParse: no pool file makes Parse panic; a pool it accepts renders, and
@@ -17,6 +19,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add("exec = [\"/bin/x\"]\nlisten = [\":1\"]\n[sandbox]\nnetwork = \"outbound\"")
 	f.Add("exec = [\"/a\\\"b%c$d\"]\nlisten = [\"[::1]:1\", \"/run/x\"]")
+	f.Add("exec = [\"/usr/bin/node\", \"/srv/s/current/index.js\"]\nlisten = [\":1\"]\nrelease = \"/srv/s/current\"\nkeep_releases = 3\ncanary = \"30s\"\nhealth = \"GET /health?a=1\"")
+	f.Add("exec = [\"/bin/x\"]\nlisten = [\":1\"]\nworking_directory = \"/srv/s/current\"\nrelease = \"/srv/s/current\"\nhealth = \"HEAD /\"")
 	f.Fuzz(func(t *testing.T, src string) {
 		p, err := Parse("f.toml", "f", []byte(src))
 		if err != nil {
@@ -24,6 +28,19 @@ func FuzzParse(f *testing.F) {
 				t.Fatal("empty error")
 			}
 			return
+		}
+		// An accepted health is a method, one space and a path that a
+		// request line can carry as it is.
+		if p.Health != "" && (p.HealthMethod+" "+p.HealthPath != p.Health || !strings.HasPrefix(p.HealthPath, "/") ||
+			strings.ContainsFunc(p.HealthPath, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })) {
+			t.Fatalf("health %q parsed as method %q, path %q", p.Health, p.HealthMethod, p.HealthPath)
+		}
+		// An accepted release link is one exec or working_directory goes through.
+		if p.Release != "" {
+			under := func(s string) bool { return s == p.Release || strings.HasPrefix(s, p.Release+"/") }
+			if !under(p.WorkingDirectory) && !slices.ContainsFunc(p.Exec, under) {
+				t.Fatalf("release %q, which neither exec %q nor working_directory %q goes through", p.Release, p.Exec, p.WorkingDirectory)
+			}
 		}
 		for _, file := range Render(p, 2) {
 			for _, line := range strings.Split(string(file.Data), "\n") {

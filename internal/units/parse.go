@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/corral-pool/corral/api"
 )
@@ -637,8 +638,8 @@ func (p *parser) health(pool *Pool, v any) {
 		return
 	}
 	method, path, _ := strings.Cut(s, " ")
-	if (method != "GET" && method != "HEAD") || !strings.HasPrefix(path, "/") || strings.ContainsFunc(path, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		p.errorf("health", `health = %q is not a request: write the method GET or HEAD, one space and a path, such as "GET /health"`, s)
+	if (method != "GET" && method != "HEAD") || !strings.HasPrefix(path, "/") || strings.ContainsFunc(path, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		p.errorf("health", `health = %q is not a request: write the method GET or HEAD, one space and a path that starts with / and has no spaces or control characters, such as "GET /health"`, s)
 		return
 	}
 	pool.Health, pool.HealthMethod, pool.HealthPath = s, method, path

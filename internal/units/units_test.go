@@ -233,6 +233,7 @@ listen = ["127.0.0.1:1"]`))
 
 func TestParseErrors(t *testing.T) {
 	base := "exec = [\"/bin/x\"]\nlisten = [\"127.0.0.1:1\"]\n"
+	rel := "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\n" // a pool with a release link
 	tests := []struct {
 		name, pool, src string
 		want            string // substring of the one error
@@ -262,8 +263,35 @@ func TestParseErrors(t *testing.T) {
 		{"canary without release", "p", base + "canary = \"30s\"", "canary is set but release is not"},
 		{"keep_releases", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\nkeep_releases = 1", "keep_releases must be from 2 to 100"},
 		{"canary long", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\ncanary = \"2h\"", "canary"},
-		{"health", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\nhealth = \"POST /health\"", `health = "POST /health" is not a request: write the method GET or HEAD, one space and a path, such as "GET /health"`},
+		{"health", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\nhealth = \"POST /health\"", `p.toml:4:10: health = "POST /health" is not a request: write the method GET or HEAD, one space and a path that starts with / and has no spaces or control characters, such as "GET /health"`},
 		{"health no path", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current\"\nhealth = \"GET health\"", "is not a request"},
+		{"release unclean", "p", "exec = [\"/srv/p/current/x\"]\nlisten = [\":1\"]\nrelease = \"/srv/p/current/\"", `p.toml:3:11: release = "/srv/p/current/" is not a clean path: write "/srv/p/current"`},
+		{"release empty", "p", base + "release = \"\"", "p.toml:3:11: release is empty: give an absolute path"},
+		{"release type", "p", base + "release = 1", "p.toml:3:11: release must be an absolute path, not a number"},
+		{"release control", "p", base + "release = \"/srv/p/cur\\trent\"", "contains a control character"},
+		{"release wd outside", "p", "exec = [\"/bin/x\"]\nlisten = [\":1\"]\nworking_directory = \"/srv/p\"\nrelease = \"/srv/p/current\"", "p.toml:4:11: release = \"/srv/p/current\": neither exec nor working_directory goes through it"},
+		{"keep_releases without release", "p", base + "keep_releases = 3", "p.toml:3:17: keep_releases is set but release is not: keep_releases is about deploys of releases through the release link; set release too, or remove keep_releases"},
+		{"keep_releases big", "p", rel + "keep_releases = 101", "p.toml:4:17: keep_releases must be from 2 to 100, not 101"},
+		{"keep_releases type", "p", rel + "keep_releases = \"5\"", "p.toml:4:17: keep_releases must be a whole number from 2 to 100, not a string"},
+		{"keep_releases float", "p", rel + "keep_releases = 5.0", "keep_releases must be a whole number from 2 to 100, not a decimal number"},
+		{"canary alone", "p", base + "canary = \"0s\"", "p.toml:3:10: canary is set but release is not: canary is about deploys of releases through the release link; set release too, or remove canary"},
+		{"canary range", "p", rel + "canary = \"61m\"", "p.toml:4:10: canary must be from 0s to 1h0m0s, not 1h1m0s"},
+		{"canary negative", "p", rel + "canary = \"-1s\"", "canary must be from 0s to 1h0m0s, not -1s"},
+		{"canary word", "p", rel + "canary = \"soon\"", `canary = "soon" is not a duration: use a number with a unit, such as "500ms", "30s" or "2m"`},
+		{"canary type", "p", rel + "canary = 30", `canary must be a duration string such as "30s" or "1m30s", not a number`},
+		{"health without release", "p", base + "health = \"GET /health\"", "p.toml:3:10: health is set but release is not: health is about deploys of releases through the release link; set release too, or remove health"},
+		{"health type", "p", rel + "health = 200", `p.toml:4:10: health must be a request such as "GET /health", not a number`},
+		{"health lower case", "p", rel + "health = \"get /health\"", `health = "get /health" is not a request`},
+		{"health method only", "p", rel + "health = \"GET\"", `health = "GET" is not a request`},
+		{"health path only", "p", rel + "health = \"/health\"", `health = "/health" is not a request`},
+		{"health two spaces", "p", rel + "health = \"GET  /health\"", `health = "GET  /health" is not a request`},
+		{"health tab", "p", rel + "health = \"GET\\t/health\"", `health = "GET\t/health" is not a request`},
+		{"health space in path", "p", rel + "health = \"GET /a b\"", `health = "GET /a b" is not a request`},
+		{"health trailing space", "p", rel + "health = \"GET /health \"", `health = "GET /health " is not a request`},
+		{"health HTTP version", "p", rel + "health = \"GET /health HTTP/1.1\"", "is not a request"},
+		{"health control", "p", rel + "health = \"GET /a\\u007f\"", `health = "GET /a\x7f" is not a request`},
+		{"health C1 control", "p", rel + "health = \"GET /a\\u0085\"", `health = "GET /a\u0085" is not a request`},
+		{"health no-break space", "p", rel + "health = \"GET /a\\u00a0b\"", `health = "GET /a\u00a0b" is not a request`},
 		{"readiness", "p", base + "readiness = \"ready\"", `readiness must be "notify"`},
 		{"node_preload", "p", base + "node_preload = \"yes\"", "p.toml:3:16: node_preload must be true or false"},
 		{"hostname", "p", "exec = [\"/bin/x\"]\nlisten = [\"localhost:80\"]", "systemd does not resolve host names"},
@@ -778,24 +806,85 @@ func TestWatchdogRender(t *testing.T) {
 	}
 }
 
-// TestParseRelease: the keys of deploys, through working_directory or an
-// exec argument.
+// TestParseRelease: the keys of deploys, with a release link that exec[0],
+// an exec argument or working_directory goes through, their defaults and
+// their bounds.
 func TestParseRelease(t *testing.T) {
-	p, err := Parse("shop.toml", "shop", []byte(`exec = ["/usr/bin/node", "/srv/shop/current/index.js"]
-listen = ["0.0.0.0:8080"]
+	for _, tc := range []struct {
+		name, src string
+		want      func(*Pool) bool
+	}{
+		{"every key", `exec = ["/usr/bin/node", "/srv/shop/current/index.js"]
 release = "/srv/shop/current"
 keep_releases = 3
 canary = "30s"
-health = "HEAD /health?deep=1"
-`))
+health = "HEAD /health?deep=1"`, func(p *Pool) bool {
+			return p.Release == "/srv/shop/current" && p.KeepReleases == 3 && p.Canary == 30*time.Second &&
+				p.Health == "HEAD /health?deep=1" && p.HealthMethod == "HEAD" && p.HealthPath == "/health?deep=1"
+		}},
+		{"defaults, through working_directory", `exec = ["/usr/bin/app"]
+working_directory = "/srv/shop/current"
+release = "/srv/shop/current"`, func(p *Pool) bool {
+			return p.Release == "/srv/shop/current" && p.KeepReleases == 5 && p.Canary == 10*time.Second &&
+				p.Health == "" && p.HealthMethod == "" && p.HealthPath == ""
+		}},
+		{"under working_directory", `exec = ["/usr/bin/app"]
+working_directory = "/srv/shop/current/web"
+release = "/srv/shop/current"`, func(p *Pool) bool { return p.Release == "/srv/shop/current" }},
+		{"through exec[0]", `exec = ["/srv/shop/current/bin/shop", "--port", "3000"]
+release = "/srv/shop/current"`, func(p *Pool) bool { return p.Release == "/srv/shop/current" }},
+		{"exec[0] is the link", `exec = ["/srv/shop/current"]
+release = "/srv/shop/current"`, func(p *Pool) bool { return p.Release == "/srv/shop/current" }},
+		{"through a later exec argument", `exec = ["/usr/bin/python3", "-m", "gunicorn", "--chdir", "/srv/shop/current", "app:app"]
+release = "/srv/shop/current"`, func(p *Pool) bool { return p.Release == "/srv/shop/current" }},
+		{"bounds", `exec = ["/srv/shop/current/x"]
+release = "/srv/shop/current"
+keep_releases = 2
+canary = "0s"
+health = "GET /"`, func(p *Pool) bool {
+			return p.KeepReleases == 2 && p.Canary == 0 && p.HealthMethod == "GET" && p.HealthPath == "/"
+		}},
+		{"upper bounds", `exec = ["/srv/shop/current/x"]
+release = "/srv/shop/current"
+keep_releases = 100
+canary = "1h"
+health = "GET /health/ready?full=1&x=%20"`, func(p *Pool) bool {
+			return p.KeepReleases == 100 && p.Canary == time.Hour && p.HealthPath == "/health/ready?full=1&x=%20"
+		}},
+		{"no release", `exec = ["/srv/shop/current/x"]`, func(p *Pool) bool {
+			return p.Release == "" && p.KeepReleases == 5 && p.Canary == 10*time.Second && p.Health == ""
+		}},
+	} {
+		p, err := Parse("shop.toml", "shop", []byte("listen = [\"0.0.0.0:8080\"]\n"+tc.src+"\n"))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !tc.want(p) {
+			t.Errorf("%s: parsed %+v", tc.name, *p)
+		}
+	}
+}
+
+// TestReleaseRendersNothing: the keys of deploys are corrald's alone;
+// they change no unit the generator writes.
+func TestReleaseRendersNothing(t *testing.T) {
+	base := "exec = [\"/usr/bin/node\", \"/srv/shop/current/index.js\"]\nlisten = [\"0.0.0.0:8080\"]\nworking_directory = \"/srv/shop/current\"\n"
+	without, err := Parse("shop.toml", "shop", []byte(base))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Release != "/srv/shop/current" || p.KeepReleases != 3 || p.Canary != 30*time.Second || p.HealthMethod != "HEAD" || p.HealthPath != "/health?deep=1" {
-		t.Errorf("parsed %+v", p)
+	with, err := Parse("shop.toml", "shop", []byte(base+"release = \"/srv/shop/current\"\nkeep_releases = 7\ncanary = \"45s\"\nhealth = \"GET /health\"\n"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	p, err = Parse("shop.toml", "shop", []byte("exec = [\"/usr/bin/app\"]\nlisten = [\":1\"]\nworking_directory = \"/srv/shop/current\"\nrelease = \"/srv/shop/current\"\n"))
-	if err != nil || p.Canary != 10*time.Second || p.KeepReleases != 5 || p.Health != "" {
-		t.Errorf("through working_directory: %+v, %v", p, err)
+	a, b := Render(without, 4), Render(with, 4)
+	if len(a) != len(b) {
+		t.Fatalf("%d units without the keys of deploys, %d with them", len(a), len(b))
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].Link != b[i].Link || !bytes.Equal(a[i].Data, b[i].Data) {
+			t.Errorf("%s differs with the keys of deploys:\n--- without\n%s\n--- with\n%s", b[i].Name, a[i].Data, b[i].Data)
+		}
 	}
 }

@@ -287,9 +287,11 @@ func TestPermissions(t *testing.T) {
 		t.Errorf("busctl call ListPools as alice: err=%v\n%s", err, out)
 	}
 	// Drain and undrain change what balancers send the host, cordon and
-	// uncordon what an instance gets: the same rule.
+	// uncordon what an instance gets, deploy and rollback the code a pool
+	// runs: the same rule.
 	for _, cmd := range [][]string{{"corral", "drain", "app", "--timeout", "1s"}, {"corral", "undrain", "app"},
-		{"corral", "cordon", "app@1"}, {"corral", "uncordon", "app@1"}} {
+		{"corral", "cordon", "app@1"}, {"corral", "uncordon", "app@1"},
+		{"corral", "deploy", "app", "/srv/app/releases/2"}, {"corral", "rollback", "app"}} {
 		out, err := b.run(append([]string{"runuser", "-u", "alice", "--"}, cmd...)...)
 		if err == nil || !strings.Contains(out, "permission denied") || !strings.Contains(err.Error(), "exit status 3") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
 			t.Errorf("%s as alice: err=%v, want one line saying permission denied\n%s", strings.Join(cmd, " "), err, out)
@@ -301,6 +303,17 @@ func TestPermissions(t *testing.T) {
 	}
 	if l := b.must("corral", "list", "--json"); strings.Contains(l, `"drained": true`) {
 		t.Errorf("a refused drain drained the pool:\n%s", l)
+	}
+	for _, call := range [][]string{{"Deploy", "ss", "app", "/srv/app/releases/2"}, {"Rollback", "s", "app"}} {
+		out, err = b.run(append([]string{"runuser", "-u", "alice", "--", "busctl", "call", "org.corral.Corral1", "/org/corral/Corral1", "org.corral.Corral1.Manager"}, call...)...)
+		if err == nil || !strings.Contains(out, "ccess denied") {
+			t.Errorf("busctl call %s as alice: err=%v\n%s", call[0], err, out)
+		}
+	}
+	// The corral group gets past the check: app has no release link.
+	out, err = b.run("runuser", "-u", "bob", "--", "corral", "rollback", "app")
+	if err == nil || !strings.Contains(out, "has no release link") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("corral rollback app as bob: err=%v, want exit 1 saying app has no release link\n%s", err, out)
 	}
 	b.must("runuser", "-u", "bob", "--", "corral", "drain", "app", "--timeout", "1s")
 	b.must("runuser", "-u", "bob", "--", "corral", "undrain", "app")

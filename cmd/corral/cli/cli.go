@@ -157,9 +157,10 @@ func usage(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "list, status, scale, start, stop, restart, broadcast, send and monit ask corrald")
-	fmt.Fprintln(w, "(corral.service); scale, start, stop, restart, broadcast and send need root or the")
-	fmt.Fprintln(w, "corral group. logs reads the journal.")
+	fmt.Fprintln(w, "list, status, scale, start, stop, restart, reload, deploy, rollback, broadcast,")
+	fmt.Fprintln(w, "send and monit ask corrald (corral.service); scale, start, stop, restart, reload,")
+	fmt.Fprintln(w, "deploy, rollback, broadcast and send need root or the corral group. logs reads")
+	fmt.Fprintln(w, "the journal.")
 	fmt.Fprintln(w, "Exit codes: 0 success, 1 failed operation or invalid pool file, 2 bad command line,")
 	fmt.Fprintln(w, "3 permission denied, 4 corrald not running. See corral(1).")
 }

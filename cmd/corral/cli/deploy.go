@@ -143,7 +143,11 @@ func printStep(env *Env, inst string, st api.DeployStep) {
 	case "canary":
 		fmt.Fprintf(env.Stdout, "%s is the canary: watched alone for %v\n", inst, st.Took)
 	case "rolling back":
-		fmt.Fprintf(env.Stdout, "%s failed: %s; rolling back to %s\n", inst, st.Err, st.Release)
+		who := inst
+		if who == "" {
+			who = st.Pool // the gate failed for the whole pool
+		}
+		fmt.Fprintf(env.Stdout, "%s failed: %s; rolling back to %s\n", who, st.Err, st.Release)
 	case "rolled back":
 		fmt.Fprintf(env.Stdout, "%s: back on %s\n", st.Pool, st.Release)
 	}

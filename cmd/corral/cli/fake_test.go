@@ -169,7 +169,8 @@ func (f *fakeAPI) Reload(ctx context.Context, name string, progress func(api.Rel
 	return nil
 }
 
-// Deploy: a release named "bad" rolls back at instance 2.
+// Deploy: a release named "bad" rolls back at instance 2, one named
+// "badpool" for the whole pool.
 func (f *fakeAPI) Deploy(ctx context.Context, name, dir string, progress func(api.DeployStep)) (api.DeployReport, error) {
 	if err := f.call("Deploy", name, dir); err != nil {
 		return api.DeployReport{Pool: name}, err
@@ -194,6 +195,12 @@ func (f *fakeAPI) deploy(name, dir string, progress func(api.DeployStep)) (api.D
 	progress(api.DeployStep{Pool: name, Index: 1, Phase: "ready", Release: dir, Took: 42 * time.Millisecond, Done: 1, Total: 2})
 	progress(api.DeployStep{Pool: name, Index: 1, Phase: "canary", Release: dir, Took: 10 * time.Second, Done: 1, Total: 2})
 	progress(api.DeployStep{Pool: name, Index: 2, Phase: "restarting", Release: dir, Done: 1, Total: 2})
+	if filepath.Base(dir) == "badpool" { // the gate failed for the pool, not one instance
+		progress(api.DeployStep{Pool: name, Phase: "rolling back", Release: rep.From, Err: "context canceled"})
+		progress(api.DeployStep{Pool: name, Phase: "rolled back", Release: rep.From})
+		rep.RolledBack, rep.Reason = true, "context canceled"
+		return rep, fmt.Errorf("%w: %s: context canceled; the pool runs %s again (log: journalctl -u %s@1.service)", api.ErrRolledBack, name, rep.From, name)
+	}
 	if filepath.Base(dir) == "bad" {
 		progress(api.DeployStep{Pool: name, Index: 2, Phase: "rolling back", Release: rep.From, Err: "did not become ready: exited with status 1"})
 		progress(api.DeployStep{Pool: name, Phase: "rolled back", Release: rep.From})
