@@ -68,6 +68,10 @@ type InstanceInfo struct {
 	Messages    bool   // its worker is connected to corrald for messages
 	Queued      uint32 // not-accepting: connections waiting in its socket's queue
 	Cordoned    bool   // the operator cordoned it (corral cordon): no new connections
+	// Release is the release it runs: the directory its pool's release
+	// link pointed at when its process started (docs/deploy.md); "" when
+	// the pool has no release link or it does not run.
+	Release string
 }
 
 // Since returns SinceUSec as a time (zero if never active).

@@ -35,6 +35,7 @@ var (
 	initial    = map[string][]string{
 		pool.TallyExit:    {"exit-code", "signal", "core-dump", "oom-kill", "watchdog", "hung", "timeout"},
 		pool.TallyReload:  {"ok", "failed"},
+		pool.TallyDeploy:  {"ok", "failed", "rolled back"},
 		pool.TallyMessage: {string(api.Replied), string(api.Failed), string(api.Delivered), string(api.NoReply), string(api.NotDelivered)},
 		pool.TallyRecycle: {"age", "memory"},
 	}
@@ -50,6 +51,7 @@ var (
 	descState    = desc("corral_pool_state", "The pool's state, as corral list shows it: 1 for the current one.", "pool", "state")
 	descDrained  = desc("corral_pool_drained", "1 while the operator has the pool drained (corral drain): the HAProxy agent answers drain.", "pool")
 	descSteering = desc("corral_pool_steering", "1 while a program in the kernel steers the pool's new connections to the instances that serve; 0 when it is off on this host or steering = false (pools with a socket per instance only).", "pool")
+	descRelease  = desc("corral_instance_release_info", "Always 1, for an instance of a pool with a release link: labelled with the release it runs, the directory the link pointed at when its process started (corral deploy).", "pool", "index", "release")
 	descCordon   = desc("corral_instance_cordoned", "1 while the operator has the instance cordoned (corral cordon): it gets no new connections; no series otherwise.", "pool", "index")
 	descPhase    = desc("corral_instance_state", "The instance's phase, as corral status shows it, always 1: one series per instance, labelled with its current phase.", "pool", "index", "phase")
 	descCPU      = desc("corral_instance_cpu_seconds_total", "CPU time the instance's cgroup used in its current life.", "pool", "index")
@@ -61,6 +63,7 @@ var (
 	descCounts   = map[string]*prometheus.Desc{
 		pool.TallyExit:    desc("corral_restarts_total", "Exits of the pool's instances that were restarted, by systemd's result: exit-code, signal, core-dump, oom-kill, watchdog (PID 1's), hung (corrald's), timeout.", "pool", "result"),
 		pool.TallyReload:  desc("corral_reloads_total", "Rolling reloads of the pool, by outcome: ok or failed.", "pool", "outcome"),
+		pool.TallyDeploy:  desc("corral_deploys_total", "Deploys and rollbacks of the pool (corral deploy, corral rollback), by outcome: ok, failed (refused, or the rollback itself failed) or rolled back (the gate failed and corrald put the pool back).", "pool", "outcome"),
 		pool.TallyMessage: desc("corral_messages_total", "Messages to the pool's instances (corral send, broadcast), one per instance addressed, by what became of it.", "pool", "status"),
 		pool.TallyRecycle: desc("corral_recycles_total", "Instances recycled before the kernel had to act, by cause: age or memory.", "pool", "cause"),
 	}
@@ -74,7 +77,7 @@ type collector struct {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDesired, descRunning, descState, descDrained, descSteering, descCordon, descPhase, descCPU, descMemory, descStart, descRestarts, descQueued, descBacklog, descUp} {
+	for _, d := range []*prometheus.Desc{descDesired, descRunning, descState, descDrained, descSteering, descCordon, descRelease, descPhase, descCPU, descMemory, descStart, descRestarts, descQueued, descBacklog, descUp} {
 		ch <- d
 	}
 	for _, d := range descCounts {
@@ -109,6 +112,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			i := strconv.Itoa(int(in.Index))
 			if in.Cordoned {
 				gauge(descCordon, 1, p.Name, i)
+			}
+			if in.Release != "" {
+				gauge(descRelease, 1, p.Name, i, in.Release)
 			}
 			// The current phase only: all nine for each of 64 instances
 			// were 576 of a scrape's 948 series, and most of its cost.

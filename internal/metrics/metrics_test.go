@@ -27,7 +27,7 @@ func sample() pool.Sample {
 			PoolInfo: api.PoolInfo{Name: "shop", State: "degraded", Desired: 2, Running: 1, Drained: true, Steering: "on"},
 			Instances: []api.InstanceInfo{
 				{Pool: "shop", Index: 1, Phase: "running", PID: 10, SinceUSec: 1_700_000_000_000_000, Restarts: 2, MemoryBytes: 7 << 20, CPUNSec: 1_500_000_000},
-				{Pool: "shop", Index: 2, Phase: "crash-loop", Restarts: 5, MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Cordoned: true},
+				{Pool: "shop", Index: 2, Phase: "crash-loop", Restarts: 5, MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Cordoned: true, Release: "/srv/shop/releases/42"},
 			},
 			Queues: []pool.Queue{{Index: 1, Address: ":8080", Queued: 3, Backlog: 4096}, {Index: 2, Address: ":8080", Backlog: 4096}},
 		}},
@@ -59,6 +59,8 @@ func TestCollect(t *testing.T) {
 		`corral_pool_drained{pool="shop"} 1`,
 		`corral_pool_steering{pool="shop"} 1`,
 		`corral_instance_cordoned{index="2",pool="shop"} 1`,
+		`corral_instance_release_info{index="2",pool="shop",release="/srv/shop/releases/42"} 1`,
+		`corral_deploys_total{outcome="rolled back",pool="shop"} 0`,
 		`corral_instance_state{index="2",phase="crash-loop",pool="shop"} 1`,
 		`corral_instance_cpu_seconds_total{index="1",pool="shop"} 1.5`,
 		`corral_instance_memory_bytes{index="1",pool="shop"} 7.340032e+06`,

@@ -152,6 +152,25 @@ func TestDeployGood(t *testing.T) {
 	if len(rs) != 2 || filepath.Base(rs[0].Dir) != "v2" || filepath.Base(rs[1].Dir) != "v1" || !rs[1].Since.IsZero() {
 		t.Errorf("releases remembered: %+v", rs)
 	}
+	// Status shows the release each instance runs, once the coordinator
+	// has seen their new processes.
+	st := NewStatus(d.co, nil, NewAcceptance(d.co))
+	waitFor := time.Now().Add(5 * time.Second)
+	for {
+		ins, err := st.ListInstances(context.Background(), "app")
+		var got []string
+		for _, in := range ins {
+			got = append(got, filepath.Base(in.Release))
+		}
+		if err == nil && strings.Join(got, " ") == "v2 v2 v2" {
+			break
+		}
+		if time.Now().After(waitFor) {
+			t.Fatalf("releases in ListInstances: %v, %v", got, err)
+		}
+		d.co.Dirty("app")
+		time.Sleep(10 * time.Millisecond)
+	}
 	// corral rollback returns to v1, the link's target before the first
 	// deploy.
 	rep, err = d.Rollback(context.Background(), "app", nil)

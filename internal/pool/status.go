@@ -171,11 +171,15 @@ type phaseView struct {
 	restarts map[int]int
 	count    int
 	cordoned []int
+	releases []ReleaseRecord // with a release link: the link's targets (Desired.Releases)
 }
 
 func (p *poolState) phaseView() phaseView {
 	v := phaseView{phases: maps.Clone(p.out.Phases), reasons: maps.Clone(p.out.Reasons), restarts: map[int]int{}, count: p.desired.Count,
 		cordoned: slices.Clone(p.desired.Cordoned)}
+	if p.cfg != nil && p.cfg.Release != "" {
+		v.releases = slices.Clone(p.desired.Releases)
+	}
 	for i := range p.out.Phases {
 		v.restarts[i] = p.tracker.Restarts(i)
 	}
@@ -220,6 +224,7 @@ func (v phaseView) instances(pool string, o Observed, connected map[int]bool) []
 			if !u.ActiveEnter.IsZero() {
 				info.SinceUSec = uint64(u.ActiveEnter.UnixMicro())
 			}
+			info.Release = releaseOf(v.releases, u)
 		}
 		out = append(out, info)
 	}

@@ -96,6 +96,9 @@ func TestDeployUnderLoad(t *testing.T) {
 	if err := same("v2"); err != nil {
 		t.Error(err)
 	}
+	if st := b.must("corral", "status", "shop"); !strings.Contains(st, "release    /srv/shop/releases/v2 (4 instance(s))") {
+		t.Errorf("corral status shop after the deploy:\n%s", st)
+	}
 
 	// A release that exits at start: rolled back at the canary.
 	out, err := b.run("corral", "deploy", "shop", "/srv/shop/releases/exits")

@@ -152,3 +152,21 @@ func TestDeployJSONRefused(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 }
+
+// TestReleasesLine: status says which release the instances run, each
+// release with its instances while they differ.
+func TestReleasesLine(t *testing.T) {
+	in := func(i uint32, r string) api.InstanceInfo { return api.InstanceInfo{Pool: "shop", Index: i, Release: r} }
+	for _, c := range []struct {
+		ins  []api.InstanceInfo
+		want string
+	}{
+		{[]api.InstanceInfo{in(1, ""), in(2, "")}, ""},
+		{[]api.InstanceInfo{in(1, "/r/42"), in(2, "/r/42")}, "/r/42 (2 instance(s))"},
+		{[]api.InstanceInfo{in(1, "/r/42"), in(2, "/r/41"), in(3, "/r/41"), in(4, "")}, "/r/42 (shop@1); /r/41 (shop@2, shop@3)"},
+	} {
+		if got := releasesLine("shop", c.ins); got != c.want {
+			t.Errorf("releasesLine = %q, want %q", got, c.want)
+		}
+	}
+}

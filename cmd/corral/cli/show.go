@@ -47,9 +47,10 @@ type instanceJSON struct {
 	MemoryBytes *uint64 `json:"memory_bytes"` // null: unknown
 	CPUNSec     *uint64 `json:"cpu_nsec"`     // null: unknown
 	Reason      string  `json:"reason"`
-	Messages    bool    `json:"messages"` // its worker is connected for messages
-	Queued      uint32  `json:"queued"`   // connections waiting in its socket's queue (not-accepting)
-	Cordoned    bool    `json:"cordoned"` // corral cordon: no new connections
+	Messages    bool    `json:"messages"`          // its worker is connected for messages
+	Queued      uint32  `json:"queued"`            // connections waiting in its socket's queue (not-accepting)
+	Cordoned    bool    `json:"cordoned"`          // corral cordon: no new connections
+	Release     string  `json:"release,omitempty"` // the release it runs (corral deploy)
 }
 
 func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
@@ -61,7 +62,7 @@ func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
 	for _, in := range ins {
 		ij := instanceJSON{Name: instanceName(in), Unit: in.Unit, Index: in.Index, Phase: in.Phase,
 			ActiveState: in.ActiveState, SubState: in.SubState, Restarts: in.Restarts, Reason: in.Reason,
-			Messages: in.Messages, Queued: in.Queued, Cordoned: in.Cordoned}
+			Messages: in.Messages, Queued: in.Queued, Cordoned: in.Cordoned, Release: in.Release}
 		if in.PID != 0 {
 			pid := in.PID
 			ij.PID = &pid
@@ -232,6 +233,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintln(w, "  no instances")
 		return nil
 	}
+	if r := releasesLine(name, ins); r != "" {
+		fmt.Fprintf(w, "  release    %s\n", r)
+	}
 	fmt.Fprintln(w)
 	var rows []row
 	var looping []string
@@ -260,6 +264,34 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "hint: %s are in crash-loop: see why with 'corral logs %s'\n", strings.Join(looping, ", "), name)
 	}
 	return nil
+}
+
+// releasesLine says which release the instances of pool run, by release:
+// "/srv/shop/releases/42 (4 instances)", or each with its instances when
+// they differ (during a deploy); "" when none reports one.
+func releasesLine(pool string, ins []api.InstanceInfo) string {
+	var order []string
+	by := map[string][]string{}
+	for _, in := range ins {
+		if in.Release == "" {
+			continue
+		}
+		if by[in.Release] == nil {
+			order = append(order, in.Release)
+		}
+		by[in.Release] = append(by[in.Release], instanceName(in))
+	}
+	switch len(order) {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf("%s (%d instance(s))", order[0], len(by[order[0]]))
+	}
+	var parts []string
+	for _, r := range order {
+		parts = append(parts, r+" ("+strings.Join(by[r], ", ")+")")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // phaseCell is an instance's phase, with the queue of one that accepts
