@@ -263,12 +263,8 @@ func (d *Deployer) remember(ctx context.Context, plan deployPlan, dir, from, dro
 // roll restarts plan's instances onto dir, the first as the canary, and
 // gates each; it returns the instance that failed (0: the pool), the
 // instances it restarted, and why.
-func (d *Deployer) roll(ctx context.Context, plan deployPlan, dir string, progress func(api.DeployStep)) (failed int, touched []int, err error) {
-	failed, err = d.rollOn(ctx, plan, dir, progress, &touched)
-	return failed, touched, err
-}
-
-func (d *Deployer) rollOn(ctx context.Context, plan deployPlan, dir string, progress func(api.DeployStep), touched *[]int) (int, error) {
+func (d *Deployer) roll(ctx context.Context, plan deployPlan, dir string, progress func(api.DeployStep)) (int, []int, error) {
+	var touched []int
 	started := map[int]uint32{} // on the new release: its main process
 	settle := d.Settle
 	if settle == 0 {
@@ -282,7 +278,7 @@ func (d *Deployer) rollOn(ctx context.Context, plan deployPlan, dir string, prog
 		}
 		group := plan.idx[start:min(start+n, len(plan.idx))]
 		start += len(group)
-		*touched = append(*touched, group...)
+		touched = append(touched, group...)
 		for _, i := range group {
 			progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "restarting", Release: dir, Done: done, Total: len(plan.idx)})
 		}
@@ -305,21 +301,21 @@ func (d *Deployer) rollOn(ctx context.Context, plan deployPlan, dir string, prog
 			if errs[k] != nil {
 				// Say why, from what systemd recorded of the exit.
 				if u, err := d.started(ctx, plan.pool, i, since[k], 2*time.Second); err == nil && u.Exit != "" {
-					return i, fmt.Errorf("did not become ready: %s", u.Exit)
+					return i, touched, fmt.Errorf("did not become ready: %s", u.Exit)
 				}
-				return i, fmt.Errorf("did not become ready: %w", errs[k])
+				return i, touched, fmt.Errorf("did not become ready: %w", errs[k])
 			}
 			u, err := d.started(ctx, plan.pool, i, since[k], d.rl.jobTimeout)
 			if err != nil {
-				return i, err
+				return i, touched, err
 			}
 			if !u.Up() || u.MainPID == 0 {
-				return i, fmt.Errorf("stopped as it started (%s)", exitOf(u))
+				return i, touched, fmt.Errorf("stopped as it started (%s)", exitOf(u))
 			}
 			started[i] = u.MainPID
 			if plan.method != "" {
 				if err := d.Probe(ctx, plan.listen, i, plan.method, plan.path); err != nil {
-					return i, err
+					return i, touched, err
 				}
 				progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "healthy", Release: dir, Done: done, Total: len(plan.idx)})
 			}
@@ -332,10 +328,10 @@ func (d *Deployer) rollOn(ctx context.Context, plan deployPlan, dir string, prog
 			progress(api.DeployStep{Pool: plan.pool, Index: group[0], Phase: "canary", Release: dir, Took: hold, Done: done, Total: len(plan.idx)})
 		}
 		if i, err := d.watch(ctx, plan.pool, started, hold); err != nil {
-			return i, err
+			return i, touched, err
 		}
 	}
-	return 0, nil
+	return 0, touched, nil
 }
 
 // restart restarts instance i out of the steering's table, and waits
@@ -422,20 +418,10 @@ func (d *Deployer) rollBack(ctx context.Context, plan deployPlan, from, failed s
 		// An instance of the failed release may have hit systemd's start
 		// limit (reset it), or be in systemd's own restart, whose job can
 		// cancel this one (try again).
-		var err error
-		for try := 0; try < 3; try++ {
-			if try > 0 {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Second):
-				}
-			}
+		err := retry(ctx, 3, time.Second, func() error {
 			d.rl.sd.ResetFailed(ctx, InstanceName(plan.pool, i))
-			if err = d.restart(ctx, plan, i); err == nil {
-				break
-			}
-		}
+			return d.restart(ctx, plan, i)
+		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", InstanceName(plan.pool, i), err)
 		}
@@ -512,26 +498,33 @@ func probeDoor(ctx context.Context, l units.Listen, i int, method, path string) 
 		host = "::1"
 	}
 	addr := net.JoinHostPort(host, port)
-	var last error
-	for try := 0; try < 5; try++ {
-		if try > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		status, err := probeOnce(ctx, addr, steer.DoorBase+i-1, method, path)
-		if err != nil {
-			last = err
-			continue
-		}
-		if status/100 != 2 {
-			return fmt.Errorf("health: %s %s answered %d", method, path, status)
-		}
-		return nil
+	// A connection that fails is tried again; an answer is final.
+	status := 0
+	if err := retry(ctx, 5, 200*time.Millisecond, func() (err error) {
+		status, err = probeOnce(ctx, addr, steer.DoorBase+i-1, method, path)
+		return err
+	}); err != nil {
+		return fmt.Errorf("health: %s %s: %v", method, path, err)
 	}
-	return fmt.Errorf("health: %s %s: %v", method, path, last)
+	if status/100 != 2 {
+		return fmt.Errorf("health: %s %s answered %d", method, path, status)
+	}
+	return nil
+}
+
+// retry calls f up to n times, pause apart, until it returns nil, and
+// returns its last error, or ctx's.
+func retry(ctx context.Context, n int, pause time.Duration, f func() error) error {
+	err := f()
+	for try := 1; err != nil && try < n; try++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		err = f()
+	}
+	return err
 }
 
 func probeOnce(ctx context.Context, addr string, port int, method, path string) (int, error) {
