@@ -167,9 +167,14 @@ func TestMetrics(t *testing.T) {
 	if err != nil || got != "up drain #drained: corral undrain shop\n" {
 		t.Errorf("agent check while corrald was stopped: %q, %v", got, err)
 	}
-	if st := b.show("corral.service", "ActiveState"); st != "active" {
-		t.Errorf("corral.service after an agent check: %s, want active (socket-activated)", st)
-	}
+	// corrald answers the agent from its start, a moment before it tells
+	// systemd it is ready: it may still be activating.
+	waitFor(t, "corral.service active after an agent check (socket-activated)", 30*time.Second, func() error {
+		if st := b.show("corral.service", "ActiveState"); st != "active" {
+			return fmt.Errorf("corral.service is %s", st)
+		}
+		return nil
+	})
 	if out := b.must("corral", "list"); !strings.Contains(out, "drained") {
 		t.Errorf("corral list does not show the drain:\n%s", out)
 	}

@@ -156,6 +156,7 @@ func socket(ctx context.Context) error {
 
 func bus(ctx context.Context) error {
 	var calls, slowed, errs atomic.Int64
+	var first atomic.Value // the first unexpected error, for the report
 	var wg sync.WaitGroup
 	for g := range 8 {
 		c, err := api.Dial(ctx)
@@ -183,12 +184,16 @@ func bus(ctx context.Context) error {
 					slowed.Add(1)
 				case i%4 != 3: // "no pool" is the answer there
 					errs.Add(1)
+					first.CompareAndSwap(nil, err.Error())
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	fmt.Printf("bus: %d calls, %d told to slow down, %d failed otherwise\n", calls.Load(), slowed.Load(), errs.Load())
+	if e := first.Load(); e != nil {
+		fmt.Printf("bus: the first of them: %s\n", e)
+	}
 	return nil
 }
 
