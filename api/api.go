@@ -137,12 +137,16 @@ type ReloadStep struct {
 
 // DeployStep is one step of a deploy or a rollback, for progress reports.
 type DeployStep struct {
-	Pool    string
-	Index   int    // the instance; 0 for a step of the whole pool
-	Phase   string // "switched", "restarting", "ready", "canary", "healthy", "failed", "rolling back", "rolled back"
+	Pool  string
+	Index int // the instance; 0 for a step of the whole pool
+	// Phase is "switched", "restarting", "ready", "canary", "healthy",
+	// "failed", "rolling back", "rolled back"; after a deploy that passed,
+	// "removed" for each old release beyond keep_releases that it removed,
+	// "kept" for one it did not remove (Err says why).
+	Phase   string
 	Release string // the release the step is about
 	Took    time.Duration
-	Err     string // with "failed" and "rolling back": why
+	Err     string // with "failed", "rolling back" and "kept": why
 	Done    int    // instances on the new release so far
 	Total   int
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-pool/corral/activation"
@@ -32,8 +33,12 @@ type config struct {
 	// socket; "" means none.
 	Listen string
 
-	// Faults turns the fault endpoints on: /hang, /alloc and /free.
+	// Faults turns the fault endpoints on: /hang, /alloc, /free, /sick
+	// and /well.
 	Faults bool
+	// Sick, with Faults, starts the worker sick: /health answers 500
+	// until GET /well.
+	Sick bool
 }
 
 // A configError is a usage or configuration error: restarting the worker
@@ -79,7 +84,7 @@ func run(ctx context.Context, cfg config, stderr io.Writer) error {
 	}
 
 	pid := os.Getpid()
-	srv := &http.Server{Handler: newHandler(instance, pid, cfg.Faults), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: newHandler(instance, pid, cfg.faults()), ReadHeaderTimeout: 10 * time.Second}
 	addrs := make([]string, len(ls))
 	for i, l := range ls {
 		addrs[i] = l.Addr().Network() + " " + l.Addr().String()
@@ -170,9 +175,19 @@ func closeAll(ls []net.Listener) {
 	}
 }
 
+// faults returns the state of the fault endpoints, nil without them.
+func (c config) faults() *faultState {
+	if !c.Faults {
+		return nil
+	}
+	f := new(faultState)
+	f.sick.Store(c.Sick)
+	return f
+}
+
 // newHandler serves the demo's routes for the given instance and pid, and
-// the fault endpoints if faults is set (see faultHandler).
-func newHandler(instance, pid int, faults bool) http.Handler {
+// the fault endpoints if faults is not nil (see faultState.handler).
+func newHandler(instance, pid int, faults *faultState) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		text(w)
@@ -194,10 +209,10 @@ func newHandler(instance, pid int, faults bool) http.Handler {
 		text(w)
 		io.WriteString(w, "ok\n")
 	})
-	if !faults {
+	if faults == nil {
 		return mux
 	}
-	return new(faultState).handler(mux)
+	return faults.handler(mux)
 }
 
 // faultState is what the fault endpoints share.
@@ -207,6 +222,8 @@ type faultState struct {
 	// shared state that such a mutex guards in a real server.
 	gate   sync.Mutex
 	passed uint64 // requests that went through the gate
+
+	sick atomic.Bool // /health answers 500
 
 	mu      sync.Mutex // guards held and heldMiB
 	held    [][]byte   // what /alloc allocated, kept until /free
@@ -220,6 +237,8 @@ type faultState struct {
 //	GET /alloc?mb=N  allocates N MiB more (1 to maxAlloc), resident, and
 //	                 keeps it; answers with the total held
 //	GET /free        drops what /alloc holds and returns it to the system
+//	GET /sick        /health answers 500 from now on
+//	GET /well        /health answers ok again
 func (f *faultState) handler(mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("GET /hang", func(w http.ResponseWriter, r *http.Request) {
 		f.gate.Lock() // the request passed the gate: it is free
@@ -238,10 +257,24 @@ func (f *faultState) handler(mux *http.ServeMux) http.Handler {
 		text(w)
 		fmt.Fprintf(w, "freed %d MiB, holding 0 MiB\n", f.free())
 	})
+	mux.HandleFunc("GET /sick", func(w http.ResponseWriter, r *http.Request) {
+		f.sick.Store(true)
+		text(w)
+		io.WriteString(w, "sick: /health answers 500 until GET /well\n")
+	})
+	mux.HandleFunc("GET /well", func(w http.ResponseWriter, r *http.Request) {
+		f.sick.Store(false)
+		text(w)
+		io.WriteString(w, "well: /health answers ok\n")
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.gate.Lock()
 		f.passed++
 		f.gate.Unlock()
+		if r.URL.Path == "/health" && f.sick.Load() {
+			http.Error(w, "sick (GET /well heals it)", http.StatusInternalServerError)
+			return
+		}
 		mux.ServeHTTP(w, r)
 	})
 }

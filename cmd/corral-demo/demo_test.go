@@ -58,7 +58,7 @@ func TestHandler(t *testing.T) {
 		{"GET", "/alloc?mb=1", 404, "", 0},
 		{"GET", "/free", 404, "", 0},
 	}
-	h := newHandler(3, 42, false)
+	h := newHandler(3, 42, nil)
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
 			rec := httptest.NewRecorder()
@@ -81,7 +81,7 @@ func TestHandler(t *testing.T) {
 // TestFaultAlloc: /alloc holds more with each call, resident, until /free.
 func TestFaultAlloc(t *testing.T) {
 	const badMB = "want /alloc?mb=N with N a whole number of MiB from 1 to 4096\n"
-	h := newHandler(3, 42, true)
+	h := newHandler(3, 42, new(faultState))
 	rssBefore := residentMiB(t)
 	for _, tt := range []struct {
 		target     string
@@ -116,6 +116,52 @@ func TestFaultAlloc(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest("GET", tt.target, nil))
 		if rec.Code != 200 || rec.Body.String() != tt.want {
 			t.Errorf("GET %s\n got: %d %q\nwant: 200 %q", tt.target, rec.Code, rec.Body.String(), tt.want)
+		}
+	}
+}
+
+// TestFaultSick: /sick makes /health answer 500 until /well; a worker
+// started with DEMO_SICK=1 (Sick) is sick from its first request; without
+// the faults, /sick is 404 and /health stays ok.
+func TestFaultSick(t *testing.T) {
+	get := func(h http.Handler, target string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+		return rec.Code, rec.Body.String()
+	}
+	type step struct {
+		target string
+		code   int
+		body   string
+	}
+	for _, tt := range []struct {
+		name  string
+		cfg   config
+		steps []step
+	}{
+		{"well", config{Faults: true}, []step{
+			{"/health", 200, "ok\n"},
+			{"/sick", 200, "sick: /health answers 500 until GET /well\n"},
+			{"/health", 500, "sick (GET /well heals it)\n"},
+			{"/", 200, "hello from instance 3, pid 42\n"},
+			{"/well", 200, "well: /health answers ok\n"},
+			{"/health", 200, "ok\n"},
+		}},
+		{"started sick", config{Faults: true, Sick: true}, []step{
+			{"/health", 500, "sick (GET /well heals it)\n"},
+			{"/well", 200, "well: /health answers ok\n"},
+			{"/health", 200, "ok\n"},
+		}},
+		{"no faults", config{Sick: true}, []step{
+			{"/sick", 404, "404 page not found\n"},
+			{"/health", 200, "ok\n"},
+		}},
+	} {
+		h := newHandler(3, 42, tt.cfg.faults())
+		for _, s := range tt.steps {
+			if code, body := get(h, s.target); code != s.code || body != s.body {
+				t.Errorf("%s: GET %s: %d %q, want %d %q", tt.name, s.target, code, body, s.code, s.body)
+			}
 		}
 	}
 }

@@ -19,6 +19,10 @@
 //	                 process and answers with the total held: holding T MiB
 //	GET /free        drops what /alloc holds, returns it to the system and
 //	                 says so: freed T MiB, holding 0 MiB
+//	GET /sick        makes /health answer 500 from then on, for tests of
+//	                 health checks; DEMO_SICK=1 in the environment starts
+//	                 the worker that way
+//	GET /well        makes /health answer ok again
 //
 // Under corral it serves on every socket it inherits, whatever its name,
 // sends READY=1 once serving, and on SIGTERM stops accepting and finishes
@@ -78,7 +82,7 @@ func main() {
 		runtime.GOMAXPROCS(1)
 	}
 
-	cfg := config{Listen: *listen, Faults: os.Getenv("DEMO_FAULTS") == "1"}
+	cfg := config{Listen: *listen, Faults: os.Getenv("DEMO_FAULTS") == "1", Sick: os.Getenv("DEMO_SICK") == "1"}
 	err := run(context.Background(), cfg, os.Stderr)
 	if err == nil {
 		os.Exit(exitOK)

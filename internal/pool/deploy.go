@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -65,11 +66,41 @@ type deployPlan struct {
 	batch         int
 	notify        bool
 	delay, canary time.Duration
-	method, path  string       // the health request; "" none
-	listen        units.Listen // where the health request goes
+	startTimeout  time.Duration // start_timeout: systemd stops an instance not ready by then
+	method, path  string        // the health request; "" none
+	listen        units.Listen  // where the health request goes
 	keep          int
 	history       []ReleaseRecord
 	switchedAt    time.Time
+	out           *outOfTable // instances the gate refused, kept out of the steering's table
+}
+
+// outOfTable holds the instances that failed a deploy's gate out of the
+// steering's table, so that live traffic does not reach a release the gate
+// refused, until the rollback has restarted them or the deploy ends. Each
+// entry stands for one Leave.
+type outOfTable struct {
+	mu  sync.Mutex
+	idx []int
+}
+
+func (o *outOfTable) add(i int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.idx = append(o.idx, i)
+}
+
+// release ends the holds on instance i (every instance when i is 0).
+func (o *outOfTable) release(st *Steerer, pool string, i int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.idx = slices.DeleteFunc(o.idx, func(n int) bool {
+		if i == 0 || n == i {
+			st.Return(pool, n)
+			return true
+		}
+		return false
+	})
 }
 
 // ReleaseRecord is a release a pool's link pointed at, and since when.
@@ -125,6 +156,8 @@ func (d *Deployer) run(ctx context.Context, pool, dir string, back bool, progres
 		return rep, fmt.Errorf("%w: a reload or deploy of %s is under way: wait for it to end", api.ErrBusy, pool)
 	}
 	defer end()
+	plan.out = &outOfTable{}
+	defer plan.out.release(d.rl.steer, pool, 0)
 	defer func() {
 		outcome := "ok"
 		switch {
@@ -156,6 +189,7 @@ func (d *Deployer) run(ctx context.Context, pool, dir string, back bool, progres
 
 	failed, touched, gerr := d.roll(ctx, plan, dir, progress)
 	if gerr == nil {
+		d.prune(ctx, plan, dir, d.trim(ctx, plan), progress)
 		return rep, nil
 	}
 	rep.Instance, rep.Reason = failed, gerr.Error()
@@ -221,7 +255,7 @@ func (d *Deployer) plan(ctx context.Context, pool string) (deployPlan, error) {
 		plan.link, plan.keep = p.cfg.Release, p.cfg.KeepReleases
 		plan.batch = max(p.cfg.MaxUnavailable, 1)
 		plan.notify = p.cfg.Readiness == units.ReadinessNotify
-		plan.delay, plan.canary = p.cfg.ReadyDelay, p.cfg.Canary
+		plan.delay, plan.canary, plan.startTimeout = p.cfg.ReadyDelay, p.cfg.Canary, p.cfg.StartTimeout
 		plan.method, plan.path = p.cfg.HealthMethod, p.cfg.HealthPath
 		for _, l := range p.cfg.Listen {
 			if !l.Unix {
@@ -242,7 +276,8 @@ func (d *Deployer) plan(ctx context.Context, pool string) (deployPlan, error) {
 // before the first deploy, the release the link pointed at, since an
 // unknown time (zero), so that the first deploy can be rolled back too.
 // A release rolled back (drop) is forgotten: corral rollback never
-// returns to it.
+// returns to it. The list keeps one more than keep_releases until the
+// deploy has passed (trim), so that a deploy rolled back forgets nothing.
 func (d *Deployer) remember(ctx context.Context, plan deployPlan, dir, from, drop string) {
 	d.co.withPool(ctx, plan.pool, func(p *poolState) error {
 		rs := []ReleaseRecord{{Dir: dir, Since: plan.switchedAt}}
@@ -251,13 +286,60 @@ func (d *Deployer) remember(ctx context.Context, plan deployPlan, dir, from, dro
 			old = []ReleaseRecord{{Dir: from}}
 		}
 		for _, r := range old {
-			if r.Dir != dir && r.Dir != drop && len(rs) < max(plan.keep, 2) {
+			if r.Dir != dir && r.Dir != drop && len(rs) < max(plan.keep, 2)+1 {
 				rs = append(rs, r)
 			}
 		}
 		p.desired.Releases = rs
 		return nil
 	})
+}
+
+// trim forgets the releases beyond keep_releases, after a deploy that
+// passed, and returns them.
+func (d *Deployer) trim(ctx context.Context, plan deployPlan) (beyond []string) {
+	d.co.withPool(ctx, plan.pool, func(p *poolState) error {
+		if n := max(plan.keep, 2); len(p.desired.Releases) > n {
+			for _, r := range p.desired.Releases[n:] {
+				beyond = append(beyond, r.Dir)
+			}
+			p.desired.Releases = slices.Clone(p.desired.Releases[:n])
+		}
+		return nil
+	})
+	return beyond
+}
+
+// prune removes old, the releases beyond keep_releases after a deploy of
+// dir that passed, unless an instance still runs one (release.Remove says
+// which paths it refuses). Each removal, and each release kept, is a step.
+func (d *Deployer) prune(ctx context.Context, plan deployPlan, dir string, old []string, progress func(api.DeployStep)) {
+	if len(old) == 0 {
+		return
+	}
+	rs := append([]ReleaseRecord{{Dir: dir, Since: plan.switchedAt}}, plan.history...)
+	runs := map[string]int{}
+	d.co.withPool(ctx, plan.pool, func(p *poolState) error {
+		for _, i := range sortedKeys(p.observed.Instances) {
+			if u := p.observed.Instances[i]; u.Live() {
+				runs[releaseOf(rs, u)] = i
+			}
+		}
+		return nil
+	})
+	for _, o := range old {
+		var why error
+		if i, ok := runs[o]; ok {
+			why = fmt.Errorf("old release %s not removed: %s runs it", o, InstanceName(plan.pool, i))
+		} else {
+			why = release.Remove(plan.link, o)
+		}
+		if why != nil {
+			progress(api.DeployStep{Pool: plan.pool, Phase: "kept", Release: o, Err: why.Error()})
+			continue
+		}
+		progress(api.DeployStep{Pool: plan.pool, Phase: "removed", Release: o})
+	}
 }
 
 // roll restarts plan's instances onto dir, the first as the canary, and
@@ -284,14 +366,27 @@ func (d *Deployer) roll(ctx context.Context, plan deployPlan, dir string, progre
 		}
 		errs := make([]error, len(group))
 		took := make([]time.Duration, len(group))
+		pids := make([]uint32, len(group))
 		ch := make(chan struct{}, len(group))
-		since := make([]time.Time, len(group))
 		for k, i := range group {
 			go func() {
 				defer func() { ch <- struct{}{} }()
-				since[k] = time.Now()
-				errs[k] = d.restart(ctx, plan, i)
-				took[k] = time.Since(since[k])
+				t0 := time.Now()
+				errs[k] = d.restart(ctx, plan, i, func(since time.Time) error {
+					u, err := d.started(ctx, plan.pool, i, since, d.rl.jobTimeout)
+					if err != nil {
+						return err
+					}
+					if !u.Up() || u.MainPID == 0 {
+						return fmt.Errorf("stopped as it started (%s)", exitOf(u))
+					}
+					pids[k] = u.MainPID
+					if plan.method != "" {
+						return d.Probe(ctx, plan.listen, i, plan.method, plan.path)
+					}
+					return nil
+				})
+				took[k] = time.Since(t0)
 			}()
 		}
 		for range group {
@@ -299,24 +394,10 @@ func (d *Deployer) roll(ctx context.Context, plan deployPlan, dir string, progre
 		}
 		for k, i := range group {
 			if errs[k] != nil {
-				// Say why, from what systemd recorded of the exit.
-				if u, err := d.started(ctx, plan.pool, i, since[k], 2*time.Second); err == nil && u.Exit != "" {
-					return i, touched, fmt.Errorf("did not become ready: %s", u.Exit)
-				}
-				return i, touched, fmt.Errorf("did not become ready: %w", errs[k])
+				return i, touched, errs[k]
 			}
-			u, err := d.started(ctx, plan.pool, i, since[k], d.rl.jobTimeout)
-			if err != nil {
-				return i, touched, err
-			}
-			if !u.Up() || u.MainPID == 0 {
-				return i, touched, fmt.Errorf("stopped as it started (%s)", exitOf(u))
-			}
-			started[i] = u.MainPID
+			started[i] = pids[k]
 			if plan.method != "" {
-				if err := d.Probe(ctx, plan.listen, i, plan.method, plan.path); err != nil {
-					return i, touched, err
-				}
 				progress(api.DeployStep{Pool: plan.pool, Index: i, Phase: "healthy", Release: dir, Done: done, Total: len(plan.idx)})
 			}
 			done++
@@ -334,20 +415,44 @@ func (d *Deployer) roll(ctx context.Context, plan deployPlan, dir string, progre
 	return 0, touched, nil
 }
 
-// restart restarts instance i out of the steering's table, and waits
-// until it is ready.
-func (d *Deployer) restart(ctx context.Context, plan deployPlan, i int) error {
+// restart restarts instance i out of the steering's table and waits
+// until it is ready and passes check, if not nil, given when the restart
+// began. It rejoins the table only then, ending any earlier hold on it;
+// one that fails stays out (plan.out) until the deploy ends.
+func (d *Deployer) restart(ctx context.Context, plan deployPlan, i int, check func(since time.Time) error) (err error) {
 	d.rl.steer.Leave(ctx, plan.pool, i)
-	defer d.rl.steer.Return(plan.pool, i)
+	defer func() {
+		if err != nil {
+			plan.out.add(i)
+			return
+		}
+		d.rl.steer.Return(plan.pool, i)
+		plan.out.release(d.rl.steer, plan.pool, i)
+	}()
 	if err := d.co.withPool(ctx, plan.pool, func(p *poolState) error {
 		p.unhold(i)
 		return nil
 	}); err != nil {
 		return err
 	}
-	err := d.rl.restartReady(ctx, InstanceName(plan.pool, i), plan.notify, plan.delay)
+	since := time.Now()
+	err = d.rl.restartReady(ctx, InstanceName(plan.pool, i), plan.notify, plan.delay)
 	d.co.Dirty(plan.pool)
-	return err
+	if err != nil {
+		// Say why: systemd's start timeout, or what it recorded of the
+		// exit.
+		if plan.notify && plan.startTimeout > 0 && time.Since(since) >= plan.startTimeout {
+			return fmt.Errorf("did not become ready: no READY=1 within start_timeout (%v), so systemd stopped it", plan.startTimeout)
+		}
+		if u, uerr := d.started(ctx, plan.pool, i, since, 2*time.Second); uerr == nil && u.Exit != "" {
+			return fmt.Errorf("did not become ready: %s", u.Exit)
+		}
+		return fmt.Errorf("did not become ready: %w", err)
+	}
+	if check != nil {
+		return check(since)
+	}
+	return nil
 }
 
 // watch looks at the instances of started for hold: each must stay up
@@ -420,7 +525,7 @@ func (d *Deployer) rollBack(ctx context.Context, plan deployPlan, from, failed s
 		// cancel this one (try again).
 		err := retry(ctx, 3, time.Second, func() error {
 			d.rl.sd.ResetFailed(ctx, InstanceName(plan.pool, i))
-			return d.restart(ctx, plan, i)
+			return d.restart(ctx, plan, i, nil)
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", InstanceName(plan.pool, i), err)

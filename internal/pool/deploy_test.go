@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,12 +21,14 @@ import (
 
 // releaseFake is systemd whose restart of an instance starts it on the
 // release its link points at then: a release named "exits" fails to
-// start, "crash3" starts but its instance 3 crashes soon after, any other
-// starts and stays.
+// start, "never" fails after 1.1 s (as systemd does at start_timeout with
+// an instance that sends no READY=1), "crash3" starts but its instance 3
+// crashes soon after, any other starts and stays.
 type releaseFake struct {
 	*fakeSystemd
-	link string
-	pid  uint32
+	link      string
+	pid       uint32
+	onRestart func(unit, release string) // if not nil, called first
 }
 
 func (f *releaseFake) Observe(context.Context, string) (Observed, error) {
@@ -40,6 +43,9 @@ func (f *releaseFake) Observe(context.Context, string) (Observed, error) {
 func (f *releaseFake) Restart(_ context.Context, unit string) error {
 	target, _ := os.Readlink(f.link)
 	rel := filepath.Base(target)
+	if f.onRestart != nil {
+		f.onRestart(unit, rel)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.jobs = append(f.jobs, "restart "+unit+" on "+rel)
@@ -49,6 +55,14 @@ func (f *releaseFake) Restart(_ context.Context, unit string) error {
 	now := time.Now()
 	f.pid++
 	u.MainPID, u.InactiveExit, u.ActiveEnter, u.ActiveState, u.Exit = 1000+f.pid, now, now, "active", ""
+	if rel == "never" { // no READY=1: systemd stops it at start_timeout
+		f.mu.Unlock()
+		time.Sleep(1100 * time.Millisecond)
+		f.mu.Lock()
+		u.ActiveState, u.MainPID, u.Result, u.Exit = "failed", 0, "timeout", ""
+		f.obs.Instances[i] = u
+		return errors.New("job for " + unit + " failed")
+	}
 	if rel == "exits" {
 		u.ActiveState, u.MainPID, u.Result, u.Exit = "failed", 0, "exit-code", "exited with status 1"
 		f.obs.Instances[i] = u
@@ -79,12 +93,12 @@ func (f *releaseFake) restarts() []string {
 }
 
 // newDeployTest is a pool app of 3 instances whose exec goes through the
-// release link LINK, pointing at DIR/v1, with releases v1, v2, exits and
-// crash3 beside it.
+// release link LINK, pointing at DIR/v1, with releases v1, v2, v3, exits,
+// never and crash3 beside it.
 func newDeployTest(t *testing.T, extra string) (*Deployer, *releaseFake, string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	for _, r := range []string{"v1", "v2", "exits", "crash3"} {
+	for _, r := range []string{"v1", "v2", "v3", "exits", "never", "crash3"} {
 		os.MkdirAll(filepath.Join(dir, "releases", r), 0o755)
 	}
 	link := filepath.Join(dir, "current")
@@ -190,12 +204,13 @@ func TestDeployRollsBack(t *testing.T) {
 		restarts []string
 	}{
 		{"exits", 1, "exited with status 1", []string{"app@1.service on exits", "app@1.service on v1"}},
+		{"never", 1, "did not become ready: no READY=1 within start_timeout (1s), so systemd stopped it", []string{"app@1.service on never", "app@1.service on v1"}},
 		{"crash3", 3, "crashed after it was ready (exited with status 2)", []string{
 			"app@1.service on crash3", "app@2.service on crash3", "app@3.service on crash3",
 			"app@1.service on v1", "app@2.service on v1", "app@3.service on v1"}},
 	} {
 		t.Run(c.bad, func(t *testing.T) {
-			d, sd, link, rel := newDeployTest(t, "")
+			d, sd, link, rel := newDeployTest(t, "start_timeout = \"1s\"\n")
 			rep, err := d.Deploy(context.Background(), "app", filepath.Join(rel, c.bad), nil)
 			if !errors.Is(err, api.ErrRolledBack) {
 				t.Fatalf("Deploy = %v", err)
@@ -211,6 +226,123 @@ func TestDeployRollsBack(t *testing.T) {
 				t.Errorf("restarts %v, want %v", got, c.restarts)
 			}
 		})
+	}
+}
+
+// TestDeployKeepsRefusedOut: an instance probed for health is out of the
+// steering's table; one whose answer fails the gate stays out until the
+// rollback has restarted it onto the release before, and every instance is
+// back in the table when the deploy ends.
+func TestDeployKeepsRefusedOut(t *testing.T) {
+	d, sd, link, rel := newDeployTest(t, "health = \"GET /health\"\n")
+	st := testSteerer(t, &testCorrald{Coordinator: d.co}, nil)
+	if st.off != nil {
+		t.Fatalf("steering: %v (this test needs root and BPF)", st.off)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // the part of Run that Leave needs
+		for {
+			select {
+			case f := <-st.reqs:
+				f()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	d.rl.steer = st
+	out := func(i int) int {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.leaving["app"][i]
+	}
+	var probedOut []int
+	d.Probe = func(_ context.Context, _ units.Listen, i int, _, _ string) error {
+		probedOut = append(probedOut, out(i))
+		if linkOn(t, link) == "v2" {
+			return errors.New("answered 500 Internal Server Error")
+		}
+		return nil
+	}
+	var atRollback int
+	sd.onRestart = func(unit, rel string) {
+		if unit == "app@1.service" && rel == "v1" {
+			atRollback = out(1)
+		}
+	}
+	_, err := d.Deploy(context.Background(), "app", filepath.Join(rel, "v2"), nil)
+	if !errors.Is(err, api.ErrRolledBack) || !strings.Contains(err.Error(), "answered 500") {
+		t.Fatalf("Deploy = %v", err)
+	}
+	if fmt.Sprint(probedOut) != "[1]" {
+		t.Errorf("holds on the canary while probed: %v, want [1]", probedOut)
+	}
+	if atRollback != 2 {
+		t.Errorf("holds on app@1 as the rollback restarted it: %d, want 2 (the gate's and the restart's)", atRollback)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.leaving["app"]) != 0 {
+		t.Errorf("out of the table after the deploy: %v", st.leaving["app"])
+	}
+}
+
+// TestDeployPrunes: with keep_releases = 2, a deploy that passes removes
+// the release that fell beyond them; one that is not beside the current
+// release is kept, and the deploy says why; a deploy rolled back removes
+// nothing.
+func TestDeployPrunes(t *testing.T) {
+	d, _, link, rel := newDeployTest(t, "keep_releases = 2\n")
+	elsewhere := filepath.Join(filepath.Dir(rel), "elsewhere", "v4")
+	os.MkdirAll(elsewhere, 0o755)
+	deploy := func(dir string) ([]api.DeployStep, error) {
+		var steps []api.DeployStep
+		_, err := d.Deploy(context.Background(), "app", dir, func(s api.DeployStep) {
+			if s.Phase == "removed" || s.Phase == "kept" {
+				steps = append(steps, s)
+			}
+		})
+		return steps, err
+	}
+	exists := func(r string) bool { _, err := os.Stat(filepath.Join(rel, r)); return err == nil }
+	for _, c := range []struct {
+		dir   string
+		steps string // the removed and kept steps: phase, release
+		why   string // in the kept step's Err
+		gone  []string
+	}{
+		{filepath.Join(rel, "v2"), "[]", "", nil},
+		{filepath.Join(rel, "exits"), "[]", "", nil}, // rolled back
+		{filepath.Join(rel, "v3"), "[removed " + filepath.Join(rel, "v1") + "]", "", []string{"v1"}},
+		{elsewhere, "[kept " + filepath.Join(rel, "v2") + "]", "is not beside the current release " + elsewhere, []string{"v1"}},
+	} {
+		steps, err := deploy(c.dir)
+		if filepath.Base(c.dir) == "exits" {
+			if !errors.Is(err, api.ErrRolledBack) {
+				t.Fatalf("Deploy(exits) = %v", err)
+			}
+		} else if err != nil {
+			t.Fatalf("Deploy(%s) = %v", c.dir, err)
+		}
+		var got []string
+		for _, s := range steps {
+			got = append(got, s.Phase+" "+s.Release)
+			if s.Phase == "kept" && (c.why == "" || !strings.Contains(s.Err, c.why)) {
+				t.Errorf("deploy of %s: kept %s: %s, want %q", filepath.Base(c.dir), s.Release, s.Err, c.why)
+			}
+		}
+		if g := fmt.Sprint(got); g != c.steps {
+			t.Errorf("deploy of %s: steps %s, want %s", filepath.Base(c.dir), g, c.steps)
+		}
+		for _, r := range []string{"v1", "v2", "v3", "exits"} {
+			if gone := slices.Contains(c.gone, r); exists(r) == gone {
+				t.Errorf("after the deploy of %s: %s exists %v, want %v", filepath.Base(c.dir), r, exists(r), !gone)
+			}
+		}
+	}
+	if linkOn(t, link) != "v4" {
+		t.Errorf("link on %s", linkOn(t, link))
 	}
 }
 

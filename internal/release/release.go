@@ -161,3 +161,54 @@ func through(link, dir string) bool {
 	}
 	return false
 }
+
+// Remove deletes dir, an old release of link, with everything in it. It
+// refuses, and leaves everything as it was, unless dir is an absolute,
+// clean path to a directory (not a symbolic link) that lies beside the
+// release link points at now, in the same parent directory, is not that
+// release, and lies under the link's own directory (as
+// /srv/shop/releases/41 lies under /srv/shop, of /srv/shop/current): so
+// that it removes only what a release directory's place says is one of
+// this link, never the running release, its parent or a path elsewhere
+// that a pool's history happens to name.
+func Remove(link, dir string) error {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return fmt.Errorf("old release %q is not an absolute, clean path: not removed", dir)
+	}
+	cur, err := Current(link)
+	if err != nil {
+		return fmt.Errorf("old release %s not removed: %w", dir, err)
+	}
+	abs, err := filepath.Abs(link)
+	if err != nil {
+		return err
+	}
+	switch {
+	case dir == cur:
+		return fmt.Errorf("old release %s is the one %s points at: not removed", dir, link)
+	case filepath.Dir(dir) != filepath.Dir(cur) || filepath.Dir(dir) == dir:
+		return fmt.Errorf("old release %s is not beside the current release %s (in %s): not removed; remove it by hand if it is one", dir, cur, filepath.Dir(cur))
+	case !strings.HasPrefix(dir, filepath.Dir(abs)+"/"):
+		return fmt.Errorf("old release %s is not under %s, the release link's directory: not removed; remove it by hand if it is one", dir, filepath.Dir(abs))
+	case through(link, dir):
+		return fmt.Errorf("old release %s goes through the release link %s: not removed", dir, link)
+	}
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // removed already
+	case err != nil:
+		return fmt.Errorf("old release %s: %w", dir, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("old release %s is a symbolic link, not a directory: not removed", dir)
+	case !fi.IsDir():
+		return fmt.Errorf("old release %s is not a directory: not removed", dir)
+	}
+	// RemoveAll does not follow symbolic links, inside dir or swapped in
+	// meanwhile: it opens each directory relative to its parent, with
+	// O_NOFOLLOW.
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove old release %s: %w", dir, err)
+	}
+	return nil
+}

@@ -244,3 +244,79 @@ func TestSwitchAtomic(t *testing.T) {
 	}
 	leftovers(t, dir)
 }
+
+// TestRemove: an old release beside the current one goes, with what it
+// holds but not what its links point at; the current release, paths
+// elsewhere, links and files are refused and left as they were.
+func TestRemove(t *testing.T) {
+	dir, link := releases(t, "v1", "v2", "v3")
+	rel := filepath.Join(dir, "releases")
+	v1, v2, v3 := filepath.Join(rel, "v1"), filepath.Join(rel, "v2"), filepath.Join(rel, "v3")
+	if _, err := Switch(link, v2); err != nil {
+		t.Fatal(err)
+	}
+	// v1 holds a file and a link out of it, to a file that must stay.
+	keep := filepath.Join(dir, "keep")
+	os.WriteFile(keep, []byte("x"), 0o644)
+	os.MkdirAll(filepath.Join(v1, "bin"), 0o755)
+	os.WriteFile(filepath.Join(v1, "bin", "app"), []byte("x"), 0o755)
+	symlink(t, keep, filepath.Join(v1, "bin", "keep"))
+	symlink(t, v3, filepath.Join(rel, "v3-alias"))
+	os.WriteFile(filepath.Join(rel, "notes"), nil, 0o644)
+	os.MkdirAll(filepath.Join(dir, "elsewhere", "v0"), 0o755)
+
+	if err := Remove(link, v1); err != nil {
+		t.Fatalf("Remove(v1) = %v", err)
+	}
+	if _, err := os.Lstat(v1); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("v1 after Remove: %v", err)
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "x" {
+		t.Errorf("the file v1 linked to: %q, %v", b, err)
+	}
+	if err := Remove(link, v1); err != nil {
+		t.Errorf("Remove(v1) again = %v, want nil (gone already)", err)
+	}
+	for _, c := range []struct{ name, dir, want string }{
+		{"current", v2, "is the one " + link + " points at: not removed"},
+		{"relative", "releases/v3", "is not an absolute, clean path"},
+		{"unclean", rel + "/./v3", "is not an absolute, clean path"},
+		{"elsewhere", filepath.Join(dir, "elsewhere", "v0"), "is not beside the current release " + v2},
+		{"the releases' directory", rel, "is not beside the current release"},
+		{"the link's directory", dir, "is not beside the current release"},
+		{"a link", filepath.Join(rel, "v3-alias"), "is a symbolic link, not a directory: not removed"},
+		{"a file", filepath.Join(rel, "notes"), "is not a directory"},
+		{"root", "/", "is not beside the current release"},
+	} {
+		err := Remove(link, c.dir)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: Remove(%s) = %v\nwant one line with %q", c.name, c.dir, err, c.want)
+		}
+	}
+	for _, p := range []string{v2, v3, filepath.Join(rel, "v3-alias"), filepath.Join(rel, "notes"), filepath.Join(dir, "elsewhere", "v0")} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s after the refusals: %v", p, err)
+		}
+	}
+	// Releases beside each other, but not under the link's directory.
+	other := t.TempDir()
+	os.MkdirAll(filepath.Join(other, "a"), 0o755)
+	os.MkdirAll(filepath.Join(other, "b"), 0o755)
+	if _, err := Switch(link, filepath.Join(other, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(link, filepath.Join(other, "a")); err == nil || !strings.Contains(err.Error(), "is not under "+dir+", the release link's directory") {
+		t.Errorf("Remove of a release outside the link's directory = %v", err)
+	}
+	// A release directory that holds the link itself.
+	top := t.TempDir()
+	os.MkdirAll(filepath.Join(top, "shop"), 0o755)
+	os.MkdirAll(filepath.Join(top, "v9"), 0o755)
+	inner := filepath.Join(top, "shop", "current")
+	if _, err := Switch(inner, filepath.Join(top, "v9")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(inner, filepath.Join(top, "shop")); err == nil || !strings.Contains(err.Error(), "the release link's directory") {
+		t.Errorf("Remove of the link's own directory = %v", err)
+	}
+}

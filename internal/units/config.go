@@ -158,11 +158,15 @@ type Pool struct {
 	// 0 when it is unset, a share of RAM or "infinity". corrald compares an
 	// instance's memory with it.
 	MemoryHighBytes int64
-	CPUQuota        string        // CPUQuota=, a share of one CPU such as "50%" or "150%"; "" if unset
-	CPUWeight       int           // CPUWeight=, 1 to 10000; 0 if unset (systemd's default)
-	TasksMax        string        // TasksMax=, a number or "infinity"; "" if unset (systemd's default)
-	OpenFiles       int           // LimitNOFILE=, 0 if unset
-	StopTimeout     time.Duration // TimeoutStopSec=
+	CPUQuota        string // CPUQuota=, a share of one CPU such as "50%" or "150%"; "" if unset
+	CPUWeight       int    // CPUWeight=, 1 to 10000; 0 if unset (systemd's default)
+	TasksMax        string // TasksMax=, a number or "infinity"; "" if unset (systemd's default)
+	OpenFiles       int    // LimitNOFILE=, 0 if unset
+	// StartTimeout is how long an instance may take from its start to
+	// READY=1 (readiness = "notify") before systemd counts the start as
+	// failed and stops it (TimeoutStartSec=, default 90s, systemd's).
+	StartTimeout time.Duration
+	StopTimeout  time.Duration // TimeoutStopSec=
 	// Watchdog is how long an instance may go without showing it is alive
 	// before it is killed and restarted; 0 is off. With readiness = "notify"
 	// the worker sends WATCHDOG=1 and PID 1 enforces it (WatchdogSec=);

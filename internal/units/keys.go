@@ -79,6 +79,7 @@ var keys = []field{
 		}
 	}},
 	intKey("open_files", 64, 1<<20, 0, func(pool *Pool, n int) { pool.OpenFiles = n }),
+	durationKey("start_timeout", time.Second, time.Hour, 90*time.Second, func(pool *Pool, d time.Duration) { pool.StartTimeout = d }),
 	durationKey("stop_timeout", time.Second, maxStopTimeout, 30*time.Second, func(pool *Pool, d time.Duration) { pool.StopTimeout = d }),
 	offKey(durationKey("watchdog", time.Second, 10*time.Minute, 0, func(pool *Pool, d time.Duration) { pool.Watchdog = d })),
 	choiceKey("watchdog_signal", "SIGABRT", func(pool *Pool, s string) { pool.WatchdogSignal = s },

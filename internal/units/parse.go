@@ -651,6 +651,9 @@ func (p *parser) release(pool *Pool) {
 	for _, k := range []string{"keep_releases", "canary", "health"} {
 		p.needs(k, "release", "about deploys of releases through the release link")
 	}
+	if pool.Health != "" && (!pool.Balance.PerInstance() || !pool.Steering) {
+		p.errorf("health", "health = %q needs steering in the kernel, whose door reaches one instance: it needs balance = \"reuseport\" or \"sticky\" and steering on; remove health, or those settings", pool.Health)
+	}
 	if pool.Release == "" {
 		return
 	}

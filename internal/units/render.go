@@ -209,6 +209,7 @@ func renderService(p *Pool) []byte {
 	w.set("ExecStopPost", "-+"+hintLine(p))
 	w.set("Restart", p.Restart.Policy)
 	w.set("RestartSec", systemdDuration(p.Restart.Delay))
+	w.set("TimeoutStartSec", systemdDuration(p.StartTimeout))
 	w.set("TimeoutStopSec", systemdDuration(p.StopTimeout))
 	w.set("KillMode", "mixed")
 	if p.Watchdog > 0 && p.Readiness == ReadinessNotify {

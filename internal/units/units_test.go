@@ -219,7 +219,7 @@ listen = ["127.0.0.1:1"]`))
 		t.Fatal(err)
 	}
 	want := Pool{Name: "x", Path: "x.toml", Exec: []string{"/bin/x"}, Listen: []Listen{{Address: "127.0.0.1:1"}},
-		Balance: BalanceReusePort, Readiness: ReadinessSimple, StopTimeout: 30 * time.Second, StartOnBoot: true,
+		Balance: BalanceReusePort, Readiness: ReadinessSimple, StartTimeout: 90 * time.Second, StopTimeout: 30 * time.Second, StartOnBoot: true,
 		MaxUnavailable: 1, ReadyDelay: time.Second, WatchdogSignal: "SIGABRT", Steering: true, KeepReleases: 5, Canary: 10 * time.Second,
 		Restart: Restart{"on-failure", 0, 5, 10 * time.Second, time.Second, 5 * time.Minute, 5, 5 * time.Minute},
 		Sandbox: Sandbox{WriteExecuteMemory: true, Network: NetworkNone, ProtectHome: "yes"}}
@@ -361,6 +361,9 @@ func TestParseErrors(t *testing.T) {
 		{"stop timeout", "p", base + "stop_timeout = \"30\"", "is not a duration"},
 		{"stop timeout type", "p", base + "stop_timeout = 30", `must be a duration string such as "30s"`},
 		{"stop timeout range", "p", base + "stop_timeout = \"2h\"", "must be from 1s to 1h0m0s"},
+		{"health shared", "p", base + "release = \"/srv/p/current\"\nworking_directory = \"/srv/p/current\"\nhealth = \"GET /h\"\nbalance = \"shared\"", `health = "GET /h" needs steering in the kernel`},
+		{"health no steering", "p", base + "release = \"/srv/p/current\"\nworking_directory = \"/srv/p/current\"\nhealth = \"GET /h\"\nsteering = false", `health = "GET /h" needs steering in the kernel`},
+		{"start timeout range", "p", base + "start_timeout = \"0s\"", "start_timeout must be from 1s to 1h0m0s"},
 		{"boot", "p", base + "start_on_boot = \"yes\"", "start_on_boot must be true or false, not a string"},
 		{"restart policy", "p", base + "[restart]\npolicy = \"sometimes\"", `restart.policy must be "on-failure"`},
 		{"restart burst", "p", base + "[restart]\nburst = 0", "restart.burst must be from 1 to 1000"},

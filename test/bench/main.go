@@ -34,6 +34,7 @@ func main() {
 	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
 	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "scale" (corrald's costs by pool size), "reload", "messages", "steer" (steering in the kernel, in a box where corrald may load BPF), or "all"`)
 	flag.StringVar(&steerParts, "steer-parts", steerParts, "the parts of the steer suite to run, comma-separated")
+	flag.IntVar(&steerProcs, "steer-gomaxprocs", 0, "GOMAXPROCS of the steer suite's demo instances; 0: the demo's default, 1")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

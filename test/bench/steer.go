@@ -44,6 +44,12 @@ var steerParts = "kill,reload,cordon,sticky"
 
 func steerPart(name string) bool { return slices.Contains(strings.Split(steerParts, ","), name) }
 
+// steerProcs, if not 0, is the GOMAXPROCS of the suite's demo instances
+// (-steer-gomaxprocs). With 1, the demo's default, the instance that
+// survives a kill has half the pool's CPU; with the cores' count it may
+// use them all.
+var steerProcs int
+
 // steerPool is a pool the suite measures.
 type steerPool struct {
 	name string
@@ -63,6 +69,9 @@ func (p steerPool) label() string {
 // steerFile is a pool file of n demo instances on port. Many restarts are
 // allowed: the suite kills instances on purpose.
 func steerFile(port, n int, more string) string {
+	if steerProcs > 0 {
+		more += fmt.Sprintf("\nenvironment = { GOMAXPROCS = \"%d\" }", steerProcs)
+	}
 	return fmt.Sprintf("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:%d\"]\ninstances = %d\nreadiness = \"notify\"\n%s\n[restart]\nburst = 1000\ncrash_loop_failures = 1000\n", port, n, more)
 }
 
@@ -98,7 +107,11 @@ func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 	time.Sleep(1500 * time.Millisecond)
 
 	cmd := "go run ./test/bench " + strings.Join(os.Args[1:], " ")
-	fmt.Printf("steering in the kernel (issue 17), %s, %d cores, `%s`\n\n", time.Now().Format("2006-01-02"), runtimeCPUs(), cmd)
+	procs := "1 (the demo's default)"
+	if steerProcs > 0 {
+		procs = strconv.Itoa(steerProcs)
+	}
+	fmt.Printf("steering in the kernel (issue 17), %s, %d cores, GOMAXPROCS of each instance %s, `%s`\n\n", time.Now().Format("2006-01-02"), runtimeCPUs(), procs, cmd)
 
 	// 1. SIGKILL of 1 of 2 instances.
 	var kills []killRow

@@ -150,5 +150,9 @@ func printStep(env *Env, inst string, st api.DeployStep) {
 		fmt.Fprintf(env.Stdout, "%s failed: %s; rolling back to %s\n", who, st.Err, st.Release)
 	case "rolled back":
 		fmt.Fprintf(env.Stdout, "%s: back on %s\n", st.Pool, st.Release)
+	case "removed":
+		fmt.Fprintf(env.Stdout, "%s: removed old release %s (beyond keep_releases)\n", st.Pool, st.Release)
+	case "kept":
+		fmt.Fprintf(env.Stdout, "%s: %s\n", st.Pool, st.Err)
 	}
 }

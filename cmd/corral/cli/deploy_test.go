@@ -23,7 +23,9 @@ func TestDeploy(t *testing.T) {
 	}{
 		{[]string{"deploy", "app", "/srv/app/releases/3"}, nil, ExitOK, []string{
 			"app: release link on /srv/app/releases/3\n", "app@1 restarting on /srv/app/releases/3 (0 of 2 ready)\n", "app@1 ready in 42ms (1 of 2)\n",
-			"app@1 is the canary: watched alone for 10s\n", "app: 2 instance(s) on /srv/app/releases/3 in "}, "Deploy app /srv/app/releases/3"},
+			"app@1 is the canary: watched alone for 10s\n", "app: removed old release /srv/app/releases/0 (beyond keep_releases)\n",
+			"app: old release /opt/old is not beside the current release /srv/app/releases/3 (in /srv/app/releases): not removed; remove it by hand if it is one\n",
+			"app: 2 instance(s) on /srv/app/releases/3 in "}, "Deploy app /srv/app/releases/3"},
 		{[]string{"deploy", "app", "releases/3"}, nil, ExitOK, []string{"on " + filepath.Join(wd, "releases/3")}, "Deploy app " + filepath.Join(wd, "releases/3")},
 		{[]string{"deploy", "app", "/srv/app/releases/bad"}, nil, ExitInvalid, []string{
 			"corral: deploy app: deploy rolled back: app@2: did not become ready: exited with status 1; the pool runs /srv/app/releases/2 again; log: journalctl -u app@2.service"}, "Deploy app /srv/app/releases/bad"},

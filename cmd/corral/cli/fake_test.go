@@ -208,6 +208,8 @@ func (f *fakeAPI) deploy(name, dir string, progress func(api.DeployStep)) (api.D
 		return rep, fmt.Errorf("%w: app@2: did not become ready: exited with status 1; the pool runs %s again; log: %s", api.ErrRolledBack, rep.From, rep.Log)
 	}
 	progress(api.DeployStep{Pool: name, Index: 2, Phase: "ready", Release: dir, Took: 40 * time.Millisecond, Done: 2, Total: 2})
+	progress(api.DeployStep{Pool: name, Phase: "removed", Release: "/srv/app/releases/0"})
+	progress(api.DeployStep{Pool: name, Phase: "kept", Release: "/opt/old", Err: "old release /opt/old is not beside the current release " + dir + " (in /srv/app/releases): not removed; remove it by hand if it is one"})
 	return rep, nil
 }
 
