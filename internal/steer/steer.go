@@ -124,12 +124,20 @@ func OpenGroup(socks, table *ebpf.Map, e *Exits) (*Group, error) {
 	if socks.Type() != ebpf.ReusePortSockArray || socks.MaxEntries() != MaxSlots || table.Type() != ebpf.Array || table.MaxEntries() != tableSize {
 		return nil, fmt.Errorf("steer: not the maps of a group: %v[%d], %v[%d]", socks.Type(), socks.MaxEntries(), table.Type(), table.MaxEntries())
 	}
+	// Without the tracepoint programs nothing marks a process dying, and
+	// without CAP_PERFMON the verifier explores the mispredicted side of
+	// each jump too, and refuses the loop over the buckets as endless: the
+	// program then takes the bucket's slot as it is.
+	dying, ns := -1, uint32(0)
+	if e != nil && e.Tracing() == nil {
+		dying, ns = e.dying.FD(), e.ns
+	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "corral_steer",
 		Type:         ebpf.SkReuseport,
 		AttachType:   ebpf.AttachSkReuseportSelect,
 		License:      "Apache-2.0",
-		Instructions: program(socks.FD(), table.FD(), e.dying.FD(), e.ns),
+		Instructions: program(socks.FD(), table.FD(), dying, ns),
 	})
 	if err != nil {
 		return nil, unavailable("load the program", err)
@@ -345,6 +353,20 @@ func program(socks, table, dying int, ns uint32) asm.Instructions {
 	p = append(p, m...)
 	p = append(p, mix(15, -0x7b935975)...) // 0x846ca68b
 	p = append(p, mix(16, 0)...)
+	if dying < 0 {
+		// 3. The bucket's slot (no dying map: see OpenGroup).
+		p = append(p,
+			asm.And.Imm(asm.R7, Buckets-1).WithSymbol("bucket"),
+			asm.StoreMem(asm.RFP, -4, asm.R7, asm.Word),
+		)
+		p = append(p, lookup(table)...)
+		p = append(p,
+			asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
+			asm.JEq.Imm(asm.R7, 0, "pass"),
+			asm.Sub.Imm(asm.R7, 1),
+		)
+		return append(p, selectSlot(socks)...)
+	}
 	// 3. The bucket's slot, unless its process dies (Exits): then the
 	// next of a few buckets further on whose slot's process does not.
 	p = append(p,
@@ -380,7 +402,15 @@ func program(socks, table, dying int, ns uint32) asm.Instructions {
 		asm.Add.Imm(asm.R8, triesStride),
 		asm.And.Imm(asm.R8, Buckets-1),
 		asm.Ja.Label("try"),
-		// Select slot r7; an empty slot leaves the choice to the kernel.
+	)
+	return append(p, selectSlot(socks)...)
+}
+
+// selectSlot selects slot r7 of socks for the connection (an empty slot
+// leaves the choice to the kernel) and passes it; it is the program's end,
+// "select", and "pass".
+func selectSlot(socks int) asm.Instructions {
+	return asm.Instructions{
 		asm.StoreMem(asm.RFP, -4, asm.R7, asm.Word).WithSymbol("select"),
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.LoadMapPtr(asm.R2, socks),
@@ -390,6 +420,5 @@ func program(socks, table, dying int, ns uint32) asm.Instructions {
 		asm.FnSkSelectReuseport.Call(),
 		asm.Mov.Imm(asm.R0, skPass).WithSymbol("pass"),
 		asm.Return(),
-	)
-	return p
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -428,5 +429,30 @@ func TestWaitExit(t *testing.T) {
 	defer cancel()
 	if err := WaitExit(ctx, os.Getpid()); err != context.DeadlineExceeded {
 		t.Errorf("WaitExit of a process that stays, cancelled: %v", err)
+	}
+}
+
+// TestSteerWithoutPerfmon runs the steering tests again in a process
+// without CAP_PERFMON (nor CAP_SYS_ADMIN, which implies it), as corrald
+// runs under a drop-in that takes it: the tracepoint programs cannot load,
+// and the steering program, without its stage for dying processes, still
+// loads and steers.
+func TestSteerWithoutPerfmon(t *testing.T) {
+	if os.Getenv("CORRAL_STEER_NO_PERFMON") != "" { // the child
+		e := newExits(t)
+		if err := e.Tracing(); err == nil || !strings.Contains(err.Error(), "CAP_PERFMON") {
+			t.Fatalf("the tracepoint programs without CAP_PERFMON: %v", err)
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("loading a BPF program needs root (CAP_BPF, CAP_NET_ADMIN); CI runs as root")
+	}
+	cmd := exec.Command("setpriv", "--bounding-set", "-sys_admin,-perfmon", os.Args[0], "-test.count=1",
+		"-test.run", "^(TestSteerWithoutPerfmon|TestSteerHash|TestSteerSticky|TestSteerDoor|TestSteerEmptySlot|TestSteerDetach)$", "-test.v")
+	cmd.Env = append(os.Environ(), "CORRAL_STEER_NO_PERFMON=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Count(string(out), "--- PASS") != 6 {
+		t.Fatalf("the steering tests without CAP_PERFMON: %v\n%s", err, out)
 	}
 }

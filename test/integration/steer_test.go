@@ -147,15 +147,52 @@ func TestSteeringCordon(t *testing.T) {
 // until it is back.
 func TestSteeringDownInstance(t *testing.T) {
 	b := steered(t, "reuseport", 2, "[restart]\ndelay = \"5s\"\n")
-	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
 	// In a box with CAP_PERFMON, the programs on the tracepoints tell the
 	// steering program of the SIGKILL as it is sent (internal/steer's
 	// TestSteerDying shows that part on the kernel).
 	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager"); strings.Contains(logs, "only once its process has exited") {
 		t.Errorf("corrald could not watch for deaths in the kernel:\n%s", grepLines(logs, "steering"))
 	}
+	killedOutOfTable(t, b)
+}
+
+// TestSteeringNoPerfmon: with CAP_PERFMON taken from corrald by a drop-in
+// (or a container without it), steering stays on, says once in the
+// journal that it learns of a death only at the exit, and still takes a
+// killed instance out of the table then, through its pidfd.
+func TestSteeringNoPerfmon(t *testing.T) {
+	b := steered(t, "reuseport", 2, "[restart]\ndelay = \"5s\"\n")
+	if err := b.WriteFile("/etc/systemd/system/corral.service.d/no-perfmon.conf", []byte("[Service]\nCapabilityBoundingSet=~CAP_PERFMON\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.must("systemctl", "daemon-reload")
+	b.must("systemctl", "restart", "corral.service")
+	b.waitJournal("corral.service", "only once its process has exited")
+	if out := b.must("corral", "status", "shop"); !strings.Contains(out, "steering   on") {
+		t.Errorf("corral status without CAP_PERFMON:\n%s", out)
+	}
+	// The restarted corrald keeps the table; both instances serve.
+	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
+	waitFor(t, "both instances in the table after corrald's restart", 20*time.Second, func() error {
+		if seen := instancesSeen(t, url, 40); seen["1"] == 0 || seen["2"] == 0 {
+			return fmt.Errorf("%v", seen)
+		}
+		return nil
+	})
+	killedOutOfTable(t, b)
+	if logs := b.must("journalctl", "-u", "corral.service", "--no-pager"); strings.Count(logs, "only once its process has exited") != 1 {
+		t.Errorf("the journal should say it once:\n%s", grepLines(logs, "steering"))
+	}
+}
+
+// killedOutOfTable kills shop@2 and checks that, from 100 ms after, every
+// new connection goes to shop@1 until shop@2 is back (its restart delay
+// must leave time for 60 requests), then that shop@2 rejoins the table.
+func killedOutOfTable(t *testing.T, b *box) {
+	t.Helper()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
 	b.must("systemctl", "kill", "--signal=SIGKILL", "shop@2.service")
-	// And corrald watches each main process with a pidfd: its exit takes
+	// corrald watches each main process with a pidfd: its exit takes
 	// the instance out of the table within a millisecond or so.
 	time.Sleep(100 * time.Millisecond)
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
