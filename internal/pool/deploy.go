@@ -444,8 +444,8 @@ func (d *Deployer) restart(ctx context.Context, plan deployPlan, i int, check fu
 		if plan.notify && plan.startTimeout > 0 && time.Since(since) >= plan.startTimeout {
 			return fmt.Errorf("did not become ready: no READY=1 within start_timeout (%v), so systemd stopped it", plan.startTimeout)
 		}
-		if u, uerr := d.started(ctx, plan.pool, i, since, 2*time.Second); uerr == nil && u.Exit != "" {
-			return fmt.Errorf("did not become ready: %s", u.Exit)
+		if exit := d.exitSince(ctx, plan.pool, i, since, 2*time.Second); exit != "" {
+			return fmt.Errorf("did not become ready: %s", exit)
 		}
 		return fmt.Errorf("did not become ready: %w", err)
 	}
@@ -539,6 +539,25 @@ func (d *Deployer) rollBack(ctx context.Context, plan deployPlan, from, failed s
 // the start that began after since (systemd's signals bring it within
 // milliseconds), or what it saw last after wait.
 func (d *Deployer) started(ctx context.Context, pool string, i int, since time.Time, wait time.Duration) (Unit, error) {
+	return d.await(ctx, pool, i, wait, func(u Unit) bool {
+		return !u.InactiveExit.Before(since) && u.ActiveState != "activating"
+	})
+}
+
+// exitSince returns why instance i last exited, once the coordinator has
+// read the record of an exit after since (a reconcile reads it, a moment
+// after systemd's signal), or "" if none comes within wait.
+func (d *Deployer) exitSince(ctx context.Context, pool string, i int, since time.Time, wait time.Duration) string {
+	seen := func(u Unit) bool { return u.Exit != "" && !u.InactiveExit.Before(since) }
+	if u, err := d.await(ctx, pool, i, wait, seen); err == nil && seen(u) {
+		return u.Exit
+	}
+	return ""
+}
+
+// await returns what the coordinator saw of instance i once it satisfies
+// cond, or what it saw last after wait, asking for a reconcile meanwhile.
+func (d *Deployer) await(ctx context.Context, pool string, i int, wait time.Duration, cond func(Unit) bool) (Unit, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		var u Unit
@@ -548,7 +567,7 @@ func (d *Deployer) started(ctx context.Context, pool string, i int, since time.T
 		}); err != nil {
 			return u, err
 		}
-		if !u.InactiveExit.Before(since) && u.ActiveState != "activating" || !time.Now().Before(deadline) {
+		if cond(u) || !time.Now().Before(deadline) {
 			return u, nil
 		}
 		d.co.Dirty(pool)

@@ -123,11 +123,11 @@ func TestDeployUnderLoad(t *testing.T) {
 		release string
 		want    []string // in corral deploy's output
 	}{
-		{"exits", []string{"deploy rolled back: shop@1: did not become ready", "journalctl -u shop@1.service"}},
+		{"exits", []string{"deploy rolled back: shop@1: did not become ready: exited with status 1", "journalctl -u shop@1.service"}},
 		{"never", []string{"deploy rolled back: shop@1: did not become ready: no READY=1 within start_timeout (5s)"}},
 		{"sick", []string{"deploy rolled back: shop@1: health: GET /health answered 500"}},
 		// It passes the canary, then fails on instance 3: 1 to 3 go back.
-		{"crash3", []string{"deploy rolled back: shop@3: did not become ready", "shop@1 is the canary",
+		{"crash3", []string{"deploy rolled back: shop@3: did not become ready: exited with status 3", "shop@1 is the canary",
 			"shop@1 restarting on /srv/shop/releases/v2", "shop@2 restarting on /srv/shop/releases/v2", "shop@3 restarting on /srv/shop/releases/v2"}},
 	} {
 		t0 := time.Now()
