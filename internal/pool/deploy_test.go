@@ -239,19 +239,7 @@ func TestDeployKeepsRefusedOut(t *testing.T) {
 	if st.off != nil {
 		t.Fatalf("steering: %v (this test needs root and BPF)", st.off)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { // the part of Run that Leave needs
-		for {
-			select {
-			case f := <-st.reqs:
-				f()
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	d.rl.steer = st
+	d.rl.steer = st // testSteerer serves the requests that Leave makes
 	out := func(i int) int {
 		st.mu.Lock()
 		defer st.mu.Unlock()
