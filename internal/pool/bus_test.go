@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -37,21 +36,11 @@ func (d *deadlineSystemd) Restart(ctx context.Context, u string) error {
 // restart's JobTimeout, not by the 5-minute call timeout, which cut large
 // pools in half during a package upgrade.
 func TestReloadHasNoCallTimeout(t *testing.T) {
-	running := func(n string) Unit {
-		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
-	}
-	sd := &deadlineSystemd{fakeSystemd: fakeSystemd{obs: Observed{
-		Target:    running("app.target"),
-		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket")},
-		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service")},
-	}}}
-	dir := t.TempDir()
-	pools := filepath.Join(dir, "pools.d")
-	os.MkdirAll(pools, 0o755)
-	os.WriteFile(filepath.Join(pools, "app.toml"), []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 2\nreadiness = \"notify\"\n"), 0o644)
+	sd := &deadlineSystemd{fakeSystemd: fakeSystemd{obs: runningApp().obs}}
 	const job = 20 * time.Minute // longer than callTimeout
-	c := New(Config{PoolDir: pools, Store: Store{Path: filepath.Join(dir, "state.json")}, CPUs: 2,
-		Debounce: time.Millisecond, JobTimeout: job, Rand: func() float64 { return 0.5 }}, sd)
+	cfg := testConfig(t, "readiness = \"notify\"\n")
+	cfg.JobTimeout = job
+	c := New(cfg, sd)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go c.Run(ctx)

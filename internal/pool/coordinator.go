@@ -171,6 +171,18 @@ func (c *Coordinator) Changed(unit string) {
 	c.Dirty(unitPool(unit))
 }
 
+// Activated tells the coordinator that an instance unit became active
+// (READY=1, with readiness = "notify"): its pool is reconciled without
+// waiting for the burst of signals to end, so that what waits on the
+// instance, the steering's table above all, learns of it at once rather
+// than a debounce later.
+func (c *Coordinator) Activated(unit string) {
+	if inv, ok := c.sd.(Invalidator); ok {
+		inv.Invalidate(unit)
+	}
+	c.hints.addNow(unitPool(unit))
+}
+
 // do runs f with the pools in the Run goroutine and waits for it. f must
 // not keep what it is given.
 func (c *Coordinator) do(ctx context.Context, f func(pools poolSet)) error {
@@ -204,13 +216,17 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case f := <-c.reqs:
 			f()
 		case <-c.hints.wake:
-			all, names := c.hints.take()
+			all, names, now := c.hints.take()
 			if all {
 				c.pools.load(c.cfg)
 				names = c.pools.names()
 			}
 			mark(dirty, c.pools, names)
-			debounce.Reset(c.cfg.Debounce)
+			if now {
+				debounce.Reset(0)
+			} else {
+				debounce.Reset(c.cfg.Debounce)
+			}
 		case j := <-c.jobs:
 			if p := c.pools[j.pool]; p != nil {
 				delete(p.inflight, j.unit)

@@ -116,14 +116,21 @@ func (t *testCorrald) useMessenger(m Messenger, unitOf func(context.Context, uin
 	*t = *assemble(t.Coordinator, m, unitOf)
 }
 
-func newTestCoordinator(t testing.TB, sd Systemd) (*testCorrald, context.CancelFunc) {
+// testConfig is the Config of a test coordinator whose one pool, app, has
+// the pool file "exec, listen, instances = 2" and more.
+func testConfig(t testing.TB, more string) Config {
 	t.Helper()
 	dir := t.TempDir()
 	pools := filepath.Join(dir, "pools.d")
 	os.MkdirAll(pools, 0o755)
-	os.WriteFile(filepath.Join(pools, "app.toml"), []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 2\n"), 0o644)
-	c := New(Config{PoolDir: pools, Store: Store{Path: filepath.Join(dir, "state.json")}, CPUs: 2,
-		Debounce: time.Millisecond, Rand: func() float64 { return 0.5 }}, sd)
+	os.WriteFile(filepath.Join(pools, "app.toml"), []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 2\n"+more), 0o644)
+	return Config{PoolDir: pools, Store: Store{Path: filepath.Join(dir, "state.json")}, CPUs: 2,
+		Debounce: time.Millisecond, Rand: func() float64 { return 0.5 }}
+}
+
+func newTestCoordinator(t testing.TB, sd Systemd) (*testCorrald, context.CancelFunc) {
+	t.Helper()
+	c := New(testConfig(t, ""), sd)
 	ctx, cancel := context.WithCancel(context.Background())
 	go c.Run(ctx)
 	return assemble(c, nil, nil), cancel
@@ -317,27 +324,62 @@ func TestHintsMergeAndClear(t *testing.T) {
 	if len(h.wake) != 1 {
 		t.Fatalf("%d wake-ups pending, want 1", len(h.wake))
 	}
-	all, pools := h.take()
+	all, pools, now := h.take()
 	slices.Sort(pools)
-	if !all || !slices.Equal(pools, []string{"a", "b"}) {
-		t.Errorf("take() = %v, %v; want true, [a b]", all, pools)
+	if !all || !slices.Equal(pools, []string{"a", "b"}) || now {
+		t.Errorf("take() = %v, %v, %v; want true, [a b], false", all, pools, now)
 	}
-	if all, pools := h.take(); all || len(pools) != 0 {
-		t.Errorf("second take() = %v, %v; want nothing", all, pools)
+	if all, pools, now := h.take(); all || len(pools) != 0 || now {
+		t.Errorf("second take() = %v, %v, %v; want nothing", all, pools, now)
+	}
+	h.add("a")
+	h.addNow("b")
+	h.add("c")
+	if _, pools, now := h.take(); len(pools) != 3 || !now {
+		t.Errorf("take() after addNow = %v, %v; want 3 pools, now", pools, now)
+	}
+	if _, _, now := h.take(); now {
+		t.Error("now outlived its take")
+	}
+}
+
+// TestActivatedSkipsDebounce: a unit's change waits for the debounce (an
+// hour here); an instance that became active is reconciled at once, so
+// that the steering's table learns of it.
+func TestActivatedSkipsDebounce(t *testing.T) {
+	sd := runningApp()
+	cfg := testConfig(t, "")
+	cfg.Debounce = time.Hour
+	c := New(cfg, sd)
+	reconciled := make(chan struct{}, 16)
+	c.Observe(func() { reconciled <- struct{}{} })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	select {
+	case <-reconciled: // the first reconcile does not wait
+	case <-time.After(5 * time.Second):
+		t.Fatal("no first reconcile")
+	}
+	c.Changed("app@2.service")
+	select {
+	case <-reconciled:
+		t.Fatal("a change reconciled before the debounce")
+	case <-time.After(200 * time.Millisecond):
+	}
+	c.Activated("app@2.service")
+	select {
+	case <-reconciled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("an instance that became active waited for the debounce")
 	}
 }
 
 // TestAdoptionIsBounded: an instance started by hand above api.MaxInstances
 // (app@99999) does not become the pool's count.
 func TestAdoptionIsBounded(t *testing.T) {
-	running := func(n string) Unit {
-		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
-	}
-	sd := &fakeSystemd{obs: Observed{
-		Target:    running("app.target"),
-		Sockets:   map[int]Unit{1: running("app@1.socket"), 2: running("app@2.socket")},
-		Instances: map[int]Unit{1: running("app@1.service"), 2: running("app@2.service"), 99999: running("app@99999.service")},
-	}}
+	sd := runningApp()
+	sd.obs.Instances[99999] = Unit{Name: "app@99999.service", LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
 	c, cancel := newTestCoordinator(t, sd)
 	defer cancel()
 	ctx := context.Background()

@@ -14,6 +14,7 @@ type hints struct {
 	mu    sync.Mutex
 	all   bool            // re-read the pool files and mark every pool
 	pools map[string]bool // pools to mark
+	now   bool            // one of them should not wait for the debounce
 }
 
 func newHints() *hints {
@@ -21,8 +22,15 @@ func newHints() *hints {
 }
 
 // add records a hint about pool, "" for everything. It never blocks.
-func (h *hints) add(pool string) {
+func (h *hints) add(pool string) { h.put(pool, false) }
+
+// addNow records a hint about pool that is acted on without waiting for
+// the burst to end.
+func (h *hints) addNow(pool string) { h.put(pool, true) }
+
+func (h *hints) put(pool string, now bool) {
 	h.mu.Lock()
+	h.now = h.now || now
 	if pool == "" {
 		h.all = true
 	} else {
@@ -35,14 +43,16 @@ func (h *hints) add(pool string) {
 	}
 }
 
-// take returns and clears what was added since the last take.
-func (h *hints) take() (all bool, pools []string) {
+// take returns and clears what was added since the last take; now: a
+// hint among them came with addNow.
+func (h *hints) take() (all bool, pools []string, now bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	all, h.all = h.all, false
+	now, h.now = h.now, false
 	for p := range h.pools {
 		pools = append(pools, p)
 	}
 	clear(h.pools)
-	return all, pools
+	return all, pools, now
 }

@@ -47,7 +47,12 @@ func Watch(ctx context.Context, conn *godbus.Conn, c *Coordinator) error {
 				if !ok {
 					return
 				}
-				c.Changed(signalUnit(sig))
+				u := signalUnit(sig)
+				if becameActive(sig) {
+					c.Activated(u)
+				} else {
+					c.Changed(u)
+				}
 			}
 		}
 	}()
@@ -75,6 +80,25 @@ func signalUnit(sig *godbus.Signal) string {
 		}
 	}
 	return ""
+}
+
+// becameActive reports whether sig says that an instance unit is now
+// active: a PropertiesChanged of its Unit interface whose new ActiveState
+// is "active".
+func becameActive(sig *godbus.Signal) bool {
+	if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sig.Body) < 2 {
+		return false
+	}
+	if iface, _ := sig.Body[0].(string); iface != "org.freedesktop.systemd1.Unit" {
+		return false
+	}
+	changed, _ := sig.Body[1].(map[string]godbus.Variant)
+	v, ok := changed["ActiveState"]
+	if s, _ := v.Value().(string); !ok || s != "active" {
+		return false
+	}
+	_, _, ok = api.ParseInstance(unescapeUnitPath(string(sig.Path)))
+	return ok
 }
 
 // unitPool returns the pool of a unit name, or "-" for a unit of no pool
