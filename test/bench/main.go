@@ -34,6 +34,7 @@ func main() {
 	ms := flag.Int("ms", 5, "milliseconds of CPU per request (/cpu?ms=N)")
 	suite := flag.String("suite", "all", `what to measure: "cluster" (one instance vs one per core), "corrald", "scale" (corrald's costs by pool size), "reload", "messages", "steer" (steering in the kernel, in a box where corrald may load BPF), or "all"`)
 	flag.StringVar(&steerParts, "steer-parts", steerParts, "the parts of the steer suite to run, comma-separated")
+	flag.IntVar(&steerRounds, "steer-rounds", steerRounds, "kills of each kind, and reloads of each kind, in the steer suite (at least 1)")
 	flag.IntVar(&steerProcs, "steer-gomaxprocs", 0, "GOMAXPROCS of the steer suite's demo instances; 0: the demo's default, 1")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -53,6 +54,9 @@ type result struct {
 func run(ctx context.Context, suite, deb, next string, dur time.Duration, conns, ms int) error {
 	if suite != "all" && suite != "cluster" && suite != "corrald" && suite != "scale" && suite != "reload" && suite != "messages" && suite != "steer" {
 		return fmt.Errorf(`-suite %q: want "cluster", "corrald", "scale", "reload", "messages", "steer" or "all"`, suite)
+	}
+	if steerRounds < 1 {
+		return fmt.Errorf("-steer-rounds %d: want at least 1", steerRounds)
 	}
 	if suite == "steer" {
 		return runSteer(ctx, deb)

@@ -35,12 +35,18 @@ const (
 	steerConns = 100 // clients of the kill and reload runs
 	killLoad   = 5 * time.Second
 	killAt     = 2 * time.Second
-	killRounds = 2                      // kills of each kind, off then on each time
 	warm       = 500 * time.Millisecond // the start of each run, not counted
 )
 
+// steerRounds is how many kills of each kind, off then on each time, and
+// reloads of each kind the suite runs (-steer-rounds). A p99 of one kill
+// rests on its 50 to 1,000 arriving requests (with keep-alive, the killed
+// clients' reconnections: its largest); the pooled table takes the
+// requests of every round.
+var steerRounds = 3
+
 // steerParts are the parts of the suite that run (-steer-parts).
-var steerParts = "kill,reload,cordon,sticky"
+var steerParts = "restart,kill,reload,cordon,sticky"
 
 func steerPart(name string) bool { return slices.Contains(strings.Split(steerParts, ","), name) }
 
@@ -113,6 +119,16 @@ func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 	}
 	fmt.Printf("steering in the kernel (issue 17), %s, %d cores, GOMAXPROCS of each instance %s, `%s`\n\n", time.Now().Format("2006-01-02"), runtimeCPUs(), procs, cmd)
 
+	// 0. Where a restart's time goes.
+	if steerPart("restart") {
+		if err := restartRun(box, sh, on); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+		if err := waitServing(ctx, on.addr(), 2); err != nil {
+			return err
+		}
+	}
+
 	// 1. SIGKILL of 1 of 2 instances.
 	var kills []killRow
 	for _, route := range []string{"/cpu?ms=5", "/"} {
@@ -120,7 +136,7 @@ func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 			break
 		}
 		for _, ka := range []bool{true, false} {
-			for range killRounds {
+			for range steerRounds {
 				for _, p := range []steerPool{off, on} {
 					r, err := killRun(ctx, box, sh, p, route, ka)
 					if err != nil {
@@ -154,12 +170,14 @@ func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 		if !steerPart("reload") {
 			break
 		}
-		for _, p := range []steerPool{off, on} {
-			r, err := reloadRun(ctx, sh, p, ka)
-			if err != nil {
-				return fmt.Errorf("reload, %s: %w", p.name, err)
+		for range steerRounds {
+			for _, p := range []steerPool{off, on} {
+				r, err := reloadRun(ctx, sh, p, ka)
+				if err != nil {
+					return fmt.Errorf("reload, %s: %w", p.name, err)
+				}
+				reloads = append(reloads, r)
 			}
-			reloads = append(reloads, r)
 		}
 	}
 	if len(reloads) > 0 {
@@ -294,17 +312,19 @@ type killRow struct {
 	p         steerPool
 	route     string
 	keepAlive bool
-	steady    stats         // before the kill
-	window    stats         // the new connections that arrived from the kill to the replacement's READY=1
-	all       stats         // every request that started in that window
-	after     stats         // every request that started in the 1 s after READY=1
-	ready     time.Duration // kill to READY=1 of the replacement
-	failed    int           // failed and refused, the whole run
-	failedNew int           // of them, requests on a new connection that started after the kill
-	open      int           // connections the killed worker held at the kill (its socket fds, stopped, less those it holds idle)
-	onKilled  int           // keep-alive clients whose connection was on the killed worker
-	queued    int           // arriving requests answered by the replacement: they waited on the killed worker's socket
-	lastQueue time.Duration // the last of them to start, after the kill; -1 none
+	steady    stats // before the kill
+	window    stats // the new connections that arrived from the kill to the replacement's READY=1
+	// The latencies behind steady and window, for the pooled table.
+	steadyLat, windowLat []time.Duration
+	all                  stats         // every request that started in that window
+	after                stats         // every request that started in the 1 s after READY=1
+	ready                time.Duration // kill to READY=1 of the replacement
+	failed               int           // failed and refused, the whole run
+	failedNew            int           // of them, requests on a new connection that started after the kill
+	open                 int           // connections the killed worker held at the kill (its socket fds, stopped, less those it holds idle)
+	onKilled             int           // keep-alive clients whose connection was on the killed worker
+	queued               int           // arriving requests answered by the replacement: they waited on the killed worker's socket
+	lastQueue            time.Duration // the last of them to start, after the kill; -1 none
 	// The SIGSTOP before the kill, while the connections are counted:
 	// how long it lasted, and the requests that started in it (neither
 	// steady nor arriving: they reach a stopped worker).
@@ -405,7 +425,9 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	row.steady = statsOf(between(ss, warm, stop), stop-warm)
 	in := between(ss, kill, readyAt)
 	row.all = statsOf(in, 0)
-	row.window = statsOf(where(in, func(s sample) bool { return s.newConn }), 0)
+	arriving := where(in, func(s sample) bool { return s.newConn })
+	row.window = statsOf(arriving, 0)
+	row.steadyLat, row.windowLat = latencies(between(ss, warm, stop)), latencies(arriving)
 	row.after = statsOf(between(ss, readyAt, readyAt+time.Second), time.Second)
 	row.lastQueue = -1
 	for _, s := range ss {
@@ -560,7 +582,7 @@ func cpuTimes(pids map[string]int) map[string]time.Duration {
 
 func printKills(rows []killRow) {
 	fmt.Printf("### SIGKILL of 1 of 2 instances\n\n")
-	fmt.Printf("%d clients, one request at a time each, from 127.0.3.1–100; SIGKILL of instance 2 %v into a %v run, steering off then on, %d times each. Steady: the requests that started from %v to the SIGSTOP that comes before the kill (while the worker's connections are counted). Window: from the SIGKILL to the replacement's READY=1; \"arriving\" are the requests that opened a new connection in it (with Connection: close, all of them). Latencies count failed requests at the time they took to fail. Probes: a new connection every 2 ms from the kill on, for 600 ms, each on its own. Each client sends its next request as soon as the last is answered, which keeps both cores busy: the survivor of a kill carries the whole load on one core until the replacement is ready.\n\n", steerConns, killAt, killLoad, killRounds, warm)
+	fmt.Printf("%d clients, one request at a time each, from 127.0.3.1–100; SIGKILL of instance 2 %v into a %v run, steering off then on, %d times each (pooled in the table after this one). Steady: the requests that started from %v to the SIGSTOP that comes before the kill (while the worker's connections are counted). Window: from the SIGKILL to the replacement's READY=1; \"arriving\" are the requests that opened a new connection in it (with Connection: close, all of them). Latencies count failed requests at the time they took to fail. Probes: a new connection every 2 ms from the kill on, for 600 ms, each on its own. Each client sends its next request as soon as the last is answered, which keeps both cores busy: the survivor of a kill carries the whole load on one core until the replacement is ready.\n\n", steerConns, killAt, killLoad, steerRounds, warm)
 	fmt.Printf("| route | connections | steering | steady req/s | steady p50 / p99 | kill → READY=1 | arriving: n, p50 / p99 / max | p99 arriving / steady (bar ≤ 1.5x) | arriving that waited on the killed socket: n, the last started | probes: the last to the killed socket after the kill; the first to the replacement after READY=1 | all requests in the window: n, p99 | p99 in the 1 s after | failed (of them on a new connection after the kill) | killed worker's connections | bar failed ≤ connections | SIGSTOP → SIGKILL; requests started in it (in neither) |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -592,6 +614,84 @@ func printKills(rows []killRow) {
 			r.all.n, fmtMS(r.all.p99), fmtMS(r.after.p99), r.failed, r.failedNew, conns, bar, fmtMS(r.stopped), r.inStop)
 	}
 	fmt.Println()
+	printPooledKills(rows)
+}
+
+// printPooledKills: the kills of each kind taken together, the arriving
+// requests of all against the steady requests of all.
+func printPooledKills(rows []killRow) {
+	type kind struct {
+		route     string
+		keepAlive bool
+		on        bool
+	}
+	var order []kind
+	by := map[kind][]killRow{}
+	for _, r := range rows {
+		k := kind{r.route, r.keepAlive, r.p.on}
+		if by[k] == nil {
+			order = append(order, k)
+		}
+		by[k] = append(by[k], r)
+	}
+	fmt.Printf("The same kills pooled: the requests that arrived in the windows of all the kills of a kind against the steady requests of those kills.\n\n")
+	fmt.Printf("| route | connections | steering | kills | kill → READY=1, fastest–slowest | arriving n | arriving p99, all kills | steady p99, all kills | p99 arriving / steady (bar ≤ 1.5x) | kills within 1.5x on their own | kills with failed ≤ the killed worker's connections |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, k := range order {
+		rs := by[k]
+		var steady, arriving [][]time.Duration
+		within, failOK := 0, 0
+		lo, hi := rs[0].ready, rs[0].ready
+		for _, r := range rs {
+			steady, arriving = append(steady, r.steadyLat), append(arriving, r.windowLat)
+			if r.window.n > 0 && ratio(r.window.p99, r.steady.p99) <= 1.5 {
+				within++
+			}
+			if r.failed <= r.open {
+				failOK++
+			}
+			lo, hi = min(lo, r.ready), max(hi, r.ready)
+		}
+		sp99, ap99, n := pooledP99(steady), pooledP99(arriving), 0
+		for _, a := range arriving {
+			n += len(a)
+		}
+		bar := fmt.Sprintf("%.2fx", ratio(ap99, sp99))
+		if k.on && n > 0 {
+			if ratio(ap99, sp99) <= 1.5 {
+				bar += " pass"
+			} else {
+				bar += " FAIL"
+			}
+		}
+		label := "off"
+		if k.on {
+			label = "on"
+		}
+		fmt.Printf("| %s | %s | %s | %d | %v–%v | %d | %s | %s | %s | %d of %d | %d of %d |\n", k.route, modeName(k.keepAlive), label, len(rs),
+			lo.Round(time.Millisecond), hi.Round(time.Millisecond), n, fmtMS(ap99), fmtMS(sp99), bar, within, len(rs), failOK, len(rs))
+	}
+	fmt.Println()
+}
+
+// latencies are the latencies of ss, answered or not (as statsOf counts
+// them).
+func latencies(ss []sample) []time.Duration {
+	out := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		out[i] = s.lat
+	}
+	return out
+}
+
+// pooledP99 is the p99 of the latencies of all sets together; 0 for none.
+func pooledP99(sets [][]time.Duration) time.Duration {
+	all := slices.Concat(sets...)
+	if len(all) == 0 {
+		return 0
+	}
+	slices.Sort(all)
+	return quantile(all, 99)
 }
 
 // reloadSteerRow is one reload run and its steady run.
@@ -602,6 +702,8 @@ type reloadSteerRow struct {
 	run       stats // the whole reload run
 	during    stats // the requests that started during corral reload
 	took      time.Duration
+	// The latencies behind steady and run, for the pooled table.
+	steadyLat, runLat []time.Duration
 }
 
 const (
@@ -620,6 +722,7 @@ func reloadRun(ctx context.Context, sh func(...string) (string, error), p steerP
 	l := load{addr: p.addr(), path: "/", conns: steerConns, keepAlive: keepAlive, src: loadSrc}
 	ss := l.run(ctx, time.Now(), reloadSteady)
 	row.steady = statsOf(between(ss, warm, reloadSteady), reloadSteady-warm)
+	row.steadyLat = latencies(between(ss, warm, reloadSteady))
 	t0 := time.Now()
 	res := make(chan []sample, 1)
 	go func() { res <- l.run(ctx, t0, reloadLoad) }()
@@ -632,13 +735,14 @@ func reloadRun(ctx context.Context, sh func(...string) (string, error), p steerP
 		return row, fmt.Errorf("%w\n%s", err, out)
 	}
 	row.run = statsOf(between(ss, warm, reloadLoad), reloadLoad-warm)
+	row.runLat = latencies(between(ss, warm, reloadLoad))
 	row.during = statsOf(between(ss, from, from+row.took), row.took)
 	return row, nil
 }
 
 func printReloads(rows []reloadSteerRow) {
 	fmt.Printf("### corral reload of 4 instances under load\n\n")
-	fmt.Printf("GET /, %d clients; a steady run of %v, then a run of %v with `corral reload POOL` %v in (the first %v of each run not counted).\n\n", steerConns, reloadSteady, reloadLoad, reloadAt, warm)
+	fmt.Printf("GET /, %d clients; a steady run of %v, then a run of %v with `corral reload POOL` %v in (the first %v of each run not counted); %d times each, steering off then on.\n\n", steerConns, reloadSteady, reloadLoad, reloadAt, warm, steerRounds)
 	fmt.Printf("| connections | steering | steady req/s | steady p50 / p99 | reload run req/s | reload run p50 / p99 | p99 run / steady (bar ≤ 1.3x) | during the reload: n, p99, max | failed | reload took |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -655,6 +759,45 @@ func printReloads(rows []reloadSteerRow) {
 			modeName(r.keepAlive), r.p.label(), r.steady.rps, fmtMS(r.steady.p50), fmtMS(r.steady.p99),
 			r.run.rps, fmtMS(r.run.p50), fmtMS(r.run.p99), bar, r.during.n, fmtMS(r.during.p99), fmtMS(r.during.max),
 			r.run.failed+r.run.refused, r.took.Round(time.Millisecond))
+	}
+	fmt.Println()
+	if steerRounds < 2 {
+		return
+	}
+	fmt.Printf("The same reloads pooled: the requests of all the reload runs of a kind against those of all their steady runs.\n\n")
+	fmt.Printf("| connections | steering | reloads | reload run p99, all runs | steady p99, all runs | p99 run / steady (bar ≤ 1.3x) | runs within 1.3x on their own | failed, all runs |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|\n")
+	for _, ka := range []bool{true, false} {
+		for _, on := range []bool{false, true} {
+			var steady, run [][]time.Duration
+			n, within, failed := 0, 0, 0
+			label := "off"
+			for _, r := range rows {
+				if r.keepAlive != ka || r.p.on != on {
+					continue
+				}
+				label = r.p.label()
+				n++
+				steady, run = append(steady, r.steadyLat), append(run, r.runLat)
+				if ratio(r.run.p99, r.steady.p99) <= 1.3 {
+					within++
+				}
+				failed += r.run.failed + r.run.refused
+			}
+			if n == 0 {
+				continue
+			}
+			sp99, rp99 := pooledP99(steady), pooledP99(run)
+			bar := fmt.Sprintf("%.2fx", ratio(rp99, sp99))
+			if on {
+				if ratio(rp99, sp99) <= 1.3 {
+					bar += " pass"
+				} else {
+					bar += " FAIL"
+				}
+			}
+			fmt.Printf("| %s | %s | %d | %s | %s | %s | %d of %d | %d |\n", modeName(ka), label, n, fmtMS(rp99), fmtMS(sp99), bar, within, n, failed)
+		}
 	}
 	fmt.Println()
 }
