@@ -41,6 +41,9 @@ type Steerer struct {
 	Interval time.Duration
 	// Store keeps the maps across restarts; nil keeps nothing.
 	Store FDStore
+	// Listening reads the listening sockets and their queues
+	// (listenq.Listening): Leave waits on the leaving instance's.
+	Listening func() ([]listenq.Socket, error)
 
 	off     error                // why steering is off; nil when on
 	kernel  *steer.Exits         // the kernel's word of deaths; nil when off
@@ -80,6 +83,7 @@ type exitWatch struct {
 type sgroup struct {
 	g      *steer.Group
 	pid    map[int]uint32 // main process it was found in
+	ino    map[int]uint64 // the socket's inode, by slot
 	last   uint64         // the inode of a socket of the group, put last
 	mode   steer.Mode
 	table  []uint32
@@ -95,7 +99,7 @@ type sgroup struct {
 // corrald started with: the maps a previous corrald stored are among them.
 // It probes BPF and PID 1's sockets once; Off says what failed.
 func NewSteerer(co *Coordinator, acc *Acceptance, inherited []activation.FD) *Steerer {
-	s := &Steerer{co: co, acc: acc, Interval: 5 * time.Second, kick: make(chan struct{}, 1), reqs: make(chan func()),
+	s := &Steerer{co: co, acc: acc, Interval: 5 * time.Second, Listening: listenq.Listening, kick: make(chan struct{}, 1), reqs: make(chan func()),
 		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}, kept: map[string]*ebpf.Map{},
 		watch: map[uint32]exitWatch{}, dead: map[uint32]bool{}, exits: make(chan uint32, 64)}
 	if s.kernel, s.off = steer.NewExits(); s.off == nil {
@@ -165,8 +169,19 @@ func (s *Steerer) Kick() {
 	}
 }
 
+// leaveDrain bounds how long Leave waits for the leaving instance to
+// accept what its queue holds: one that does not accept (hung, or its
+// program never listens) is stopped after it, its queue then waiting for
+// its replacement.
+const leaveDrain = time.Second
+
 // Leave takes instance i of pool out of the table until Return, and
-// returns once the kernel has the new table: a reload stops it next.
+// returns once the kernel has the new table and the instance has accepted
+// the connections already in its sockets' queues (for at most
+// leaveDrain): a reload stops it next, and a program stops accepting when
+// it is told to stop, so that those would otherwise wait for its
+// replacement. (A client's handshake still in flight as the table changed
+// may yet land in the queue, and waits as before.)
 func (s *Steerer) Leave(ctx context.Context, pool string, i int) {
 	if s == nil || s.off != nil {
 		return
@@ -177,7 +192,49 @@ func (s *Steerer) Leave(ctx context.Context, pool string, i int) {
 	}
 	s.leaving[pool][i]++
 	s.mu.Unlock()
-	loop.Do(ctx, s.reqs, func() { s.refresh(ctx) })
+	var inos []uint64
+	loop.Do(ctx, s.reqs, func() {
+		s.refresh(ctx)
+		for key, g := range s.groups {
+			if ino, ok := g.ino[i-1]; ok && key.pool == pool {
+				inos = append(inos, ino)
+			}
+		}
+	})
+	if s.Listening != nil && len(inos) > 0 {
+		awaitEmpty(ctx, s.Listening, inos, leaveDrain)
+	}
+}
+
+// awaitEmpty waits until the accept queue of each socket of inos is empty,
+// read with read every 2 ms, for at most limit, and reports whether they
+// emptied. A socket that read does not list (closed) counts as empty.
+func awaitEmpty(ctx context.Context, read func() ([]listenq.Socket, error), inos []uint64, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		socks, err := read()
+		if err != nil {
+			return false
+		}
+		empty := true
+		for _, so := range socks {
+			if so.Queued > 0 && slices.Contains(inos, uint64(so.Inode)) {
+				empty = false
+				break
+			}
+		}
+		if empty {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // Return ends a Leave: the instance is back in the table once it serves.
@@ -558,7 +615,7 @@ func (s *Steerer) group(ctx context.Context, key groupKey) *sgroup {
 			}
 		}
 	}
-	sg := &sgroup{g: g, pid: map[int]uint32{}}
+	sg := &sgroup{g: g, pid: map[int]uint32{}, ino: map[int]uint64{}}
 	s.groups[key] = sg
 	return sg
 }
@@ -624,7 +681,7 @@ func (s *Steerer) fill(key groupKey, g *sgroup, p steered, i int, listening map[
 			return false
 		}
 	}
-	g.pid[i-1], g.last, g.attached = u.MainPID, ino, true
+	g.pid[i-1], g.ino[i-1], g.last, g.attached = u.MainPID, ino, ino, true
 	delete(s.warned, fmt.Sprint(key, i))
 	return true
 }

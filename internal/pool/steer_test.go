@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/corral-pool/corral/api"
+	"github.com/corral-pool/corral/internal/listenq"
 	"github.com/corral-pool/corral/internal/steer"
 	"github.com/corral-pool/corral/internal/units"
 )
@@ -175,5 +177,91 @@ func TestServing(t *testing.T) {
 	proc.Process.Kill()
 	if got, _ := s.serving(v, now); !slices.Equal(got, []int{1}) {
 		t.Errorf("serving with 2's process killed = %v", got)
+	}
+}
+
+// TestAwaitEmpty: Leave's wait returns once the leaving instance's sockets
+// have empty queues (others' queues do not count, a closed socket counts as
+// empty), gives up after its limit, and after a failed read.
+func TestAwaitEmpty(t *testing.T) {
+	reads := func(queues ...[]listenq.Socket) (func() ([]listenq.Socket, error), *int) {
+		n := 0
+		return func() ([]listenq.Socket, error) {
+			q := queues[min(n, len(queues)-1)]
+			n++
+			return q, nil
+		}, &n
+	}
+	ours := func(q uint32) listenq.Socket { return listenq.Socket{Addr: "127.0.0.1:8080", Inode: 7, Queued: q} }
+	other := listenq.Socket{Addr: "127.0.0.1:8080", Inode: 8, Queued: 50}
+	ctx := context.Background()
+
+	read, n := reads([]listenq.Socket{ours(3), other}, []listenq.Socket{ours(1), other}, []listenq.Socket{ours(0), other})
+	if !awaitEmpty(ctx, read, []uint64{7}, 5*time.Second) || *n != 3 {
+		t.Errorf("draining queue: emptied after %d reads, want true after 3", *n)
+	}
+	read, n = reads([]listenq.Socket{other})
+	if !awaitEmpty(ctx, read, []uint64{7}, 5*time.Second) || *n != 1 {
+		t.Errorf("closed socket: %d reads, want true after 1", *n)
+	}
+	read, _ = reads([]listenq.Socket{ours(2)})
+	t0 := time.Now()
+	if awaitEmpty(ctx, read, []uint64{7}, 50*time.Millisecond) {
+		t.Error("a queue that never empties: want false")
+	}
+	if took := time.Since(t0); took < 50*time.Millisecond || took > 5*time.Second {
+		t.Errorf("gave up after %v, want its limit, 50ms", took)
+	}
+	if awaitEmpty(ctx, func() ([]listenq.Socket, error) { return nil, errors.New("netlink") }, []uint64{7}, time.Second) {
+		t.Error("a failed read: want false")
+	}
+}
+
+// TestAwaitEmptyRealQueue: on a real socket, the wait lasts while
+// connections sit in its accept queue and ends once they are accepted.
+func TestAwaitEmptyRealQueue(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	l, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino, err := steer.Inode(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c, err := net.Dial("tcp4", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	ctx := context.Background()
+	if awaitEmpty(ctx, listenq.Listening, []uint64{ino}, 100*time.Millisecond) {
+		t.Fatal("3 connections in the queue: the wait should last its limit")
+	}
+	done := make(chan bool, 1)
+	go func() { done <- awaitEmpty(ctx, listenq.Listening, []uint64{ino}, 10*time.Second) }()
+	for range 3 {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Error("the queue emptied: want true")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the wait outlived the queue")
 	}
 }
