@@ -195,15 +195,25 @@ func (s *Steerer) Leave(ctx context.Context, pool string, i int) {
 	var inos []uint64
 	loop.Do(ctx, s.reqs, func() {
 		s.refresh(ctx)
-		for key, g := range s.groups {
-			if ino, ok := g.ino[i-1]; ok && key.pool == pool {
-				inos = append(inos, ino)
-			}
-		}
+		inos = s.queuesOf(pool, i)
 	})
 	if s.Listening != nil && len(inos) > 0 {
 		awaitEmpty(ctx, s.Listening, inos, leaveDrain)
 	}
+}
+
+// queuesOf returns the inodes of the sockets of instance i of pool whose
+// queues its process may yet accept: only one that runs does, so with
+// none there is nothing to wait for. Run's.
+func (s *Steerer) queuesOf(pool string, i int) []uint64 {
+	var inos []uint64
+	for key, g := range s.groups {
+		pid := g.pid[i-1]
+		if ino, ok := g.ino[i-1]; ok && key.pool == pool && pid != 0 && !s.dead[pid] && unix.Kill(int(pid), 0) == nil {
+			inos = append(inos, ino)
+		}
+	}
+	return inos
 }
 
 // awaitEmpty waits until the accept queue of each socket of inos is empty,

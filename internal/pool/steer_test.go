@@ -265,3 +265,36 @@ func TestAwaitEmptyRealQueue(t *testing.T) {
 		t.Error("the wait outlived the queue")
 	}
 }
+
+// TestQueuesOf: Leave waits on the sockets of the leaving instance, in
+// every address of its pool, and only while its process runs.
+func TestQueuesOf(t *testing.T) {
+	self := uint32(os.Getpid())
+	s := &Steerer{dead: map[uint32]bool{}, groups: map[groupKey]*sgroup{
+		{"app", "127.0.0.1:8080"}: {pid: map[int]uint32{0: self, 1: self}, ino: map[int]uint64{0: 10, 1: 11}},
+		{"app", "[::1]:8080"}:     {pid: map[int]uint32{1: self}, ino: map[int]uint64{1: 21}},
+		{"web", "127.0.0.1:9090"}: {pid: map[int]uint32{1: self}, ino: map[int]uint64{1: 31}},
+	}}
+	got := s.queuesOf("app", 2)
+	slices.Sort(got)
+	if !slices.Equal(got, []uint64{11, 21}) {
+		t.Errorf("app@2's sockets: %v, want [11 21]", got)
+	}
+	if got := s.queuesOf("app", 3); len(got) != 0 {
+		t.Errorf("an instance with no socket in the table: %v, want none", got)
+	}
+	s.dead[self] = true
+	if got := s.queuesOf("app", 2); len(got) != 0 {
+		t.Errorf("its process exited: %v, want none", got)
+	}
+	delete(s.dead, self)
+	// A pid no process has.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	s.groups[groupKey{"app", "127.0.0.1:8080"}].pid[1] = uint32(gone.Process.Pid)
+	if got := s.queuesOf("app", 2); !slices.Equal(got, []uint64{21}) {
+		t.Errorf("one address's process gone: %v, want [21]", got)
+	}
+}
