@@ -171,11 +171,13 @@ func (c *Coordinator) Changed(unit string) {
 	c.Dirty(unitPool(unit))
 }
 
-// Activated tells the coordinator that an instance unit became active
-// (READY=1, with readiness = "notify"): its pool is reconciled without
-// waiting for the burst of signals to end, so that what waits on the
-// instance, the steering's table above all, learns of it at once rather
-// than a debounce later.
+// Activated tells the coordinator that an instance unit became active.
+// With readiness = "notify" that is its READY=1, and its pool is
+// reconciled without waiting for the burst of signals to end, so that
+// what waits on the instance, the steering's table above all, learns of it
+// at once rather than a debounce later. Without, active says only that the
+// program was started (it joins the table after ready_delay), and the
+// signal is an ordinary change.
 func (c *Coordinator) Activated(unit string) {
 	if inv, ok := c.sd.(Invalidator); ok {
 		inv.Invalidate(unit)
@@ -222,7 +224,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 				names = c.pools.names()
 			}
 			mark(dirty, c.pools, names)
-			if now {
+			if slices.ContainsFunc(now, c.pools.notifies) {
 				debounce.Reset(0)
 			} else {
 				debounce.Reset(c.cfg.Debounce)
@@ -259,6 +261,13 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// notifies reports whether pool exists and its instances say when they
+// are ready (readiness = "notify").
+func (pools poolSet) notifies(pool string) bool {
+	p := pools[pool]
+	return p != nil && p.cfg != nil && p.cfg.Readiness == units.ReadinessNotify
 }
 
 // mark adds the pools of names that exist to dirty.

@@ -14,11 +14,11 @@ type hints struct {
 	mu    sync.Mutex
 	all   bool            // re-read the pool files and mark every pool
 	pools map[string]bool // pools to mark
-	now   bool            // one of them should not wait for the debounce
+	now   map[string]bool // of them, those that should not wait for the debounce
 }
 
 func newHints() *hints {
-	return &hints{wake: make(chan struct{}, 1), pools: map[string]bool{}}
+	return &hints{wake: make(chan struct{}, 1), pools: map[string]bool{}, now: map[string]bool{}}
 }
 
 // add records a hint about pool, "" for everything. It never blocks.
@@ -30,7 +30,9 @@ func (h *hints) addNow(pool string) { h.put(pool, true) }
 
 func (h *hints) put(pool string, now bool) {
 	h.mu.Lock()
-	h.now = h.now || now
+	if now && pool != "" {
+		h.now[pool] = true
+	}
 	if pool == "" {
 		h.all = true
 	} else {
@@ -43,13 +45,16 @@ func (h *hints) put(pool string, now bool) {
 	}
 }
 
-// take returns and clears what was added since the last take; now: a
-// hint among them came with addNow.
-func (h *hints) take() (all bool, pools []string, now bool) {
+// take returns and clears what was added since the last take; now: the
+// pools of them that came with addNow.
+func (h *hints) take() (all bool, pools, now []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	all, h.all = h.all, false
-	now, h.now = h.now, false
+	for p := range h.now {
+		now = append(now, p)
+	}
+	clear(h.now)
 	for p := range h.pools {
 		pools = append(pools, p)
 	}
