@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,14 +30,14 @@ const restartKills = 5
 // monotonic clock.
 type restartRow struct {
 	seen, begun, ready time.Duration // kill → systemd saw the exit → the start began → READY=1
-	cpu                time.Duration // the replacement's CPU time until READY=1 (and a few ms after)
+	cpu                time.Duration // the replacement's CPU time, all its threads, until READY=1 (and a few ms after)
 }
 
 func restartRun(box *sdbox.Box, sh func(...string) (string, error), p steerPool) error {
 	unit := p.name + "@2.service"
 	dropin := "/etc/systemd/system/" + p.name + "@.service.d/zz-bench-restart.conf"
 	fmt.Printf("### From a SIGKILL to the replacement's READY=1\n\n")
-	fmt.Printf("%s@2, idle, killed %d times for each row, from the host; each row but the first is a drop-in on the pool's instances that prices a part of each start (the sandbox stays as corral generates it; docs/security.md). Spans on the kernel's monotonic clock: the kill, systemd's ActiveExitTimestamp (it saw the exit), InactiveExitTimestamp (the start began) and ActiveEnterTimestamp (READY=1); the replacement's CPU time from its fork on (the sandbox is set up in it before exec) until READY=1. Median, and the range.\n\n", p.name, restartKills)
+	fmt.Printf("%s@2, idle, killed %d times for each row, from the host; each row but the first is a drop-in on the pool's instances that prices a part of each start (the sandbox stays as corral generates it; docs/security.md). Spans on the kernel's monotonic clock: the kill, systemd's ActiveExitTimestamp (it saw the exit), InactiveExitTimestamp (the start began) and ActiveEnterTimestamp (READY=1); the replacement's CPU time, all its threads, from its fork on (the sandbox is set up in it before exec) until READY=1. Median, and the range.\n\n", p.name, restartKills)
 	fmt.Printf("| instances | kill → exit seen | exit → start | start → READY=1 | kill → READY=1 | replacement's CPU until READY=1 |\n|---|---|---|---|---|---|\n")
 	defer func() {
 		sh("rm", "-f", dropin)
@@ -89,11 +87,7 @@ func restartRun(box *sdbox.Box, sh func(...string) (string, error), p steerPool)
 // replacement's READY=1.
 func restartOnce(box *sdbox.Box, sh func(...string) (string, error), unit string) (restartRow, error) {
 	var r restartRow
-	old, err := showInt(sh, "MainPID", unit)
-	if err != nil {
-		return r, err
-	}
-	host, err := hostPID(box, int(old))
+	old, host, err := mainPID(box, sh, unit)
 	if err != nil {
 		return r, err
 	}
@@ -101,31 +95,13 @@ func restartOnce(box *sdbox.Box, sh func(...string) (string, error), unit string
 	if err := syscall.Kill(host, syscall.SIGKILL); err != nil {
 		return r, err
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	var pid int64
-	for {
-		out, _ := sh("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", unit)
-		props := map[string]string{}
-		for _, line := range strings.Split(out, "\n") {
-			if k, v, ok := strings.Cut(line, "="); ok {
-				props[k] = strings.TrimSpace(v)
-			}
-		}
-		if pid, _ = strconv.ParseInt(props["MainPID"], 10, 64); props["ActiveState"] == "active" && pid != 0 && pid != old {
-			break
-		}
-		if time.Now().After(deadline) {
-			return r, fmt.Errorf("%s not back 20 s after the kill", unit)
-		}
-		time.Sleep(10 * time.Millisecond)
+	pid, active, err := awaitReplacement(sh, unit, old, kill, 10*time.Millisecond)
+	if err != nil {
+		return r, err
 	}
+	r.ready = active - kill
 	if h, err := hostPID(box, int(pid)); err == nil {
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", h)); err == nil {
-			if f := strings.Fields(string(b)); len(f) > 0 {
-				ns, _ := strconv.ParseInt(f[0], 10, 64)
-				r.cpu = time.Duration(ns)
-			}
-		}
+		r.cpu = cpuTimes(map[string]int{"replacement": h})["replacement"]
 	}
 	at := func(prop string) (time.Duration, error) {
 		us, err := showInt(sh, prop, unit)
@@ -134,9 +110,6 @@ func restartOnce(box *sdbox.Box, sh func(...string) (string, error), unit string
 	if r.seen, err = at("ActiveExitTimestampMonotonic"); err != nil {
 		return r, err
 	}
-	if r.begun, err = at("InactiveExitTimestampMonotonic"); err != nil {
-		return r, err
-	}
-	r.ready, err = at("ActiveEnterTimestampMonotonic")
+	r.begun, err = at("InactiveExitTimestampMonotonic")
 	return r, err
 }

@@ -298,6 +298,34 @@ func hostPID(box *sdbox.Box, pid int) (int, error) {
 	return 0, fmt.Errorf("pid %d of the box not found on the host", pid)
 }
 
+// mainPID returns unit's main process, in the box and on the host.
+func mainPID(box *sdbox.Box, sh func(...string) (string, error), unit string) (pid int64, host int, err error) {
+	if pid, err = showInt(sh, "MainPID", unit); err != nil {
+		return 0, 0, err
+	}
+	host, err = hostPID(box, int(pid))
+	return pid, host, err
+}
+
+// awaitReplacement waits, looking every poll for 20 s at most, until unit
+// has a main process other than old that became active (READY=1) after
+// since, and returns it and when it became active, both on the kernel's
+// monotonic clock.
+func awaitReplacement(sh func(...string) (string, error), unit string, old int64, since, poll time.Duration) (pid int64, active time.Duration, err error) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pid, _ = showInt(sh, "MainPID", unit)
+		us, _ := showInt(sh, "ActiveEnterTimestampMonotonic", unit)
+		if active = time.Duration(us) * time.Microsecond; pid != 0 && pid != old && active > since {
+			return pid, active, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("%s not back 20 s after the kill", unit)
+		}
+		time.Sleep(poll)
+	}
+}
+
 // showInt reads a number property of a unit.
 func showInt(sh func(...string) (string, error), prop, unit string) (int64, error) {
 	out, err := sh("systemctl", "show", "-P", prop, unit)
@@ -347,11 +375,7 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 		return row, err
 	}
 	unit := p.name + "@2.service"
-	old, err := showInt(sh, "MainPID", unit)
-	if err != nil {
-		return row, err
-	}
-	host, err := hostPID(box, int(old))
+	old, host, err := mainPID(box, sh, unit)
 	if err != nil {
 		return row, err
 	}
@@ -401,20 +425,11 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	probes := probe(ctx, p.addr(), t0, 2*time.Millisecond, 300)
 	ss := <-res
 	// READY=1 of the replacement, on the same clock.
-	var readyAt time.Duration
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		pid, _ := showInt(sh, "MainPID", unit)
-		us, _ := showInt(sh, "ActiveEnterTimestampMonotonic", unit)
-		if at := time.Duration(us)*time.Microsecond - mono0; pid != 0 && pid != old && at > kill {
-			readyAt = at
-			break
-		}
-		if time.Now().After(deadline) {
-			return row, fmt.Errorf("%s not back 20 s after the kill", unit)
-		}
-		time.Sleep(50 * time.Millisecond)
+	_, active, err := awaitReplacement(sh, unit, old, mono0+kill, 50*time.Millisecond)
+	if err != nil {
+		return row, err
 	}
+	readyAt := active - mono0
 	row.ready = readyAt - kill
 	row.cpu = map[string]time.Duration{}
 	after := <-cpu1
