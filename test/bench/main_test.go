@@ -55,3 +55,17 @@ func TestLoad(t *testing.T) {
 		t.Errorf("closed port: %+v", st)
 	}
 }
+
+// TestMedian: the upper median of an even count, the input left as it was.
+func TestMedian(t *testing.T) {
+	ds := []time.Duration{4, 1, 3, 2}
+	if m := median(ds); m != 3 || ds[0] != 4 {
+		t.Errorf("median = %v, input %v", m, ds)
+	}
+	if m := median([]time.Duration{7}); m != 7 {
+		t.Errorf("median of one = %v", m)
+	}
+	if m := median(nil); m != 0 {
+		t.Errorf("median of none = %v", m)
+	}
+}

@@ -22,6 +22,10 @@ var restartVariants = []struct{ name, dropin string }{
 	{"without the mount namespace's settings", "ProtectSystem=no\nProtectHome=no\nPrivateTmp=no\nPrivateDevices=no\nProtectKernelTunables=no\nProtectKernelModules=no\nProtectKernelLogs=no\nProtectControlGroups=no\nProtectClock=no\nProtectProc=default\nPrivateMounts=no\n"},
 	{"without the system call filters", "SystemCallFilter=\nSystemCallArchitectures=\nRestrictAddressFamilies=\nRestrictNamespaces=no\nLockPersonality=no\nRestrictRealtime=no\nRestrictSUIDSGID=no\nMemoryDenyWriteExecute=no\n"},
 	{"without ExecStopPost= (the exit record)", "ExecStopPost=\n"},
+	{"ExecStopPost= a no-op (what any command there costs)", "ExecStopPost=\nExecStopPost=-+/bin/true\n"},
+	{"without the network namespace (PrivateNetwork=, IPAddressDeny=)", "PrivateNetwork=no\nIPAddressDeny=\n"},
+	{"without IPAddressDeny= (its cgroup BPF program)", "IPAddressDeny=\n"},
+	{"without the user and IPC namespaces (PrivateUsers=, PrivateIPC=)", "PrivateUsers=no\nPrivateIPC=no\n"},
 }
 
 const restartKills = 5

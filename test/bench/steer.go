@@ -358,8 +358,9 @@ type killRow struct {
 	// steady nor arriving: they reach a stopped worker).
 	stopped time.Duration
 	inStop  int
-	// CPU time of the box's processes in the cpuWindow after the kill.
-	cpu map[string]time.Duration
+	// CPU time of the box's processes in the cpuWindow after the kill,
+	// and in the cpuWindow before it (with the killed worker's, "killed").
+	cpu, cpuBefore map[string]time.Duration
 	// From the probes: the last that went to the killed worker's socket
 	// before READY=1, after the kill, and the first after READY=1 that
 	// reached the replacement, after READY=1; -1 none.
@@ -384,8 +385,9 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 		return row, err
 	}
 	// Who uses the CPU from the kill to READY=1: the box's processes that
-	// take part in a restart, by host pid.
-	watched := map[string]int{"systemd": box.PID()}
+	// take part in a restart, by host pid; and the killed worker's, for
+	// the pool's CPU before the kill.
+	watched := map[string]int{"systemd": box.PID(), "killed": host}
 	for name, u := range map[string]string{"corrald": "corral.service", "journald": "systemd-journald.service", "survivor": p.name + "@1.service"} {
 		if pid, err := showInt(sh, "MainPID", u); err == nil && pid != 0 {
 			if h, err := hostPID(box, int(pid)); err == nil {
@@ -397,6 +399,8 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	t0, mono0 := time.Now(), monoNow()
 	res := make(chan []sample, 1)
 	go func() { res <- l.run(ctx, t0, killLoad) }()
+	time.Sleep(time.Until(t0.Add(killAt - cpuWindow)))
+	cpuPre := cpuTimes(watched)
 	time.Sleep(time.Until(t0.Add(killAt)))
 	// The killed worker's connections: stopped (SIGSTOP), it can
 	// neither accept nor close one while they are counted, so the count
@@ -431,10 +435,13 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	}
 	readyAt := active - mono0
 	row.ready = readyAt - kill
-	row.cpu = map[string]time.Duration{}
+	row.cpu, row.cpuBefore = map[string]time.Duration{}, map[string]time.Duration{}
 	after := <-cpu1
 	for name, t := range after {
 		row.cpu[name] = t - cpu0[name]
+	}
+	for name, t := range cpu0 {
+		row.cpuBefore[name] = t - cpuPre[name]
 	}
 	row.inStop = len(between(ss, stop, kill))
 	row.steady = statsOf(between(ss, warm, stop), stop-warm)
@@ -529,11 +536,14 @@ func socketFDs(pid int) (int, error) {
 // answered by the survivor, by the replacement, failed, and their
 // slowest.
 func timeline(r killRow, ss []sample, kill, ready time.Duration, old int32) {
-	var cpu []string
+	var cpu, before []string
 	for _, name := range slices.Sorted(maps.Keys(r.cpu)) {
 		cpu = append(cpu, fmt.Sprintf("%s %.1f ms", name, float64(r.cpu[name])/1e6))
 	}
-	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v after the kill: %s; new connections by start after the kill (n survivor/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, strings.Join(cpu, ", "))
+	for _, name := range slices.Sorted(maps.Keys(r.cpuBefore)) {
+		before = append(before, fmt.Sprintf("%s %.1f ms", name, float64(r.cpuBefore[name])/1e6))
+	}
+	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v before the kill: %s; after it: %s; new connections by start after the kill (n survivor/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, strings.Join(before, ", "), strings.Join(cpu, ", "))
 	const step = 10 * time.Millisecond
 	var b strings.Builder
 	for t := kill; t < ready+50*time.Millisecond; t += step {
@@ -650,14 +660,17 @@ func printPooledKills(rows []killRow) {
 		by[k] = append(by[k], r)
 	}
 	fmt.Printf("The same kills pooled: the requests that arrived in the windows of all the kills of a kind against the steady requests of those kills.\n\n")
-	fmt.Printf("| route | connections | steering | kills | kill → READY=1, fastest–slowest | arriving n | arriving p99, all kills | steady p99, all kills | p99 arriving / steady (bar ≤ 1.5x) | kills within 1.5x on their own | kills with failed ≤ the killed worker's connections |\n")
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| route | connections | steering | kills | kill → READY=1, fastest–slowest | arriving n | arriving p99, all kills | steady p99, all kills | p99 arriving / steady (bar ≤ 1.5x) | kills within 1.5x on their own | kills with failed ≤ the killed worker's connections | CPU of the serving instances in the %v before the kill → after it, median |\n", cpuWindow)
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range order {
 		rs := by[k]
 		var steady, arriving [][]time.Duration
 		within, failOK := 0, 0
 		lo, hi := rs[0].ready, rs[0].ready
+		var served, serving []time.Duration
 		for _, r := range rs {
+			served = append(served, r.cpuBefore["survivor"]+r.cpuBefore["killed"])
+			serving = append(serving, r.cpu["survivor"])
 			steady, arriving = append(steady, r.steadyLat), append(arriving, r.windowLat)
 			if r.window.n > 0 && ratio(r.window.p99, r.steady.p99) <= 1.5 {
 				within++
@@ -683,8 +696,9 @@ func printPooledKills(rows []killRow) {
 		if k.on {
 			label = "on"
 		}
-		fmt.Printf("| %s | %s | %s | %d | %v–%v | %d | %s | %s | %s | %d of %d | %d of %d |\n", k.route, modeName(k.keepAlive), label, len(rs),
-			lo.Round(time.Millisecond), hi.Round(time.Millisecond), n, fmtMS(ap99), fmtMS(sp99), bar, within, len(rs), failOK, len(rs))
+		fmt.Printf("| %s | %s | %s | %d | %v–%v | %d | %s | %s | %s | %d of %d | %d of %d | %s (2 instances) → %s (the survivor) |\n", k.route, modeName(k.keepAlive), label, len(rs),
+			lo.Round(time.Millisecond), hi.Round(time.Millisecond), n, fmtMS(ap99), fmtMS(sp99), bar, within, len(rs), failOK, len(rs),
+			fmtMS(median(served)), fmtMS(median(serving)))
 	}
 	fmt.Println()
 }
@@ -1070,4 +1084,15 @@ func stickyRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, 
 		return errors.New("no address reached a single instance")
 	}
 	return nil
+}
+
+// median returns the median of ds (the upper one of an even count), 0
+// for none.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
