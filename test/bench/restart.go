@@ -73,8 +73,7 @@ func restartRun(box *sdbox.Box, sh func(...string) (string, error), p steerPool)
 			for _, r := range rows {
 				ds = append(ds, f(r))
 			}
-			slices.Sort(ds)
-			return fmt.Sprintf("%s (%s–%s)", fmtMS(ds[len(ds)/2]), fmtMS(ds[0]), fmtMS(ds[len(ds)-1]))
+			return fmt.Sprintf("%s (%s–%s)", fmtMS(median(ds)), fmtMS(slices.Min(ds)), fmtMS(slices.Max(ds)))
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", v.name,
 			col(func(r restartRow) time.Duration { return r.seen }),

@@ -536,14 +536,7 @@ func socketFDs(pid int) (int, error) {
 // answered by the survivor, by the replacement, failed, and their
 // slowest.
 func timeline(r killRow, ss []sample, kill, ready time.Duration, old int32) {
-	var cpu, before []string
-	for _, name := range slices.Sorted(maps.Keys(r.cpu)) {
-		cpu = append(cpu, fmt.Sprintf("%s %.1f ms", name, float64(r.cpu[name])/1e6))
-	}
-	for _, name := range slices.Sorted(maps.Keys(r.cpuBefore)) {
-		before = append(before, fmt.Sprintf("%s %.1f ms", name, float64(r.cpuBefore[name])/1e6))
-	}
-	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v before the kill: %s; after it: %s; new connections by start after the kill (n survivor/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, strings.Join(before, ", "), strings.Join(cpu, ", "))
+	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v before the kill: %s; after it: %s; new connections by start after the kill (n survivor/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, fmtCPU(r.cpuBefore), fmtCPU(r.cpu))
 	const step = 10 * time.Millisecond
 	var b strings.Builder
 	for t := kill; t < ready+50*time.Millisecond; t += step {
@@ -1084,6 +1077,15 @@ func stickyRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, 
 		return errors.New("no address reached a single instance")
 	}
 	return nil
+}
+
+// fmtCPU lists the CPU times of cpu by name: "corrald 12.3 ms, …".
+func fmtCPU(cpu map[string]time.Duration) string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(cpu)) {
+		out = append(out, fmt.Sprintf("%s %.1f ms", name, float64(cpu[name])/1e6))
+	}
+	return strings.Join(out, ", ")
 }
 
 // median returns the median of ds (the upper one of an even count), 0
