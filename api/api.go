@@ -68,6 +68,11 @@ type InstanceInfo struct {
 	Messages    bool   // its worker is connected to corrald for messages
 	Queued      uint32 // not-accepting: connections waiting in its socket's queue
 	Cordoned    bool   // the operator cordoned it (corral cordon): no new connections
+	// Spare: one of the pool's spares (spares =), started but out of
+	// rotation; StandsFor is the instance whose place in rotation it has
+	// taken, 0 none.
+	Spare     bool
+	StandsFor uint32
 	// Release is the release it runs: the directory its pool's release
 	// link pointed at when its process started (docs/deploy.md); "" when
 	// the pool has no release link or it does not run.

@@ -14,18 +14,18 @@ func TestStoreReply(t *testing.T) {
 	row := []any{"app", uint32(1), "app@1.service", "running", "active", "running", uint32(7),
 		uint64(1), uint32(2), uint64(3), uint64(4), ""}
 	var ws []InstanceInfo
-	if err := storeReply("ListInstances", []any{[][]any{append(row, true, uint32(5), true, "/srv/app/releases/3")}}, &ws); err != nil {
+	if err := storeReply("ListInstances", []any{[][]any{append(row, true, uint32(5), true, true, uint32(2), "/srv/app/releases/3")}}, &ws); err != nil {
 		t.Fatal(err)
 	}
-	if len(ws) != 1 || ws[0].Unit != "app@1.service" || ws[0].PID != 7 || !ws[0].Messages || ws[0].Queued != 5 || !ws[0].Cordoned || ws[0].Release != "/srv/app/releases/3" {
+	if len(ws) != 1 || ws[0].Unit != "app@1.service" || ws[0].PID != 7 || !ws[0].Messages || ws[0].Queued != 5 || !ws[0].Cordoned || !ws[0].Spare || ws[0].StandsFor != 2 || ws[0].Release != "/srv/app/releases/3" {
 		t.Errorf("stored %+v", ws)
 	}
 
-	err := storeReply("ListInstances", []any{[][]any{append(row, true, uint32(5), true)}}, &ws)
-	for _, want := range []string{"corrald's answer to ListInstances is not the a(sussssututtsbubs) this corral expects",
+	err := storeReply("ListInstances", []any{[][]any{append(row, true, uint32(5), true, "/srv/app/releases/3")}}, &ws)
+	for _, want := range []string{"corrald's answer to ListInstances is not the a(sussssututtsbubbus) this corral expects",
 		"'sudo systemctl restart corral'"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("a reply of an older corrald (no release field): %v, want %q", err, want)
+			t.Errorf("a reply of an older corrald (no spare fields): %v, want %q", err, want)
 		}
 	}
 }

@@ -5,7 +5,7 @@ package api
 // it, and docs/corrald.md describes each.
 const Introspection = `<interface name="` + Interface + `">
   <method name="ListPools"><arg name="pools" type="a(ssuussasbus)" direction="out"/></method>
-  <method name="ListInstances"><arg name="pool" type="s" direction="in"/><arg name="instances" type="a(sussssututtsbubs)" direction="out"/></method>
+  <method name="ListInstances"><arg name="pool" type="s" direction="in"/><arg name="instances" type="a(sussssututtsbubbus)" direction="out"/></method>
   <method name="Scale"><arg name="pool" type="s" direction="in"/><arg name="spec" type="s" direction="in"/><arg name="count" type="u" direction="out"/></method>
   <method name="Start"><arg name="target" type="s" direction="in"/></method>
   <method name="Stop"><arg name="target" type="s" direction="in"/></method>

@@ -52,6 +52,8 @@ var (
 	descDrained  = desc("corral_pool_drained", "1 while the operator has the pool drained (corral drain): the HAProxy agent answers drain.", "pool")
 	descSteering = desc("corral_pool_steering", "1 while a program in the kernel steers the pool's new connections to the instances that serve; 0 when it is off on this host or steering = false (pools with a socket per instance only).", "pool")
 	descRelease  = desc("corral_instance_release_info", "Always 1, for an instance of a pool with a release link: labelled with the release it runs, the directory the link pointed at when its process started (corral deploy).", "pool", "index", "release")
+	descSpare    = desc("corral_instance_spare", "1 for each of the pool's spares (spares =): started, out of rotation until an instance stops serving; no series for the others.", "pool", "index")
+	descStands   = desc("corral_instance_spare_in_rotation", "1 while a spare stands in rotation for an instance that does not serve; no series otherwise.", "pool", "index")
 	descCordon   = desc("corral_instance_cordoned", "1 while the operator has the instance cordoned (corral cordon): it gets no new connections; no series otherwise.", "pool", "index")
 	descPhase    = desc("corral_instance_state", "The instance's phase, as corral status shows it, always 1: one series per instance, labelled with its current phase.", "pool", "index", "phase")
 	descCPU      = desc("corral_instance_cpu_seconds_total", "CPU time the instance's cgroup used in its current life.", "pool", "index")
@@ -77,7 +79,7 @@ type collector struct {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDesired, descRunning, descState, descDrained, descSteering, descCordon, descRelease, descPhase, descCPU, descMemory, descStart, descRestarts, descQueued, descBacklog, descUp} {
+	for _, d := range []*prometheus.Desc{descDesired, descRunning, descState, descDrained, descSteering, descCordon, descSpare, descStands, descRelease, descPhase, descCPU, descMemory, descStart, descRestarts, descQueued, descBacklog, descUp} {
 		ch <- d
 	}
 	for _, d := range descCounts {
@@ -112,6 +114,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			i := strconv.Itoa(int(in.Index))
 			if in.Cordoned {
 				gauge(descCordon, 1, p.Name, i)
+			}
+			if in.Spare {
+				gauge(descSpare, 1, p.Name, i)
+			}
+			if in.StandsFor != 0 {
+				gauge(descStands, 1, p.Name, i)
 			}
 			if in.Release != "" {
 				gauge(descRelease, 1, p.Name, i, in.Release)

@@ -28,6 +28,8 @@ func sample() pool.Sample {
 			Instances: []api.InstanceInfo{
 				{Pool: "shop", Index: 1, Phase: "running", PID: 10, SinceUSec: 1_700_000_000_000_000, Restarts: 2, MemoryBytes: 7 << 20, CPUNSec: 1_500_000_000},
 				{Pool: "shop", Index: 2, Phase: "crash-loop", Restarts: 5, MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Cordoned: true, Release: "/srv/shop/releases/42"},
+				{Pool: "shop", Index: 3, Phase: "running", PID: 12, MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Spare: true, StandsFor: 2},
+				{Pool: "shop", Index: 4, Phase: "running", PID: 13, MemoryBytes: api.Unknown, CPUNSec: api.Unknown, Spare: true},
 			},
 			Queues: []pool.Queue{{Index: 1, Address: ":8080", Queued: 3, Backlog: 4096}, {Index: 2, Address: ":8080", Backlog: 4096}},
 		}},
@@ -59,6 +61,9 @@ func TestCollect(t *testing.T) {
 		`corral_pool_drained{pool="shop"} 1`,
 		`corral_pool_steering{pool="shop"} 1`,
 		`corral_instance_cordoned{index="2",pool="shop"} 1`,
+		`corral_instance_spare{index="3",pool="shop"} 1`,
+		`corral_instance_spare{index="4",pool="shop"} 1`,
+		`corral_instance_spare_in_rotation{index="3",pool="shop"} 1`,
 		`corral_instance_release_info{index="2",pool="shop",release="/srv/shop/releases/42"} 1`,
 		`corral_deploys_total{outcome="rolled back",pool="shop"} 0`,
 		`corral_instance_state{index="2",phase="crash-loop",pool="shop"} 1`,

@@ -60,8 +60,15 @@ func (a *Applier) ApplyIn(ctx context.Context, genDir string) ([]api.Change, err
 		return nil, errors.New("pool: this systemd connection cannot daemon-reload")
 	}
 	// What systemd runs now, to compare with what the files make.
-	names := map[string]bool{}
-	if err := a.co.do(ctx, func(ps poolSet) { mark(names, ps, ps.names()) }); err != nil {
+	names, spares := map[string]bool{}, map[string]int{}
+	if err := a.co.do(ctx, func(ps poolSet) {
+		mark(names, ps, ps.names())
+		for n, p := range ps {
+			if p.cfg != nil {
+				spares[n] = p.cfg.Spares
+			}
+		}
+	}); err != nil {
 		return nil, err
 	}
 	inFiles := map[string]*units.Pool{}
@@ -80,7 +87,7 @@ func (a *Applier) ApplyIn(ctx context.Context, genDir string) ([]api.Change, err
 	}
 	var report []api.Change
 	for _, n := range slices.Sorted(maps.Keys(names)) {
-		report = append(report, a.applyPool(ctx, n, inFiles[n], before[n], generated(genDir, n))...)
+		report = append(report, a.applyPool(ctx, n, inFiles[n], before[n], generated(genDir, n), spares[n])...)
 	}
 	for _, ch := range report {
 		if ch.Action == "failed" {
@@ -108,8 +115,8 @@ func (a *Applier) validate() ([]*units.Pool, error) {
 
 // applyPool puts pool n's file p (nil: gone) in effect, given the units
 // the generator wrote for it before the daemon-reload (old) and after
-// (now).
-func (a *Applier) applyPool(ctx context.Context, n string, p *units.Pool, old, now map[string]string) []api.Change {
+// (now), and the spares it had.
+func (a *Applier) applyPool(ctx context.Context, n string, p *units.Pool, old, now map[string]string, spares int) []api.Change {
 	switch {
 	case p == nil:
 		err := a.co.Stop(ctx, n)
@@ -136,6 +143,9 @@ func (a *Applier) applyPool(ctx context.Context, n string, p *units.Pool, old, n
 	if old[n+"@.service"] != now[n+"@.service"] {
 		err := a.reload.Reload(ctx, n, nil)
 		changes = append(changes, change(n, "reloaded", "worker unit changed: rolling reload", err))
+	}
+	if p.Spares != spares {
+		changes = append(changes, api.Change{Pool: n, Action: "spares", Detail: fmt.Sprintf("%d of its instances out of rotation, ready to take the place of one that leaves it (was %d)", p.Spares, spares)})
 	}
 	if len(changes) == 0 {
 		changes = []api.Change{{Pool: n, Action: "unchanged"}}

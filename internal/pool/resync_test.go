@@ -81,3 +81,34 @@ func TestActsOnFilesInEffect(t *testing.T) {
 		})
 	}
 }
+
+// TestApplySpares: corral apply says when a pool's spares changed, which
+// changes no unit.
+func TestApplySpares(t *testing.T) {
+	up := func(n string) Unit {
+		return Unit{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running", ActiveEnter: time.Now()}
+	}
+	sd := reloadingSystemd{&fakeSystemd{obs: Observed{Target: up("app.target"),
+		Instances: map[int]Unit{1: up("app@1.service"), 2: up("app@2.service"), 3: up("app@3.service")}}}}
+	dir := t.TempDir()
+	pools := filepath.Join(dir, "pools.d")
+	os.MkdirAll(pools, 0o755)
+	file := filepath.Join(pools, "app.toml")
+	os.WriteFile(file, []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 3\n"), 0o644)
+	gen := t.TempDir()
+	os.WriteFile(filepath.Join(gen, "app.target"), []byte("[Unit]\n"), 0o644)
+	co := New(Config{PoolDir: pools, Store: Store{Path: filepath.Join(dir, "state.json")}, CPUs: 2,
+		Debounce: time.Millisecond, Resync: time.Hour, Rand: func() float64 { return 0.5 }}, sd)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go co.Run(ctx)
+	c := assemble(co, nil, nil)
+	if ch, err := c.ApplyIn(ctx, gen); err != nil || len(ch) != 1 || ch[0].Action != "unchanged" {
+		t.Fatalf("apply of the same file: %+v, %v", ch, err)
+	}
+	os.WriteFile(file, []byte("exec = [\"/bin/true\"]\nlisten = [\"127.0.0.1:1\"]\ninstances = 3\nspares = 1\n"), 0o644)
+	ch, err := c.ApplyIn(ctx, gen)
+	if err != nil || len(ch) != 1 || ch[0].Action != "spares" || ch[0].Detail != "1 of its instances out of rotation, ready to take the place of one that leaves it (was 0)" {
+		t.Errorf("apply of spares = 1: %+v, %v", ch, err)
+	}
+}

@@ -140,6 +140,9 @@ func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.Instance
 	}
 	out := v.instances(pool, o, connected)
 	markStuck(out, s.acc.Stuck(pool), s.co.cfg.Now())
+	if v.spares > 0 && s.st.Off() == nil {
+		markSpares(out, max(1, v.count-v.spares), v.count, s.st.Stands(pool))
+	}
 	s.readCounters(ctx, out)
 	return out, nil
 }
@@ -163,6 +166,17 @@ func markStuck(out []api.InstanceInfo, stuck map[int]Stuck, now time.Time) {
 	}
 }
 
+// markSpares shows the instances above regular up to count as spares,
+// with the instance each in the steering's table stands for (stands).
+func markSpares(out []api.InstanceInfo, regular, count int, stands map[int]int) {
+	for k := range out {
+		in := &out[k]
+		if i := int(in.Index); i > regular && i <= count {
+			in.Spare, in.StandsFor = true, uint32(stands[i])
+		}
+	}
+}
+
 // phaseView is what the last reconcile said of a pool's instances, copied
 // out of the loop.
 type phaseView struct {
@@ -170,6 +184,7 @@ type phaseView struct {
 	reasons  map[int]string
 	restarts map[int]int
 	count    int
+	spares   int // the pool file's spares, with steering
 	cordoned []int
 	releases []ReleaseRecord // with a release link: the link's targets (Desired.Releases)
 }
@@ -179,6 +194,9 @@ func (p *poolState) phaseView() phaseView {
 		cordoned: slices.Clone(p.desired.Cordoned)}
 	if p.cfg != nil && p.cfg.Release != "" {
 		v.releases = slices.Clone(p.desired.Releases)
+	}
+	if p.cfg != nil && p.cfg.Balance.PerInstance() && p.cfg.Steering {
+		v.spares = p.cfg.Spares
 	}
 	for i := range p.out.Phases {
 		v.restarts[i] = p.tracker.Restarts(i)

@@ -53,6 +53,7 @@ type Steerer struct {
 	reqs    chan func()
 	mu      sync.Mutex
 	leaving map[string]map[int]int // by pool: instances out of the table for a reload, counted
+	stands  map[string]map[int]int // by pool: the spares in rotation, by instance, with the one each stands for
 
 	groups map[groupKey]*sgroup // owned by Run
 	warned map[string]string    // the last problem logged, by group and slot; Run's
@@ -81,15 +82,23 @@ type exitWatch struct {
 
 // sgroup is the steering of one address of a pool.
 type sgroup struct {
-	g      *steer.Group
-	pid    map[int]uint32 // main process it was found in
-	ino    map[int]uint64 // the socket's inode, by slot
-	last   uint64         // the inode of a socket of the group, put last
-	mode   steer.Mode
-	table  []uint32
-	pids   map[int]uint32 // by slot in the table: its main process, in the table too
-	slots  []int          // in the table
-	inited bool
+	g     *steer.Group
+	pid   map[int]uint32 // main process it was found in
+	ino   map[int]uint64 // the socket's inode, by slot
+	last  uint64         // the inode of a socket of the group, put last
+	mode  steer.Mode
+	table []uint32
+	pids  map[int]uint32 // by slot in the table or standby: its main process, in the table too
+	slots []int          // in the table
+	// The table's inputs (rotation): the slots of the pool's rotation
+	// (below regular; the others are spares), the slots that serve, and
+	// their main processes.
+	regular int
+	serving []int
+	spids   map[int]uint32
+	stand   map[int]int // the spares in the table, by the slot each stands for
+	standby []int       // the spares out of the table, standbys of its buckets
+	inited  bool
 	// attached: this corrald's program is on the group's sockets (a
 	// restarted corrald finds its predecessor's there).
 	attached bool
@@ -100,7 +109,7 @@ type sgroup struct {
 // It probes BPF and PID 1's sockets once; Off says what failed.
 func NewSteerer(co *Coordinator, acc *Acceptance, inherited []activation.FD) *Steerer {
 	s := &Steerer{co: co, acc: acc, Interval: 5 * time.Second, Listening: listenq.Listening, kick: make(chan struct{}, 1), reqs: make(chan func()),
-		leaving: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}, kept: map[string]*ebpf.Map{},
+		leaving: map[string]map[int]int{}, stands: map[string]map[int]int{}, groups: map[groupKey]*sgroup{}, warned: map[string]string{}, kept: map[string]*ebpf.Map{},
 		watch: map[uint32]exitWatch{}, dead: map[uint32]bool{}, exits: make(chan uint32, 64)}
 	if s.kernel, s.off = steer.NewExits(); s.off == nil {
 		if g, err := steer.NewGroup(s.kernel); err != nil {
@@ -155,6 +164,17 @@ func (s *Steerer) Off() error {
 		return api.ErrNoSteering
 	}
 	return s.off
+}
+
+// Stands returns the spares (spares =) of pool in the steering's table,
+// by instance, with the instance each stands for.
+func (s *Steerer) Stands(pool string) map[int]int {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.stands[pool])
 }
 
 // Kick tells the Steerer that an instance of a pool may have changed.
@@ -261,17 +281,11 @@ func (s *Steerer) Return(pool string, i int) {
 }
 
 // Run keeps the programs and tables until ctx is done. Off, it logs why
-// once and returns.
+// once, and once for each pool that asks for what only steering gives.
 func (s *Steerer) Run(ctx context.Context) {
 	if s.off != nil {
-		s.co.cfg.Log.Warn("steering in the kernel is off: pools with a socket per instance run as plain reuseport, and corral cordon and balance = \"sticky\" do not work", "reason", s.off.Error())
-		s.co.do(ctx, func(ps poolSet) {
-			for name, p := range ps {
-				if p.cfg != nil && p.cfg.Balance == units.BalanceSticky && p.cfg.Steering {
-					s.co.cfg.Log.Warn("balance = \"sticky\" needs steering in the kernel: the pool runs as plain reuseport, a client's connections spread over its instances", "pool", name)
-				}
-			}
-		})
+		s.co.cfg.Log.Warn("steering in the kernel is off: pools with a socket per instance run as plain reuseport, and corral cordon, balance = \"sticky\" and spares do not work", "reason", s.off.Error())
+		s.warnOff(ctx)
 		return
 	}
 	if err := s.kernel.Tracing(); err != nil {
@@ -297,6 +311,34 @@ func (s *Steerer) Run(ctx context.Context) {
 		}
 		if next := s.refresh(ctx); !next.IsZero() {
 			ready.Reset(max(time.Until(next), time.Millisecond))
+		}
+	}
+}
+
+// warnOff says once in the journal of each pool that asks for what only
+// steering gives, as pools come and change, until ctx is done.
+func (s *Steerer) warnOff(ctx context.Context) {
+	said := map[string]bool{}
+	for {
+		s.co.do(ctx, func(ps poolSet) {
+			for name, p := range ps {
+				if p.cfg == nil || !p.cfg.Steering || !p.cfg.Balance.PerInstance() {
+					continue
+				}
+				if p.cfg.Balance == units.BalanceSticky && !said[name+" sticky"] {
+					said[name+" sticky"] = true
+					s.co.cfg.Log.Warn("balance = \"sticky\" needs steering in the kernel: the pool runs as plain reuseport, a client's connections spread over its instances", "pool", name)
+				}
+				if p.cfg.Spares > 0 && !said[name+" spares"] {
+					said[name+" spares"] = true
+					s.co.cfg.Log.Warn("spares needs steering in the kernel to keep them out of rotation: they take connections as the other instances do", "pool", name, "spares", p.cfg.Spares)
+				}
+			}
+		})
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
 		}
 	}
 }
@@ -433,20 +475,23 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 				listening[uint64(so.Inode)] = true
 			}
 			var slots []int
+			pids := map[int]uint32{}
 			for _, i := range serving {
 				if s.fill(key, g, p, i, listening) {
 					slots = append(slots, i-1)
+					pids[i-1] = p.instances[i].MainPID
 				}
 			}
-			pids := map[int]uint32{}
-			for _, slot := range slots {
-				pids[slot] = p.instances[slot+1].MainPID
-				live[pids[slot]] = exitWatch{pool: p.name, i: slot + 1}
+			s.set(key, g, mode, regular(p), slots, pids)
+			for _, slot := range slices.Concat(g.slots, g.standby) {
+				if pid := pids[slot]; pid != 0 {
+					live[pid] = exitWatch{pool: p.name, i: slot + 1}
+				}
 			}
-			s.set(key, g, mode, slots, pids)
 		}
 	}
 	s.watchExits(ctx, live, pools)
+	defer s.publish()
 	for key, g := range s.groups {
 		if !seen[key] {
 			// Steering off for the pool (steering = false, another
@@ -471,18 +516,106 @@ func (s *Steerer) refresh(ctx context.Context) (next time.Time) {
 	return next
 }
 
-// set makes slots g's table, with the main process of each (pids), if
-// they changed.
-func (s *Steerer) set(key groupKey, g *sgroup, mode steer.Mode, slots []int, pids map[int]uint32) {
-	table := steer.Table(slots)
-	if g.inited && g.mode == mode && slices.Equal(g.table, table) && maps.Equal(g.pids, pids) {
+// regular is how many of p's instances are in its rotation, the others
+// its spares: at least one.
+func regular(p steered) int {
+	if p.cfg == nil {
+		return p.count
+	}
+	return max(1, p.count-p.cfg.Spares)
+}
+
+// set makes g's table from the slots that serve (serving, sorted, with
+// the main process of each in pids), those below regular in rotation and
+// the others spares (rotation), if it changed.
+func (s *Steerer) set(key groupKey, g *sgroup, mode steer.Mode, regular int, serving []int, pids map[int]uint32) {
+	g.regular, g.serving, g.spids = regular, serving, pids
+	table, slots, stand, standby := rotation(regular, serving)
+	in := map[int]uint32{}
+	for _, slot := range slices.Concat(slots, standby) {
+		in[slot] = pids[slot]
+	}
+	if g.inited && g.mode == mode && slices.Equal(g.table, table) && maps.Equal(g.pids, in) {
 		return
 	}
-	if err := g.g.Set(mode, table, pids); err != nil {
+	if err := g.g.Set(mode, table, in); err != nil {
 		s.warn(key, 0, err)
 		return
 	}
-	g.mode, g.table, g.pids, g.slots, g.inited = mode, table, pids, slots, true
+	g.mode, g.table, g.pids, g.slots, g.stand, g.standby, g.inited = mode, table, in, slots, stand, standby, true
+}
+
+// rotation lays out a table over serving, the slots that may take new
+// connections, sorted: those below regular are the pool's rotation, the
+// others its spares. The table spreads the buckets over the rotation's
+// slots, those that do not serve included, and gives those of each that
+// does not serve to a spare that does, the first to the first: a spare
+// takes the place of one instance, its share and its sticky clients, and
+// gives them back when it returns. With no spare left, the rotation's
+// serving slots share the rest. slots are the slots in the table; stand
+// the spares among them, by the slot each stands for. The spares left,
+// standby, are the standbys of the table's buckets, the slots of the
+// table in turn: the kernel sends a bucket to its standby from the moment
+// its slot's process starts to die until the table changes.
+func rotation(regular int, serving []int) (table []uint32, slots []int, stand map[int]int, standby []int) {
+	var members, spares []int
+	for _, slot := range serving {
+		if slot < regular {
+			members = append(members, slot)
+		} else {
+			spares = append(spares, slot)
+		}
+	}
+	stand = map[int]int{}
+	for slot := 0; slot < regular && len(spares) > 0; slot++ {
+		if !slices.Contains(members, slot) {
+			stand[slot], spares = spares[0], spares[1:]
+		}
+	}
+	slots = slices.Clone(members)
+	for slot, spare := range stand {
+		members = append(members, slot)
+		slots = append(slots, spare)
+	}
+	table = steer.Table(members)
+	for b, v := range table {
+		if spare, ok := stand[int(v)-1]; ok && v != 0 {
+			table[b] = uint32(spare) + 1
+		}
+	}
+	slices.Sort(slots)
+	if len(spares) > 0 {
+		for b, v := range table {
+			if slot, _ := steer.Slots(v); slot >= 0 {
+				table[b] = steer.Entry(slot, spares[slices.Index(slots, slot)%len(spares)])
+			}
+		}
+	}
+	return table, slots, stand, spares
+}
+
+// publish keeps, for Stands, the spares in each pool's tables.
+func (s *Steerer) publish() {
+	stands := map[string]map[int]int{}
+	for key, g := range s.groups {
+		if stands[key.pool] == nil {
+			stands[key.pool] = map[int]int{}
+		}
+		maps.Copy(stands[key.pool], g.stands())
+	}
+	s.mu.Lock()
+	s.stands = stands
+	s.mu.Unlock()
+}
+
+// stands returns the spares of g in its table, by instance, with the
+// instance each stands for.
+func (g *sgroup) stands() map[int]int {
+	out := map[int]int{}
+	for slot, spare := range g.stand {
+		out[spare+1] = slot + 1
+	}
+	return out
 }
 
 // watchExits watches the main processes of live (the instances in a
@@ -546,12 +679,12 @@ func (s *Steerer) exited(pid uint32) {
 	w.cancel()
 	delete(s.watch, pid)
 	for key, g := range s.groups {
-		if key.pool == w.pool && g.inited && slices.Contains(g.slots, w.i-1) {
-			pids := maps.Clone(g.pids)
-			delete(pids, w.i-1)
-			s.set(key, g, g.mode, slices.DeleteFunc(slices.Clone(g.slots), func(x int) bool { return x == w.i-1 }), pids)
+		if key.pool == w.pool && g.inited && slices.Contains(g.serving, w.i-1) {
+			serving := slices.DeleteFunc(slices.Clone(g.serving), func(x int) bool { return x == w.i-1 })
+			s.set(key, g, g.mode, g.regular, serving, g.spids)
 		}
 	}
+	s.publish()
 }
 
 // serving are the instances of p that may take new connections, in order:

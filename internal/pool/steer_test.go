@@ -298,3 +298,152 @@ func TestQueuesOf(t *testing.T) {
 		t.Errorf("one address's process gone: %v, want [21]", got)
 	}
 }
+
+// TestRotation: without spares the table spreads the buckets over the
+// slots that serve; with them, a spare takes exactly the buckets of the
+// instance it stands for, the others keep theirs, and it gives them back;
+// the spares out of the table are the buckets' standbys.
+func TestRotation(t *testing.T) {
+	// low is the slot+1 of each bucket; standbys the standbys used.
+	low := func(table []uint32) []uint32 {
+		out := make([]uint32, len(table))
+		for b, v := range table {
+			slot, _ := steer.Slots(v)
+			out[b] = uint32(slot + 1)
+		}
+		return out
+	}
+	standbys := func(table []uint32) map[int]int {
+		n := map[int]int{}
+		for _, v := range table {
+			_, sb := steer.Slots(v)
+			n[sb]++
+		}
+		return n
+	}
+	owner := func(table []uint32) map[uint32]int {
+		n := map[uint32]int{}
+		for _, v := range low(table) {
+			n[v]++
+		}
+		return n
+	}
+	// No spares: as the table of the serving slots.
+	table, slots, stand, standby := rotation(2, []int{0, 1})
+	if !slices.Equal(table, steer.Table([]int{0, 1})) || !slices.Equal(slots, []int{0, 1}) || len(stand) != 0 || len(standby) != 0 {
+		t.Errorf("all serving: slots %v, stand %v, standby %v", slots, stand, standby)
+	}
+	if table, slots, _, _ := rotation(2, []int{0}); !slices.Equal(table, steer.Table([]int{0})) || !slices.Equal(slots, []int{0}) {
+		t.Errorf("one down, no spare: slots %v", slots)
+	}
+	// A spare waits while the rotation serves, the standby of every bucket.
+	table, slots, stand, standby = rotation(2, []int{0, 1, 2})
+	if !slices.Equal(low(table), steer.Table([]int{0, 1})) || !slices.Equal(slots, []int{0, 1}) || len(stand) != 0 ||
+		!slices.Equal(standby, []int{2}) || standbys(table)[2] != steer.Buckets {
+		t.Errorf("a spare waiting: slots %v, stand %v, standby %v, buckets %v, standbys %v", slots, stand, standby, owner(table), standbys(table))
+	}
+	// Slot 1 down: the spare (slot 2) takes its buckets, and only those.
+	full := steer.Table([]int{0, 1})
+	table, slots, stand, standby = rotation(2, []int{0, 2})
+	if !slices.Equal(slots, []int{0, 2}) || !maps.Equal(stand, map[int]int{1: 2}) || len(standby) != 0 {
+		t.Errorf("slot 1 down: slots %v, stand %v, standby %v", slots, stand, standby)
+	}
+	for b := range table {
+		want := full[b]
+		if want == 2 {
+			want = 3
+		}
+		if table[b] != want {
+			t.Fatalf("bucket %d: %d, want %d (slot 1's went to the spare, the others stay)", b, table[b], want)
+		}
+	}
+	// Two spares, one instance down: the first spare stands in, the
+	// second waits, the standby of all.
+	table, slots, stand, standby = rotation(2, []int{1, 2, 3})
+	if !slices.Equal(slots, []int{1, 2}) || !maps.Equal(stand, map[int]int{0: 2}) || !slices.Equal(standby, []int{3}) || standbys(table)[3] != steer.Buckets {
+		t.Errorf("slot 0 down, two spares: slots %v, stand %v, standby %v", slots, stand, standby)
+	}
+	// Two spares waiting: each the standby of one slot's buckets.
+	table, _, _, standby = rotation(2, []int{0, 1, 2, 3})
+	if sb := standbys(table); !slices.Equal(standby, []int{2, 3}) || sb[2] != owner(table)[1] || sb[3] != owner(table)[2] {
+		t.Errorf("two spares waiting: standby %v, standbys %v, buckets %v", standby, sb, owner(table))
+	}
+	// More down than spares: the spare stands for the first, the serving
+	// ones share the buckets of the other.
+	table, slots, stand, _ = rotation(3, []int{2, 3})
+	if !slices.Equal(slots, []int{2, 3}) || !maps.Equal(stand, map[int]int{0: 3}) {
+		t.Errorf("two down, one spare: slots %v, stand %v", slots, stand)
+	}
+	if n := owner(table); n[0] != 0 || n[1] != 0 || n[2] != 0 || n[3]+n[4] != steer.Buckets {
+		t.Errorf("two down, one spare: buckets %v", n)
+	}
+	// None serving: an empty table, the kernel's hash.
+	if table, slots, _, _ := rotation(2, nil); slots != nil || owner(table)[0] != steer.Buckets {
+		t.Errorf("none serving: slots %v", slots)
+	}
+}
+
+// TestExitedSpare: an instance in the table whose process exits is taken
+// out at once and the spare takes its place, without waiting for
+// systemd's word; the spare's pid is in the table as the buckets'
+// standby before.
+func TestExitedSpare(t *testing.T) {
+	sd := runningApp()
+	c, cancel := newTestCoordinator(t, sd)
+	defer cancel()
+	settle(t, c, sd, "app", 2)
+	s := testSteerer(t, c, nil)
+	if s.off != nil {
+		t.Skip("loading a BPF program needs root (CAP_BPF, CAP_NET_ADMIN); CI runs as root")
+	}
+	g, err := steer.NewGroup(s.kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := groupKey{"app", ":8080"}
+	sg := &sgroup{g: g, pid: map[int]uint32{}, ino: map[int]uint64{}}
+	s.groups[key] = sg
+	s.watch, s.dead = map[uint32]exitWatch{}, map[uint32]bool{}
+	s.set(key, sg, steer.ModeHash, 2, []int{0, 1, 2}, map[int]uint32{0: 100, 1: 101, 2: 102})
+	if !slices.Equal(sg.slots, []int{0, 1}) || !slices.Equal(sg.standby, []int{2}) || !maps.Equal(sg.pids, map[int]uint32{0: 100, 1: 101, 2: 102}) || len(sg.stands()) != 0 {
+		t.Fatalf("before: slots %v, standby %v, pids %v", sg.slots, sg.standby, sg.pids)
+	}
+	s.watch[101] = exitWatch{pool: "app", i: 2, cancel: func() {}}
+	s.exited(101)
+	if !slices.Equal(sg.slots, []int{0, 2}) || !maps.Equal(sg.pids, map[int]uint32{0: 100, 2: 102}) || !maps.Equal(sg.stands(), map[int]int{3: 2}) {
+		t.Errorf("after app@2 exited: slots %v, pids %v, stands %v", sg.slots, sg.pids, sg.stands())
+	}
+	if !s.dead[101] {
+		t.Error("the exit is not remembered")
+	}
+}
+
+// TestListSpares: ListInstances shows the pool's spares, with the instance
+// each in rotation stands for; without steering on the host there are
+// none, as every instance then takes connections.
+func TestListSpares(t *testing.T) {
+	sd := runningApp()
+	c := New(testConfig(t, "spares = 1\n"), sd)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	tc := assemble(c, nil, nil)
+	settle(t, tc, sd, "app", 2)
+	s := testSteerer(t, tc, nil)
+	if s.off != nil {
+		t.Skip("loading a BPF program needs root (CAP_BPF, CAP_NET_ADMIN); CI runs as root")
+	}
+	tc.Status.st = s
+	is, err := tc.ListInstances(ctx, "app")
+	if err != nil || len(is) != 2 || is[0].Spare || !is[1].Spare || is[1].StandsFor != 0 {
+		t.Fatalf("ListInstances = %+v, %v", is, err)
+	}
+	s.stands = map[string]map[int]int{"app": {2: 1}}
+	if is, _ := tc.ListInstances(ctx, "app"); !is[1].Spare || is[1].StandsFor != 1 {
+		t.Errorf("app@2 standing for app@1: %+v", is[1])
+	}
+	tc.Status.st = testSteerer(t, tc, steer.ErrUnavailable)
+	if is, _ := tc.ListInstances(ctx, "app"); is[1].Spare {
+		t.Errorf("a spare without steering: %+v", is[1])
+	}
+}

@@ -102,9 +102,10 @@ func TestExitsExit(t *testing.T) {
 	}
 }
 
-// TestSteerDying: a slot whose process the kernel said dies gets no new
-// connection, before any table changes; the others take them all.
-func TestSteerDying(t *testing.T) {
+// dyingGroup is a group whose program learns of deaths in the kernel,
+// with 3 sockets in its slots and a process for each, watched: pids.
+func dyingGroup(t *testing.T) (*Group, *listeners, []*exec.Cmd, map[int]uint32) {
+	t.Helper()
 	e := newExits(t)
 	if err := e.Tracing(); err != nil {
 		t.Fatalf("no early word of deaths on this kernel: %v", err)
@@ -113,7 +114,7 @@ func TestSteerDying(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.Close()
+	t.Cleanup(func() { g.Close() })
 	l := newListeners(t, 3)
 	l.put(t, g)
 	procs := []*exec.Cmd{sleeper(t), sleeper(t), sleeper(t)}
@@ -122,6 +123,13 @@ func TestSteerDying(t *testing.T) {
 		pids[i] = uint32(p.Process.Pid)
 		e.Watch(pids[i])
 	}
+	return g, l, procs, pids
+}
+
+// TestSteerDying: a slot whose process the kernel said dies gets no new
+// connection, before any table changes; the others take them all.
+func TestSteerDying(t *testing.T) {
+	g, l, procs, pids := dyingGroup(t)
 	if err := g.Set(ModeHash, Table([]int{0, 1, 2}), pids); err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +161,47 @@ func TestSteerDying(t *testing.T) {
 	// The door still reaches the dying slot.
 	if got := l.dial(t, "127.0.4.200", DoorBase+1, 1); got[1] != 1 {
 		t.Errorf("door of slot 1: %v", got)
+	}
+}
+
+// TestSteerStandby: a bucket whose slot's process dies goes to its
+// standby, exactly that slot's buckets (and sticky addresses), before any
+// table changes; a standby that dies too leaves them to the others.
+func TestSteerStandby(t *testing.T) {
+	g, l, procs, pids := dyingGroup(t)
+	// Slots 0 and 1 in the table, slot 2 the standby of both.
+	table := Table([]int{0, 1})
+	for b, v := range table {
+		slot, _ := Slots(v)
+		table[b] = Entry(slot, 2)
+	}
+	if slot, standby := Slots(table[0]); slot < 0 || slot > 1 || standby != 2 {
+		t.Fatalf("Slots(%#x) = %d, %d", table[0], slot, standby)
+	}
+	if err := g.Set(ModeSticky, table, pids); err != nil {
+		t.Fatal(err)
+	}
+	home := map[int]int{}
+	for a := 1; a <= 30; a++ {
+		got := l.dial(t, "127.0.4."+itoa(a), 0, 3)
+		home[a] = slices.IndexFunc(got, func(n int) bool { return n == 3 })
+		if home[a] == 2 {
+			t.Fatalf("127.0.4.%d on the standby while all live: %v", a, got)
+		}
+	}
+	procs[1].Process.Signal(syscall.SIGSTOP)
+	procs[1].Process.Kill()
+	for a := 1; a <= 30; a++ {
+		got := l.dial(t, "127.0.4."+itoa(a), 0, 3)
+		now := slices.IndexFunc(got, func(n int) bool { return n == 3 })
+		if want := map[int]int{0: 0, 1: 2}[home[a]]; now != want {
+			t.Errorf("127.0.4.%d: on %d, with slot 1 dying on %v, want all on %d", a, home[a], got, want)
+		}
+	}
+	procs[2].Process.Signal(syscall.SIGSTOP)
+	procs[2].Process.Kill()
+	if got := l.dial(t, "127.0.0.1", 0, 100); got[0] != 100 {
+		t.Errorf("slot 1 and its standby dying: %v, want all on slot 0", got)
 	}
 }
 

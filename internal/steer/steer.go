@@ -7,8 +7,9 @@
 // pool whose instances each have a socket):
 //
 //   - socks, the sockets by slot (instance i is slot i-1);
-//   - table, Buckets entries each naming a slot+1 (0: none), then the mode,
-//     then the pid of each slot's process (0: none), for Exits.
+//   - table, Buckets entries each naming a slot+1 (0: none) and, above
+//     it, the slot+1 of its standby (0: none; Entry), then the mode, then
+//     the pid of each slot's process (0: none), for Exits.
 //
 // For each new connection the program takes, in order:
 //
@@ -17,7 +18,8 @@
 //  2. a bucket: the kernel's hash of the connection (ModeHash), or a hash
 //     of the client's address (ModeSticky), modulo Buckets;
 //  3. the bucket's slot, if it has one, unless Exits says its process
-//     dies: then the slot of the next bucket, Tries at most, a stride
+//     dies: then the bucket's standby, if it has one whose process does
+//     not, else the slot of the next bucket, Tries at most, a stride
 //     apart, whose process does not; else, or when the slot is empty, the
 //     kernel's own choice, as without a program.
 //
@@ -56,8 +58,11 @@ const (
 	Tries       = 8
 	triesStride = 389
 	// pidsAt is the table's entry of slot 0's pid.
-	pidsAt    = Buckets + 1
-	tableSize = pidsAt + MaxSlots
+	pidsAt = Buckets + 1
+	// A bucket's entry: slot+1 in its low bits, its standby's above.
+	standbyShift = 16
+	slotMask     = 1<<standbyShift - 1
+	tableSize    = pidsAt + MaxSlots
 )
 
 // Mode is how the program picks a bucket.
@@ -247,6 +252,18 @@ func (g *Group) Set(mode Mode, buckets []uint32, pids map[int]uint32) error {
 	return nil
 }
 
+// Entry is a bucket's entry in the table: slot, and standby, the slot
+// that takes the bucket's connections while slot's process dies, before
+// the table changes (a spare instance); -1 is none, for either.
+func Entry(slot, standby int) uint32 {
+	return uint32(standby+1)<<standbyShift | uint32(slot+1)
+}
+
+// Slots reads a bucket's entry: its slot and its standby, -1 for none.
+func Slots(e uint32) (slot, standby int) {
+	return int(e&slotMask) - 1, int(e>>standbyShift) - 1
+}
+
 // Table spreads Buckets over slots: each bucket goes to the slot with the
 // highest score for it (rendezvous hashing), as slot+1; 0 when slots is
 // empty.
@@ -362,13 +379,15 @@ func program(socks, table, dying int, ns uint32) asm.Instructions {
 		p = append(p, lookup(table)...)
 		p = append(p,
 			asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
+			asm.And.Imm32(asm.R7, slotMask),
 			asm.JEq.Imm(asm.R7, 0, "pass"),
 			asm.Sub.Imm(asm.R7, 1),
 		)
 		return append(p, selectSlot(socks)...)
 	}
-	// 3. The bucket's slot, unless its process dies (Exits): then the
-	// next of a few buckets further on whose slot's process does not.
+	// 3. The bucket's slot, unless its process dies (Exits): then its
+	// standby, unless its process dies too, then the next of a few
+	// buckets further on whose slot's process does not.
 	p = append(p,
 		asm.And.Imm(asm.R7, Buckets-1).WithSymbol("bucket"),
 		asm.Mov.Reg(asm.R8, asm.R7),
@@ -378,10 +397,15 @@ func program(socks, table, dying int, ns uint32) asm.Instructions {
 	p = append(p, lookup(table)...)
 	p = append(p,
 		asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
+		// The standby (+1, 0: none), kept on the stack.
+		asm.Mov.Reg32(asm.R1, asm.R7),
+		asm.RSh.Imm32(asm.R1, standbyShift),
+		asm.StoreMem(asm.RFP, -8, asm.R1, asm.Word),
+		asm.And.Imm32(asm.R7, slotMask),
 		asm.JEq.Imm(asm.R7, 0, "pass"),
 		asm.Sub.Imm(asm.R7, 1),
 		// The slot's process, after the buckets and the mode.
-		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.Mov.Reg(asm.R1, asm.R7).WithSymbol("check"),
 		asm.Add.Imm(asm.R1, pidsAt),
 		asm.StoreMem(asm.RFP, -4, asm.R1, asm.Word),
 	)
@@ -399,7 +423,14 @@ func program(socks, table, dying int, ns uint32) asm.Instructions {
 		asm.JNE.Imm(asm.R1, 1, "select"),
 		asm.Add.Imm(asm.R9, 1),
 		asm.JGE.Imm(asm.R9, Tries, "pass"),
-		asm.Add.Imm(asm.R8, triesStride),
+		// It dies: its standby, once, if it has one.
+		asm.LoadMem(asm.R1, asm.RFP, -8, asm.Word),
+		asm.JEq.Imm(asm.R1, 0, "next"),
+		asm.StoreImm(asm.RFP, -8, 0, asm.Word),
+		asm.Mov.Reg(asm.R7, asm.R1),
+		asm.Sub.Imm(asm.R7, 1),
+		asm.Ja.Label("check"),
+		asm.Add.Imm(asm.R8, triesStride).WithSymbol("next"),
 		asm.And.Imm(asm.R8, Buckets-1),
 		asm.Ja.Label("try"),
 	)

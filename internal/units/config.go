@@ -188,6 +188,12 @@ type Pool struct {
 	// to instances that serve and are not cordoned (package steer); false
 	// leaves the choice to the kernel's hash.
 	Steering bool
+	// Spares is how many of the instances the steering keeps started but
+	// out of rotation, the highest-numbered ones: when an instance stops
+	// serving (dies, restarts, is reloaded or cordoned) a spare takes its
+	// place in the table at once, its connections and its clients, and
+	// gives them back when it returns. 0: none.
+	Spares int
 	// MaxUnavailable is how many instances a rolling reload restarts at
 	// once (default 1).
 	MaxUnavailable int

@@ -21,6 +21,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("exec = [\"/a\\\"b%c$d\"]\nlisten = [\"[::1]:1\", \"/run/x\"]")
 	f.Add("exec = [\"/usr/bin/node\", \"/srv/s/current/index.js\"]\nlisten = [\":1\"]\nrelease = \"/srv/s/current\"\nkeep_releases = 3\ncanary = \"30s\"\nhealth = \"GET /health?a=1\"")
 	f.Add("exec = [\"/bin/x\"]\nlisten = [\":1\"]\nworking_directory = \"/srv/s/current\"\nrelease = \"/srv/s/current\"\nhealth = \"HEAD /\"")
+	f.Add("exec = [\"/bin/x\"]\nlisten = [\":1\"]\ninstances = 3\nspares = 1\nbalance = \"sticky\"")
 	f.Fuzz(func(t *testing.T, src string) {
 		p, err := Parse("f.toml", "f", []byte(src))
 		if err != nil {
@@ -34,6 +35,11 @@ func FuzzParse(f *testing.F) {
 		if p.Health != "" && (p.HealthMethod+" "+p.HealthPath != p.Health || !strings.HasPrefix(p.HealthPath, "/") ||
 			strings.ContainsFunc(p.HealthPath, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })) {
 			t.Fatalf("health %q parsed as method %q, path %q", p.Health, p.HealthMethod, p.HealthPath)
+		}
+		// Accepted spares leave an instance in rotation, with steering to
+		// keep them out of it.
+		if p.Spares != 0 && (p.Spares < 0 || !p.Steering || !p.Balance.PerInstance() || p.Instances > 0 && p.Spares >= p.Instances) {
+			t.Fatalf("spares = %d accepted with instances = %d, steering %v, balance %q", p.Spares, p.Instances, p.Steering, p.Balance)
 		}
 		// An accepted release link is one exec or working_directory goes through.
 		if p.Release != "" {

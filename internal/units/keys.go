@@ -45,6 +45,7 @@ var keys = []field{
 		choice{string(BalanceShared), "one socket for all"},
 		choice{string(BalanceSticky), "a socket per instance, a client address stays on one instance"}),
 	boolKey("steering", true, func(pool *Pool, b bool) { pool.Steering = b }),
+	intKey("spares", 0, api.MaxInstances-1, 0, func(pool *Pool, n int) { pool.Spares = n }),
 	choiceKey("readiness", string(ReadinessSimple), func(pool *Pool, s string) { pool.Readiness = Readiness(s) },
 		choice{string(ReadinessNotify), "the worker sends READY=1"},
 		choice{string(ReadinessSimple), "started once executed"}),

@@ -300,6 +300,7 @@ func (p *parser) settle(pool *Pool) {
 		}
 	}
 	p.balance(pool)
+	p.spares(pool)
 	p.release(pool)
 	if !pool.nodePreloadSet {
 		pool.NodePreload = len(pool.Exec) > 0 && IsNode(pool.Exec[0])
@@ -628,6 +629,18 @@ func (p *parser) balance(pool *Pool) {
 		pool.Balance = BalanceReusePort
 	case pool.Balance.PerInstance() && hasUnix:
 		p.errorf("balance", `balance = "%s" cannot split a unix socket path over instances: set balance = "shared", or listen on TCP only`, pool.Balance)
+	}
+}
+
+// spares checks that a pool with spares has the steering that keeps them
+// out of rotation, and an instance in it.
+func (p *parser) spares(pool *Pool) {
+	switch {
+	case pool.Spares == 0:
+	case !pool.Balance.PerInstance() || !pool.Steering:
+		p.errorf("spares", "spares = %d needs steering in the kernel, which keeps them out of rotation: it needs balance = \"reuseport\" or \"sticky\" and steering on; remove spares, or those settings", pool.Spares)
+	case pool.Instances > 0 && pool.Spares >= pool.Instances:
+		p.errorf("spares", "spares = %d counts among instances = %d and must be fewer, so that one takes connections: raise instances (such as instances = %d for %d in rotation)", pool.Spares, pool.Instances, pool.Spares+pool.Instances, pool.Instances)
 	}
 }
 

@@ -216,27 +216,7 @@ func killedOutOfTable(t *testing.T, b *box) {
 func TestSteeringSticky(t *testing.T) {
 	b := steered(t, "sticky", 3, "")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
-	// look returns the instance of each address, or an error when one
-	// address reached two (while the table changes, as an instance comes
-	// back, that may happen once).
-	look := func() (map[string]string, error) {
-		out := map[string]string{}
-		for a := 1; a <= 30; a++ {
-			ip := fmt.Sprintf("127.0.5.%d", a)
-			c := fromAddr(ip, 0)
-			for k := range 10 {
-				i, err := instanceOf(c, url)
-				if err != nil {
-					t.Fatalf("%s: %v", ip, err)
-				}
-				if k > 0 && i != out[ip] {
-					return out, fmt.Errorf("%s reached instances %s and %s", ip, out[ip], i)
-				}
-				out[ip] = i
-			}
-		}
-		return out, nil
-	}
+	look := func() (map[string]string, error) { return homes(t, url, "127.0.5.", 10) }
 	where := func() map[string]string {
 		out, err := look()
 		if err != nil {
@@ -264,18 +244,102 @@ func TestSteeringSticky(t *testing.T) {
 		}
 	}
 	b.must("systemctl", "start", "shop@2.service")
-	waitFor(t, "the addresses of instance 2 back on it", 15*time.Second, func() error {
-		after, err := look()
-		if err != nil {
-			return err
-		}
-		for ip, i := range before {
-			if after[ip] != i {
-				return fmt.Errorf("%s on %s, was %s", ip, after[ip], i)
+	waitFor(t, "the addresses of instance 2 back on it", 15*time.Second, func() error { return backHome(look, before) })
+}
+
+// homes returns the instance that each of 30 client addresses, PREFIX1
+// to PREFIX30, reached with n new connections to url, or an error when one
+// address reached two (while the table changes, as an instance comes
+// back, that may happen once).
+func homes(t *testing.T, url, prefix string, n int) (map[string]string, error) {
+	t.Helper()
+	out := map[string]string{}
+	for a := 1; a <= 30; a++ {
+		ip := fmt.Sprintf("%s%d", prefix, a)
+		c := fromAddr(ip, 0)
+		for k := range n {
+			i, err := instanceOf(c, url)
+			if err != nil {
+				t.Fatalf("%s: %v", ip, err)
 			}
+			if k > 0 && i != out[ip] {
+				return out, fmt.Errorf("%s reached instances %s and %s", ip, out[ip], i)
+			}
+			out[ip] = i
+		}
+	}
+	return out, nil
+}
+
+// backHome says which address look finds away from its instance in before.
+func backHome(look func() (map[string]string, error), before map[string]string) error {
+	after, err := look()
+	if err != nil {
+		return err
+	}
+	for ip, i := range before {
+		if after[ip] != i {
+			return fmt.Errorf("%s on %s, was %s", ip, after[ip], i)
+		}
+	}
+	return nil
+}
+
+// TestSteeringSpare: with spares = 1 the spare, shop@3, gets no new
+// connection while shop@1 and shop@2 serve, and corral list says it is a
+// spare; when shop@2 is killed, the spare takes its place at once, with
+// exactly its sticky clients, the others staying where they were, and
+// corral list says so; when shop@2 is back, they return to it.
+func TestSteeringSpare(t *testing.T) {
+	b := steered(t, "sticky", 3, "spares = 1\n[restart]\ndelay = \"5s\"\n")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
+	look := func() (map[string]string, error) { return homes(t, url, "127.0.6.", 5) }
+	where := func() map[string]string {
+		out, err := look()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// spareLine is shop@3's line of corral status.
+	spareLine := func() string {
+		out := b.must("corral", "status", "shop")
+		return grepLines(out, "shop@3")
+	}
+	if l := spareLine(); !strings.Contains(l, "running, spare") || strings.Contains(l, "spare for") {
+		t.Errorf("corral status does not show shop@3 as a waiting spare: %s", l)
+	}
+	before := where()
+	used := map[string]int{}
+	for _, i := range before {
+		used[i]++
+	}
+	if used["3"] != 0 || used["1"] == 0 || used["2"] == 0 {
+		t.Fatalf("30 addresses with shop@3 a spare: %v", used)
+	}
+	b.must("systemctl", "kill", "--signal=SIGKILL", "shop@2.service")
+	time.Sleep(100 * time.Millisecond)
+	during := where()
+	for ip, i := range before {
+		want := i
+		if i == "2" {
+			want = "3"
+		}
+		if during[ip] != want {
+			t.Errorf("%s on %s while shop@2 is down, was on %s: want %s", ip, during[ip], i, want)
+		}
+	}
+	// corrald keeps its answers to status a moment.
+	waitFor(t, "corral status: shop@3 standing for shop@2", 5*time.Second, func() error {
+		if l := spareLine(); !strings.Contains(l, "spare for shop@2") {
+			return fmt.Errorf("%s", b.must("corral", "status", "shop"))
 		}
 		return nil
 	})
+	waitFor(t, "the addresses of shop@2 back on it", 20*time.Second, func() error { return backHome(look, before) })
+	if l := spareLine(); !strings.Contains(l, "running, spare") || strings.Contains(l, "spare for") {
+		t.Errorf("corral status after shop@2 came back: %s", l)
+	}
 }
 
 // TestSteeringFallback: where corrald cannot load BPF (a container without
@@ -283,13 +347,18 @@ func TestSteeringSticky(t *testing.T) {
 // journal say why, and corral cordon refuses with the reason.
 func TestSteeringFallback(t *testing.T) {
 	b := installed(t)
-	b.writePool("shop", fmt.Sprintf("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:%d\"]\ninstances = 2\n", steerPort))
+	b.writePool("shop", fmt.Sprintf("exec = [\"/usr/libexec/corral/corral-demo\"]\nlisten = [\"127.0.0.1:%d\"]\ninstances = 2\nspares = 1\n", steerPort))
 	b.must("corral", "start", "shop")
 	b.waitActive("shop", "1", "2")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", steerPort)
+	// The spare takes connections as the other instance does.
 	if seen := instancesSeen(t, url, 40); len(seen) != 2 {
 		t.Errorf("plain reuseport: %v", seen)
 	}
+	if out := b.must("corral", "status", "shop"); strings.Contains(out, "spare") {
+		t.Errorf("corral status shows a spare without steering:\n%s", out)
+	}
+	b.waitJournal("corral.service", "spares needs steering in the kernel to keep them out of rotation")
 	if out := b.must("corral", "status", "shop"); !strings.Contains(out, "steering   off: steering in the kernel is not available") {
 		t.Errorf("corral status:\n%s", out)
 	}

@@ -50,6 +50,8 @@ type instanceJSON struct {
 	Messages    bool    `json:"messages"`          // its worker is connected for messages
 	Queued      uint32  `json:"queued"`            // connections waiting in its socket's queue (not-accepting)
 	Cordoned    bool    `json:"cordoned"`          // corral cordon: no new connections
+	Spare       bool    `json:"spare"`             // one of the pool's spares: out of rotation
+	StandsFor   *string `json:"stands_for"`        // the instance whose place a spare has taken; null: none
 	Release     string  `json:"release,omitempty"` // the release it runs (corral deploy)
 }
 
@@ -62,7 +64,11 @@ func toJSON(p api.PoolInfo, ins []api.InstanceInfo, now time.Time) poolJSON {
 	for _, in := range ins {
 		ij := instanceJSON{Name: instanceName(in), Unit: in.Unit, Index: in.Index, Phase: in.Phase,
 			ActiveState: in.ActiveState, SubState: in.SubState, Restarts: in.Restarts, Reason: in.Reason,
-			Messages: in.Messages, Queued: in.Queued, Cordoned: in.Cordoned, Release: in.Release}
+			Messages: in.Messages, Queued: in.Queued, Cordoned: in.Cordoned, Spare: in.Spare, Release: in.Release}
+		if in.StandsFor != 0 {
+			name := api.InstanceTarget(in.Pool, int(in.StandsFor))
+			ij.StandsFor = &name
+		}
 		if in.PID != 0 {
 			pid := in.PID
 			ij.PID = &pid
@@ -314,6 +320,12 @@ func phaseCell(in api.InstanceInfo) string {
 	}
 	if in.Cordoned {
 		ph += ", cordoned"
+	}
+	switch {
+	case in.Spare && in.StandsFor != 0:
+		ph += ", spare for " + api.InstanceTarget(in.Pool, int(in.StandsFor))
+	case in.Spare:
+		ph += ", spare"
 	}
 	return ph
 }

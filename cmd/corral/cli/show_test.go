@@ -223,7 +223,8 @@ func TestFormats(t *testing.T) {
 	}
 }
 
-// TestCordonedShown: a cordoned instance says so in its phase, and the
+// TestCordonedShown: a cordoned instance says so in its phase, so does a
+// spare, and the
 // steering of a pool is explained.
 func TestCordonedShown(t *testing.T) {
 	in := api.InstanceInfo{Phase: "running", Cordoned: true}
@@ -233,6 +234,18 @@ func TestCordonedShown(t *testing.T) {
 	in = api.InstanceInfo{Phase: string(api.PhaseNotAccepting), Queued: 3, Cordoned: true}
 	if got := phaseCell(in); got != "not-accepting, 3 queued, cordoned" {
 		t.Errorf("phaseCell = %q", got)
+	}
+	in = api.InstanceInfo{Pool: "app", Phase: "running", Spare: true}
+	if got := phaseCell(in); got != "running, spare" {
+		t.Errorf("phaseCell = %q", got)
+	}
+	in.StandsFor = 2
+	if got := phaseCell(in); got != "running, spare for app@2" {
+		t.Errorf("phaseCell = %q", got)
+	}
+	j := toJSON(api.PoolInfo{Name: "app"}, []api.InstanceInfo{in}, in.Since())
+	if ij := j.Instances[0]; !ij.Spare || ij.StandsFor == nil || *ij.StandsFor != "app@2" {
+		t.Errorf("JSON %+v", ij)
 	}
 	if got := steeringNote("off: steering in the kernel is not available: x"); got != "off: steering in the kernel is not available: x; the pool runs as plain reuseport" {
 		t.Errorf("steeringNote = %q", got)

@@ -35,6 +35,7 @@ type facts struct {
 	mapInto  asm.Register // where it reads that value
 	stackKey int64        // a constant it stores at fp-4, the lookup's key; -1 if none
 	stackRd  []int16      // offsets below fp it reads
+	stackWr  []int16      // offsets below fp it writes
 	movImm   int          // moves of a constant
 	onlyJa   bool         // it is one goto
 	exit     bool
@@ -57,6 +58,8 @@ func factsOf(b *block, fromCtx []bool) facts {
 			f.stackRd = append(f.stackRd, ins.Offset)
 		case op.Class() == asm.StClass && ins.Dst == asm.RFP && ins.Offset == -4:
 			f.stackKey = ins.Constant
+		case (op.Class() == asm.StClass || op.Class() == asm.StXClass) && ins.Dst == asm.RFP:
+			f.stackWr = append(f.stackWr, ins.Offset)
 		case op.JumpOp() == asm.Call && op.Class().IsJump():
 			f.calls = append(f.calls, asm.BuiltinFunc(ins.Constant))
 		case op.JumpOp() == asm.Exit && op.Class().IsJump():
@@ -82,6 +85,9 @@ func factsOf(b *block, fromCtx []bool) facts {
 }
 
 func (f facts) calls1(fn asm.BuiltinFunc) bool { return slices.Contains(f.calls, fn) }
+
+// standbyAt is where the program keeps a bucket's standby, below fp.
+const standbyAt = -8
 
 // rule says what a block that matches it does.
 type rule struct {
@@ -118,6 +124,10 @@ var rules = []rule{
 		}},
 	{stageDying, "a process known",
 		func(f facts) bool { return f.fromMap && f.mapInto == asm.R1 }},
+	{stageDying, "its standby, kept with the bucket's instance: the spare that takes the bucket while the process dies (0: none)?",
+		func(f facts) bool { return slices.Contains(f.stackRd, standbyAt) }},
+	{stageDying, "slot = the standby - 1, once: is its process dying too?",
+		func(f facts) bool { return slices.Contains(f.stackWr, standbyAt) && !f.fromMap }},
 	{stageDying, fmt.Sprintf("tried %d buckets?", steer.Tries),
 		func(f facts) bool { return f.last.Constant == steer.Tries }},
 	{stageDying, "the next bucket, further on",
@@ -136,7 +146,7 @@ var rules = []rule{
 		func(f facts) bool { return f.ctx["hash"] && f.fromMap }},
 	{stageSticky, "mix (lowbias32): neighbouring addresses, unrelated buckets",
 		func(f facts) bool { return f.mul }},
-	{stageBucket, "the bucket's instance: slot+1, 0 for none",
+	{stageBucket, "the bucket's instance: slot+1, 0 for none (its low 16 bits; its standby's above, kept)",
 		func(f facts) bool { return f.fromMap }},
 	{stageBucket, "slot = instance - 1",
 		func(f facts) bool { return len(f.subImm) == 1 && f.subImm[0] == 1 }},
@@ -209,6 +219,8 @@ func meaning(f facts, taken bool) string {
 		return pick("reuseport", "sticky")
 	case imm && j.Constant == int64(steer.EthProtoIPv6):
 		return pick("IPv4", "IPv6")
+	case imm && j.Constant == 0 && slices.Contains(f.stackRd, standbyAt):
+		return pick("none: a bucket further on", "a standby")
 	case imm && j.Constant == steer.Tries:
 		return pick("all dying: the kernel chooses", "")
 	case imm && j.Constant == 1 && f.mapInto == asm.R1:

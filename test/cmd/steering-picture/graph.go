@@ -38,7 +38,8 @@ var inTable = []struct {
 	{false, "leaving for a reload or a recycle: out before it stops, back once ready"},
 	{false, "cordoned (corral cordon POOL@I), until corral uncordon"},
 	{false, "not-accepting: its queue grows and it takes nothing"},
-	{false, "dying or dead: out once the kernel says so (dying) or its pidfd reports the exit; the program skips it before that"},
+	{false, "dying or dead: out once the kernel says so (dying) or its pidfd reports the exit; the program skips it before that, to its standby"},
+	{false, "a spare (spares = N, the highest-numbered instances): the standby of the buckets until an instance of the rotation is out; then in, with exactly that one's buckets, until it is back"},
 }
 
 // wrap breaks s into lines of about width characters.
@@ -178,7 +179,7 @@ func graph(prog asm.Instructions, bs []*block) string {
 		escLines(wrap("slot I-1 holds instance I's listening socket: PID 1's, which corrald copies, puts there and closes at once; the kernel empties a slot when its socket closes", 48)))
 	states := []string{
 		fmt.Sprintf("<b>table</b>: ARRAY of %d u32", steer.Buckets+1+steer.MaxSlots),
-		escLines(wrap(fmt.Sprintf("buckets 0-%d: an instance (slot+1), or 0; entry %d: the mode, 0 reuseport, 1 sticky; then, by slot, the pid of its main process", steer.Buckets-1, steer.Buckets), 64)),
+		escLines(wrap(fmt.Sprintf("buckets 0-%d: an instance (slot+1), or 0, and above it its standby's; entry %d: the mode, 0 reuseport, 1 sticky; then, by slot, the pid of its main process", steer.Buckets-1, steer.Buckets), 64)),
 		"<b>the instances corrald puts in it</b>",
 	}
 	for _, s := range inTable {
