@@ -20,9 +20,11 @@ import (
 
 // The steer suite (issue 17): steering in the kernel against the kernel's
 // plain hash, side by side in one box booted with sdbox.KernelSteering.
-// Two pools of the demo take the same load one after the other: app
-// (steering on, 127.0.0.1:8080) and appoff (steering = false, 18331); a
-// third, sticky (balance = "sticky", 18333), takes the sticky run. The
+// Three pools of the demo take the same load one after the other: app
+// (steering on, 127.0.0.1:8080), appoff (steering = false, 18331) and
+// appspare (steering on and one spare, 18332: one instance more, out of
+// rotation); a fourth, sticky (balance = "sticky", 18333), takes the
+// sticky run. The
 // load is loadgen.go's: it knows which instance answered each request and
 // when it started, so the requests that arrive during a kill, a reload or
 // a cordon are cut out of the run.
@@ -30,7 +32,12 @@ import (
 const (
 	steerOnPort  = 8080
 	steerOffPort = 18331
-	stickyPort   = 18333
+	sparePort    = 18332
+	// The spare part: pools whose instances take slowStart to start.
+	slowPort      = 18334
+	slowSparePort = 18335
+	slowStart     = 2 * time.Second
+	stickyPort    = 18333
 
 	steerConns = 100 // clients of the kill and reload runs
 	killLoad   = 5 * time.Second
@@ -46,7 +53,7 @@ const (
 var steerRounds = 3
 
 // steerParts are the parts of the suite that run (-steer-parts).
-var steerParts = "restart,kill,reload,cordon,sticky"
+var steerParts = "restart,kill,spare,reload,cordon,sticky"
 
 func steerPart(name string) bool { return slices.Contains(strings.Split(steerParts, ","), name) }
 
@@ -58,18 +65,72 @@ var steerProcs int
 
 // steerPool is a pool the suite measures.
 type steerPool struct {
-	name string
-	port int
-	on   bool // steering
+	name   string
+	port   int
+	on     bool // steering
+	spares int  // spares =, beyond the instances in rotation
+	// slow, if not 0, is how long each instance waits before it starts
+	// (a worker that loads for that long: most Node or Python apps take
+	// 0.5–3 s): the demo under sh -c "sleep …; exec corral-demo".
+	slow time.Duration
 }
 
 func (p steerPool) addr() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }
 
 func (p steerPool) label() string {
-	if p.on {
+	switch {
+	case p.spares > 0:
+		return fmt.Sprintf("on, %d spare", p.spares)
+	case p.on:
 		return "on"
 	}
 	return "off"
+}
+
+// startPools writes the pool file of each of pools, with 2 instances in
+// rotation, starts them and waits until they run, steered or not as
+// they ask.
+func startPools(box *sdbox.Box, sh func(...string) (string, error), pools []steerPool) error {
+	for _, p := range pools {
+		if err := box.WriteFile("/etc/corral/pools.d/"+p.name+".toml", []byte(p.file(2)), 0o644); err != nil {
+			return err
+		}
+	}
+	if _, err := sh("systemctl", "daemon-reload"); err != nil {
+		return err
+	}
+	for _, p := range pools {
+		if _, err := sh("corral", "start", p.name); err != nil {
+			return err
+		}
+	}
+	for _, p := range pools {
+		if err := waitActive(sh, p.name+"@*.service", 2+p.spares, time.Minute); err != nil {
+			return err
+		}
+		if err := waitSteering(sh, p.name, p.on); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// file is the pool file of p with n instances in rotation; with p.slow,
+// each instance starts after that long.
+func (p steerPool) file(n int) string {
+	more := ""
+	switch {
+	case !p.on:
+		more = "steering = false"
+	case p.spares > 0:
+		more = fmt.Sprintf("spares = %d", p.spares)
+	}
+	f := steerFile(p.port, n+p.spares, more)
+	if p.slow > 0 {
+		exec := fmt.Sprintf("exec = [\"/bin/sh\", \"-c\", \"sleep %g; exec /usr/libexec/corral/corral-demo\"]", p.slow.Seconds())
+		f = strings.Replace(f, `exec = ["/usr/libexec/corral/corral-demo"]`, exec, 1)
+	}
+	return f
 }
 
 // steerFile is a pool file of n demo instances on port. Many restarts are
@@ -89,26 +150,12 @@ func loadSrc(k int) string { return fmt.Sprintf("127.0.%d.%d", 3+k/250, 1+k%250)
 func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string, error)) error {
 	began := time.Now()
 	defer func() { fmt.Printf("(the steer suite took %v in its box)\n\n", time.Since(began).Round(time.Second)) }()
-	on := steerPool{"app", steerOnPort, true}
-	off := steerPool{"appoff", steerOffPort, false}
-	if err := box.WriteFile("/etc/corral/pools.d/app.toml", []byte(steerFile(steerOnPort, 2, "")), 0o644); err != nil {
+	on := steerPool{"app", steerOnPort, true, 0, 0}
+	off := steerPool{"appoff", steerOffPort, false, 0, 0}
+	spare := steerPool{"appspare", sparePort, true, 1, 0}
+	pools := []steerPool{off, on, spare}
+	if err := startPools(box, sh, pools); err != nil {
 		return err
-	}
-	if err := box.WriteFile("/etc/corral/pools.d/appoff.toml", []byte(steerFile(steerOffPort, 2, "steering = false")), 0o644); err != nil {
-		return err
-	}
-	for _, c := range [][]string{{"systemctl", "daemon-reload"}, {"corral", "start", "app"}, {"corral", "start", "appoff"}} {
-		if _, err := sh(c...); err != nil {
-			return err
-		}
-	}
-	for _, p := range []steerPool{off, on} {
-		if err := waitActive(sh, p.name+"@*.service", 2, time.Minute); err != nil {
-			return err
-		}
-		if err := waitSteering(sh, p.name, p.on); err != nil {
-			return err
-		}
 	}
 	time.Sleep(1500 * time.Millisecond)
 
@@ -137,7 +184,7 @@ func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 		}
 		for _, ka := range []bool{true, false} {
 			for range steerRounds {
-				for _, p := range []steerPool{off, on} {
+				for _, p := range pools {
 					r, err := killRun(ctx, box, sh, p, route, ka)
 					if err != nil {
 						return fmt.Errorf("kill, %s %s: %w", p.name, route, err)
@@ -148,17 +195,22 @@ func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 		}
 	}
 	if len(kills) > 0 {
-		printKills(kills)
+		printKills("SIGKILL of 1 of 2 instances", kills)
+	}
+	if steerPart("spare") {
+		if err := slowKills(ctx, box, sh); err != nil {
+			return fmt.Errorf("spare: %w", err)
+		}
 	}
 
 	// 2. corral reload of 4 instances (and 3, the cordon, on them).
-	for _, p := range []steerPool{off, on} {
-		if _, err := sh("corral", "scale", p.name, "4"); err != nil {
+	for _, p := range pools {
+		if _, err := sh("corral", "scale", p.name, strconv.Itoa(4+p.spares)); err != nil {
 			return err
 		}
 	}
 	var reloads []reloadSteerRow
-	for _, p := range []steerPool{off, on} {
+	for _, p := range pools {
 		if err := waitActive(sh, p.name+"@*.service", 4, time.Minute); err != nil {
 			return err
 		}
@@ -171,7 +223,7 @@ func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 			break
 		}
 		for range steerRounds {
-			for _, p := range []steerPool{off, on} {
+			for _, p := range pools {
 				r, err := reloadRun(ctx, sh, p, ka)
 				if err != nil {
 					return fmt.Errorf("reload, %s: %w", p.name, err)
@@ -192,8 +244,10 @@ func benchSteer(ctx context.Context, box *sdbox.Box, sh func(...string) (string,
 	}
 
 	// 4. Sticky.
-	if _, err := sh("corral", "stop", "appoff"); err != nil {
-		return err
+	for _, p := range []steerPool{off, spare} {
+		if _, err := sh("corral", "stop", p.name); err != nil {
+			return err
+		}
 	}
 	if !steerPart("sticky") {
 		_, err := sh("corral", "stop", "app")
@@ -344,15 +398,16 @@ type killRow struct {
 	window    stats // the new connections that arrived from the kill to the replacement's READY=1
 	// The latencies behind steady and window, for the pooled table.
 	steadyLat, windowLat []time.Duration
-	all                  stats         // every request that started in that window
-	after                stats         // every request that started in the 1 s after READY=1
-	ready                time.Duration // kill to READY=1 of the replacement
-	failed               int           // failed and refused, the whole run
-	failedNew            int           // of them, requests on a new connection that started after the kill
-	open                 int           // connections the killed worker held at the kill (its socket fds, stopped, less those it holds idle)
-	onKilled             int           // keep-alive clients whose connection was on the killed worker
-	queued               int           // arriving requests answered by the replacement: they waited on the killed worker's socket
-	lastQueue            time.Duration // the last of them to start, after the kill; -1 none
+	allLat               []time.Duration // of every request that started in the window
+	all                  stats           // every request that started in that window
+	after                stats           // every request that started in the 1 s after READY=1
+	ready                time.Duration   // kill to READY=1 of the replacement
+	failed               int             // failed and refused, the whole run
+	failedNew            int             // of them, requests on a new connection that started after the kill
+	open                 int             // connections the killed worker held at the kill (its socket fds, stopped, less those it holds idle)
+	onKilled             int             // keep-alive clients whose connection was on the killed worker
+	queued               int             // arriving requests answered by the replacement: they waited on the killed worker's socket
+	lastQueue            time.Duration   // the last of them to start, after the kill; -1 none
 	// The SIGSTOP before the kill, while the connections are counted:
 	// how long it lasted, and the requests that started in it (neither
 	// steady nor arriving: they reach a stopped worker).
@@ -387,8 +442,12 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	// Who uses the CPU from the kill to READY=1: the box's processes that
 	// take part in a restart, by host pid; and the killed worker's, for
 	// the pool's CPU before the kill.
-	watched := map[string]int{"systemd": box.PID(), "killed": host}
-	for name, u := range map[string]string{"corrald": "corral.service", "journald": "systemd-journald.service", "survivor": p.name + "@1.service"} {
+	watched := map[string]int{"systemd": box.PID(), "killed": host, "load": os.Getpid()}
+	units := map[string]string{"corrald": "corral.service", "journald": "systemd-journald.service", "survivor": p.name + "@1.service"}
+	if p.spares > 0 {
+		units["spare"] = p.name + "@3.service"
+	}
+	for name, u := range units {
 		if pid, err := showInt(sh, "MainPID", u); err == nil && pid != 0 {
 			if h, err := hostPID(box, int(pid)); err == nil {
 				watched[name] = h
@@ -398,7 +457,7 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	l := load{addr: p.addr(), path: route, conns: steerConns, keepAlive: keepAlive, src: loadSrc}
 	t0, mono0 := time.Now(), monoNow()
 	res := make(chan []sample, 1)
-	go func() { res <- l.run(ctx, t0, killLoad) }()
+	go func() { res <- l.run(ctx, t0, killLoad+p.slow) }()
 	time.Sleep(time.Until(t0.Add(killAt - cpuWindow)))
 	cpuPre := cpuTimes(watched)
 	time.Sleep(time.Until(t0.Add(killAt)))
@@ -449,7 +508,7 @@ func killRun(ctx context.Context, box *sdbox.Box, sh func(...string) (string, er
 	row.all = statsOf(in, 0)
 	arriving := where(in, func(s sample) bool { return s.newConn })
 	row.window = statsOf(arriving, 0)
-	row.steadyLat, row.windowLat = latencies(between(ss, warm, stop)), latencies(arriving)
+	row.steadyLat, row.windowLat, row.allLat = latencies(between(ss, warm, stop)), latencies(arriving), latencies(in)
 	row.after = statsOf(between(ss, readyAt, readyAt+time.Second), time.Second)
 	row.lastQueue = -1
 	for _, s := range ss {
@@ -536,11 +595,11 @@ func socketFDs(pid int) (int, error) {
 // answered by the survivor, by the replacement, failed, and their
 // slowest.
 func timeline(r killRow, ss []sample, kill, ready time.Duration, old int32) {
-	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v before the kill: %s; after it: %s; new connections by start after the kill (n survivor/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, fmtCPU(r.cpuBefore), fmtCPU(r.cpu))
+	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v before the kill: %s; after it: %s; new connections by start after the kill (n survivor/spare/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, fmtCPU(r.cpuBefore), fmtCPU(r.cpu))
 	const step = 10 * time.Millisecond
 	var b strings.Builder
 	for t := kill; t < ready+50*time.Millisecond; t += step {
-		var n, surv, repl, bad int
+		var n, surv, spare, repl, bad int
 		var mx time.Duration
 		for _, s := range between(ss, t, t+step) {
 			if !s.newConn {
@@ -553,11 +612,13 @@ func timeline(r killRow, ss []sample, kill, ready time.Duration, old int32) {
 				bad++
 			case s.inst == 2 && s.pid != old:
 				repl++
+			case s.inst == 3:
+				spare++
 			default:
 				surv++
 			}
 		}
-		fmt.Fprintf(&b, " +%d:%d %d/%d/%d %.0fms", (t-kill)/time.Millisecond, n, surv, repl, bad, float64(mx)/1e6)
+		fmt.Fprintf(&b, " +%d:%d %d/%d/%d/%d %.0fms", (t-kill)/time.Millisecond, n, surv, spare, repl, bad, float64(mx)/1e6)
 	}
 	fmt.Fprintln(os.Stderr, b.String())
 }
@@ -582,9 +643,19 @@ func modeName(keepAlive bool) string {
 const cpuWindow = 300 * time.Millisecond
 
 // cpuTimes returns the CPU time each process of pids has used, all its
-// threads (schedstat, in ns).
+// threads (schedstat, in ns), and, as "all cores", the time every core of
+// the host spent busy (/proc/stat, in ticks of 10 ms), the load's and the
+// kernel's included.
 func cpuTimes(pids map[string]int) map[string]time.Duration {
 	out := map[string]time.Duration{}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		for k, f := range strings.Fields(line)[1:] {
+			if n, err := strconv.ParseInt(f, 10, 64); err == nil && k != 3 && k != 4 && k < 8 { // not idle, iowait, guest
+				out["all cores"] += time.Duration(n) * 10 * time.Millisecond
+			}
+		}
+	}
 	for name, pid := range pids {
 		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		for _, t := range tasks {
@@ -598,9 +669,37 @@ func cpuTimes(pids map[string]int) map[string]time.Duration {
 	return out
 }
 
-func printKills(rows []killRow) {
-	fmt.Printf("### SIGKILL of 1 of 2 instances\n\n")
-	fmt.Printf("%d clients, one request at a time each, from 127.0.3.1–100; SIGKILL of instance 2 %v into a %v run, steering off then on, %d times each (pooled in the table after this one). Steady: the requests that started from %v to the SIGSTOP that comes before the kill (while the worker's connections are counted). Window: from the SIGKILL to the replacement's READY=1; \"arriving\" are the requests that opened a new connection in it (with Connection: close, all of them). Latencies count failed requests at the time they took to fail. Probes: a new connection every 2 ms from the kill on, for 600 ms, each on its own. Each client sends its next request as soon as the last is answered, which keeps both cores busy: the survivor of a kill carries the whole load on one core until the replacement is ready.\n\n", steerConns, killAt, killLoad, steerRounds, warm)
+// slowKills: SIGKILL of 1 of 2 instances whose start takes slowStart,
+// /cpu?ms=5, with steering and with steering and a spare.
+func slowKills(ctx context.Context, box *sdbox.Box, sh func(...string) (string, error)) error {
+	pools := []steerPool{{"slow", slowPort, true, 0, slowStart}, {"slowspare", slowSparePort, true, 1, slowStart}}
+	if err := startPools(box, sh, pools); err != nil {
+		return err
+	}
+	var kills []killRow
+	for _, ka := range []bool{true, false} {
+		for range steerRounds {
+			for _, p := range pools {
+				r, err := killRun(ctx, box, sh, p, "/cpu?ms=5", ka)
+				if err != nil {
+					return fmt.Errorf("kill, %s: %w", p.name, err)
+				}
+				kills = append(kills, r)
+			}
+		}
+	}
+	printKills(fmt.Sprintf("SIGKILL of 1 of 2 instances that take %v to start, with and without a spare", slowStart), kills)
+	for _, p := range pools {
+		if _, err := sh("corral", "stop", p.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printKills(title string, rows []killRow) {
+	fmt.Printf("### %s\n\n", title)
+	fmt.Printf("%d clients, one request at a time each, from 127.0.3.1–100; SIGKILL of instance 2 %v into a run of %v and its start, steering off, on, and on with a spare (instances = 3, spares = 1, instance 3 out of rotation until one leaves it), %d times each (pooled in the table after this one). Steady: the requests that started from %v to the SIGSTOP that comes before the kill (while the worker's connections are counted). Window: from the SIGKILL to the replacement's READY=1; \"arriving\" are the requests that opened a new connection in it (with Connection: close, all of them). Latencies count failed requests at the time they took to fail. Probes: a new connection every 2 ms from the kill on, for 600 ms, each on its own. Each client sends its next request as soon as the last is answered, which keeps both cores busy: the survivor of a kill carries the whole load on one core until the replacement is ready, unless a spare takes the killed instance's place.\n\n", steerConns, killAt, killLoad, steerRounds, warm)
 	fmt.Printf("| route | connections | steering | steady req/s | steady p50 / p99 | kill → READY=1 | arriving: n, p50 / p99 / max | p99 arriving / steady (bar ≤ 1.5x) | arriving that waited on the killed socket: n, the last started | probes: the last to the killed socket after the kill; the first to the replacement after READY=1 | all requests in the window: n, p99 | p99 in the 1 s after | failed (of them on a new connection after the kill) | killed worker's connections | bar failed ≤ connections | SIGSTOP → SIGKILL; requests started in it (in neither) |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -641,29 +740,35 @@ func printPooledKills(rows []killRow) {
 	type kind struct {
 		route     string
 		keepAlive bool
-		on        bool
+		p         steerPool
 	}
 	var order []kind
 	by := map[kind][]killRow{}
 	for _, r := range rows {
-		k := kind{r.route, r.keepAlive, r.p.on}
+		k := kind{r.route, r.keepAlive, r.p}
 		if by[k] == nil {
 			order = append(order, k)
 		}
 		by[k] = append(by[k], r)
 	}
 	fmt.Printf("The same kills pooled: the requests that arrived in the windows of all the kills of a kind against the steady requests of those kills.\n\n")
-	fmt.Printf("| route | connections | steering | kills | kill → READY=1, fastest–slowest | arriving n | arriving p99, all kills | steady p99, all kills | p99 arriving / steady (bar ≤ 1.5x) | kills within 1.5x on their own | kills with failed ≤ the killed worker's connections | CPU of the serving instances in the %v before the kill → after it, median |\n", cpuWindow)
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| route | connections | steering | kills | kill → READY=1, fastest–slowest | arriving n | arriving p99, all kills | steady p99, all kills | p99 arriving / steady (bar ≤ 1.5x) | kills within 1.5x on their own | kills with failed ≤ the killed worker's connections | CPU of the serving instances in the %v before the kill → after it, median | requests started in the windows per second / steady | every request in the windows: p50, p99 (p99 / steady p99) |\n", cpuWindow)
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range order {
 		rs := by[k]
 		var steady, arriving [][]time.Duration
 		within, failOK := 0, 0
 		lo, hi := rs[0].ready, rs[0].ready
 		var served, serving []time.Duration
+		var all [][]time.Duration
+		var window time.Duration
+		var started int
+		var steadyRate float64
 		for _, r := range rs {
-			served = append(served, r.cpuBefore["survivor"]+r.cpuBefore["killed"])
-			serving = append(serving, r.cpu["survivor"])
+			all, window, started = append(all, r.allLat), window+r.ready, started+r.all.n
+			steadyRate += r.steady.rps / float64(len(rs))
+			served = append(served, r.cpuBefore["survivor"]+r.cpuBefore["killed"]+r.cpuBefore["spare"])
+			serving = append(serving, r.cpu["survivor"]+r.cpu["spare"])
 			steady, arriving = append(steady, r.steadyLat), append(arriving, r.windowLat)
 			if r.window.n > 0 && ratio(r.window.p99, r.steady.p99) <= 1.5 {
 				within++
@@ -678,20 +783,21 @@ func printPooledKills(rows []killRow) {
 			n += len(a)
 		}
 		bar := fmt.Sprintf("%.2fx", ratio(ap99, sp99))
-		if k.on && n > 0 {
+		if k.p.on && n > 0 {
 			if ratio(ap99, sp99) <= 1.5 {
 				bar += " pass"
 			} else {
 				bar += " FAIL"
 			}
 		}
-		label := "off"
-		if k.on {
-			label = "on"
+		who := "the survivor"
+		if k.p.spares > 0 {
+			who = "the survivor and the spare"
 		}
-		fmt.Printf("| %s | %s | %s | %d | %v–%v | %d | %s | %s | %s | %d of %d | %d of %d | %s (2 instances) → %s (the survivor) |\n", k.route, modeName(k.keepAlive), label, len(rs),
+		rate := float64(started) / window.Seconds()
+		fmt.Printf("| %s | %s | %s | %d | %v–%v | %d | %s | %s | %s | %d of %d | %d of %d | %s (2 instances) → %s (%s) | %.0f / %.0f (%.2fx) | %s, %s (%.2fx) |\n", k.route, modeName(k.keepAlive), k.p.label(), len(rs),
 			lo.Round(time.Millisecond), hi.Round(time.Millisecond), n, fmtMS(ap99), fmtMS(sp99), bar, within, len(rs), failOK, len(rs),
-			fmtMS(median(served)), fmtMS(median(serving)))
+			fmtMS(median(served)), fmtMS(median(serving)), who, rate, steadyRate, rate/steadyRate, fmtMS(pooledQuantile(all, 50)), fmtMS(pooledP99(all)), ratio(pooledP99(all), sp99))
 	}
 	fmt.Println()
 }
@@ -707,13 +813,17 @@ func latencies(ss []sample) []time.Duration {
 }
 
 // pooledP99 is the p99 of the latencies of all sets together; 0 for none.
-func pooledP99(sets [][]time.Duration) time.Duration {
+func pooledP99(sets [][]time.Duration) time.Duration { return pooledQuantile(sets, 99) }
+
+// pooledQuantile is the q-th percentile of the latencies of all sets
+// together; 0 for none.
+func pooledQuantile(sets [][]time.Duration, q int) time.Duration {
 	all := slices.Concat(sets...)
 	if len(all) == 0 {
 		return 0
 	}
 	slices.Sort(all)
-	return quantile(all, 99)
+	return quantile(all, q)
 }
 
 // reloadSteerRow is one reload run and its steady run.
@@ -764,7 +874,7 @@ func reloadRun(ctx context.Context, sh func(...string) (string, error), p steerP
 
 func printReloads(rows []reloadSteerRow) {
 	fmt.Printf("### corral reload of 4 instances under load\n\n")
-	fmt.Printf("GET /, %d clients; a steady run of %v, then a run of %v with `corral reload POOL` %v in (the first %v of each run not counted); %d times each, steering off then on.\n\n", steerConns, reloadSteady, reloadLoad, reloadAt, warm, steerRounds)
+	fmt.Printf("GET /, %d clients; a steady run of %v, then a run of %v with `corral reload POOL` %v in (the first %v of each run not counted); %d times each, steering off, on, and on with a spare (a fifth instance, out of rotation).\n\n", steerConns, reloadSteady, reloadLoad, reloadAt, warm, steerRounds)
 	fmt.Printf("| connections | steering | steady req/s | steady p50 / p99 | reload run req/s | reload run p50 / p99 | p99 run / steady (bar ≤ 1.3x) | during the reload: n, p99, max | failed | reload took |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -789,16 +899,20 @@ func printReloads(rows []reloadSteerRow) {
 	fmt.Printf("The same reloads pooled: the requests of all the reload runs of a kind against those of all their steady runs.\n\n")
 	fmt.Printf("| connections | steering | reloads | reload run p99, all runs | steady p99, all runs | p99 run / steady (bar ≤ 1.3x) | runs within 1.3x on their own | failed, all runs |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|\n")
+	var kinds []steerPool
+	for _, r := range rows {
+		if !slices.Contains(kinds, r.p) {
+			kinds = append(kinds, r.p)
+		}
+	}
 	for _, ka := range []bool{true, false} {
-		for _, on := range []bool{false, true} {
+		for _, p := range kinds {
 			var steady, run [][]time.Duration
 			n, within, failed := 0, 0, 0
-			label := "off"
 			for _, r := range rows {
-				if r.keepAlive != ka || r.p.on != on {
+				if r.keepAlive != ka || r.p != p {
 					continue
 				}
-				label = r.p.label()
 				n++
 				steady, run = append(steady, r.steadyLat), append(run, r.runLat)
 				if ratio(r.run.p99, r.steady.p99) <= 1.3 {
@@ -811,14 +925,14 @@ func printReloads(rows []reloadSteerRow) {
 			}
 			sp99, rp99 := pooledP99(steady), pooledP99(run)
 			bar := fmt.Sprintf("%.2fx", ratio(rp99, sp99))
-			if on {
+			if p.on {
 				if ratio(rp99, sp99) <= 1.3 {
 					bar += " pass"
 				} else {
 					bar += " FAIL"
 				}
 			}
-			fmt.Printf("| %s | %s | %d | %s | %s | %s | %d of %d | %d |\n", modeName(ka), label, n, fmtMS(rp99), fmtMS(sp99), bar, within, n, failed)
+			fmt.Printf("| %s | %s | %d | %s | %s | %s | %d of %d | %d |\n", modeName(ka), p.label(), n, fmtMS(rp99), fmtMS(sp99), bar, within, n, failed)
 		}
 	}
 	fmt.Println()
