@@ -42,8 +42,9 @@ type PoolInfo struct {
 	Listen  []string
 	Drained bool // the operator drained it (corral drain): the HAProxy agent answers "drain"
 	// Capacity is the count the pool file asks for (instances, or one per
-	// CPU): the HAProxy agent's 100%, so that corral scale moves a host's
-	// share of the traffic with its instances.
+	// CPU; less its spares, with steering): the HAProxy agent's 100%, so
+	// that corral scale moves a host's share of the traffic with its
+	// instances, and a spare that stands in keeps it.
 	Capacity uint32
 	// Steering is how new connections are steered to the instances: "on"
 	// (a program in the kernel), "off: REASON" where BPF is not available,

@@ -36,6 +36,11 @@ func (s *Status) ListPools(ctx context.Context) ([]api.PoolInfo, error) {
 		for name, p := range pools {
 			info := p.info(name, s.co.cfg.CPUs)
 			info.Steering = steering(p.cfg, s.st)
+			if info.Steering == "on" && p.cfg.Spares > 0 {
+				// The spares stand in for the instances that leave:
+				// the host's share is that of its rotation.
+				info.Capacity = uint32(max(1, int(info.Capacity)-p.cfg.Spares))
+			}
 			out = append(out, info)
 		}
 	})

@@ -419,8 +419,9 @@ func TestExitedSpare(t *testing.T) {
 }
 
 // TestListSpares: ListInstances shows the pool's spares, with the instance
-// each in rotation stands for; without steering on the host there are
-// none, as every instance then takes connections.
+// each in rotation stands for, and ListPools' capacity is the rotation's;
+// without steering on the host there are none, as every instance then
+// takes connections.
 func TestListSpares(t *testing.T) {
 	sd := runningApp()
 	c := New(testConfig(t, "spares = 1\n"), sd)
@@ -442,8 +443,15 @@ func TestListSpares(t *testing.T) {
 	if is, _ := tc.ListInstances(ctx, "app"); !is[1].Spare || is[1].StandsFor != 1 {
 		t.Errorf("app@2 standing for app@1: %+v", is[1])
 	}
+	// The HAProxy agent's 100% is the rotation: one instance.
+	if ps, _ := tc.ListPools(ctx); len(ps) != 1 || ps[0].Capacity != 1 {
+		t.Errorf("ListPools with one spare of 2: %+v", ps)
+	}
 	tc.Status.st = testSteerer(t, tc, steer.ErrUnavailable)
 	if is, _ := tc.ListInstances(ctx, "app"); is[1].Spare {
 		t.Errorf("a spare without steering: %+v", is[1])
+	}
+	if ps, _ := tc.ListPools(ctx); len(ps) != 1 || ps[0].Capacity != 2 {
+		t.Errorf("ListPools with a spare, steering off: %+v", ps)
 	}
 }
