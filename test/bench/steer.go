@@ -595,30 +595,30 @@ func socketFDs(pid int) (int, error) {
 // answered by the survivor, by the replacement, failed, and their
 // slowest.
 func timeline(r killRow, ss []sample, kill, ready time.Duration, old int32) {
-	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v before the kill: %s; after it: %s; new connections by start after the kill (n survivor/spare/replacement/failed max)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, fmtCPU(r.cpuBefore), fmtCPU(r.cpu))
+	fmt.Fprintf(os.Stderr, "kill %s %s %s: READY=1 at +%v; CPU in the %v before the kill: %s; after it: %s; new connections by start after the kill (n survivor/spare/replacement/failed, the slowest of each)\n", r.p.name, r.route, modeName(r.keepAlive), (ready - kill).Round(time.Millisecond), cpuWindow, fmtCPU(r.cpuBefore), fmtCPU(r.cpu))
 	const step = 10 * time.Millisecond
 	var b strings.Builder
 	for t := kill; t < ready+50*time.Millisecond; t += step {
-		var n, surv, spare, repl, bad int
-		var mx time.Duration
+		var n int
+		var by [4]int // survivor, spare, replacement, failed
+		var slowest [4]time.Duration
 		for _, s := range between(ss, t, t+step) {
 			if !s.newConn {
 				continue
 			}
-			n++
-			mx = max(mx, s.lat)
+			k := 0
 			switch {
 			case s.out != okay:
-				bad++
+				k = 3
 			case s.inst == 2 && s.pid != old:
-				repl++
+				k = 2
 			case s.inst == 3:
-				spare++
-			default:
-				surv++
+				k = 1
 			}
+			n, by[k], slowest[k] = n+1, by[k]+1, max(slowest[k], s.lat)
 		}
-		fmt.Fprintf(&b, " +%d:%d %d/%d/%d/%d %.0fms", (t-kill)/time.Millisecond, n, surv, spare, repl, bad, float64(mx)/1e6)
+		fmt.Fprintf(&b, " +%d:%d %d/%d/%d/%d %.0f/%.0f/%.0f/%.0fms", (t-kill)/time.Millisecond, n, by[0], by[1], by[2], by[3],
+			float64(slowest[0])/1e6, float64(slowest[1])/1e6, float64(slowest[2])/1e6, float64(slowest[3])/1e6)
 	}
 	fmt.Fprintln(os.Stderr, b.String())
 }
