@@ -39,7 +39,7 @@ func (s *Status) ListPools(ctx context.Context) ([]api.PoolInfo, error) {
 			if info.Steering == "on" && p.cfg.Spares > 0 {
 				// The spares stand in for the instances that leave:
 				// the host's share is that of its rotation.
-				info.Capacity = uint32(max(1, int(info.Capacity)-p.cfg.Spares))
+				info.Capacity = uint32(units.InRotation(int(info.Capacity), p.cfg.Spares))
 			}
 			out = append(out, info)
 		}
@@ -146,7 +146,7 @@ func (s *Status) ListInstances(ctx context.Context, pool string) ([]api.Instance
 	out := v.instances(pool, o, connected)
 	markStuck(out, s.acc.Stuck(pool), s.co.cfg.Now())
 	if v.spares > 0 && s.st.Off() == nil {
-		markSpares(out, max(1, v.count-v.spares), v.count, s.st.Stands(pool))
+		markSpares(out, units.InRotation(v.count, v.spares), v.count, s.st.Stands(pool))
 	}
 	s.readCounters(ctx, out)
 	return out, nil

@@ -522,7 +522,7 @@ func regular(p steered) int {
 	if p.cfg == nil {
 		return p.count
 	}
-	return max(1, p.count-p.cfg.Spares)
+	return units.InRotation(p.count, p.cfg.Spares)
 }
 
 // set makes g's table from the slots that serve (serving, sorted, with

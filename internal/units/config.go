@@ -223,6 +223,11 @@ type Pool struct {
 	Sandbox        Sandbox
 }
 
+// InRotation is how many of count instances take new connections when
+// spares of them are kept out of rotation: all but the spares, at least
+// one.
+func InRotation(count, spares int) int { return max(1, count-spares) }
+
 // Error is one problem found in a pool file, at a position in it when known.
 type Error struct {
 	File string

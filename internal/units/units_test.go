@@ -896,3 +896,13 @@ func TestReleaseRendersNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestInRotation: the spares leave the others in rotation, and never
+// none.
+func TestInRotation(t *testing.T) {
+	for _, tc := range []struct{ count, spares, want int }{{3, 1, 2}, {4, 0, 4}, {1, 1, 1}, {2, 5, 1}} {
+		if got := InRotation(tc.count, tc.spares); got != tc.want {
+			t.Errorf("InRotation(%d, %d) = %d, want %d", tc.count, tc.spares, got, tc.want)
+		}
+	}
+}
